@@ -331,7 +331,7 @@ def encode(texts: list[str], labels, tokenizer, max_length: int, use_disk_cache:
             pass  # a corrupt cache file is rebuilt below
     out = tokenizer(list(texts), truncation=True, max_length=max_length, padding="max_length", return_tensors="pt")
     mask = out["attention_mask"].to(torch.int64)
-    enc = Encoded(out["input_ids"].to(torch.int64), mask, torch.as_tensor(np.asarray(labels), dtype=torch.long), mask.sum(1))
+    enc = Encoded(out["input_ids"].to(torch.int64), mask, torch.tensor(np.asarray(labels, dtype=np.int64)), mask.sum(1))
     _MEMORY_CACHE[key] = enc
     if use_disk_cache:
         try:

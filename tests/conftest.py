@@ -1,0 +1,75 @@
+"""Shared fixtures.  Tests run quiet, offline and on CPU; ../shared/datasets is optional."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+os.environ["PAPERLIB_QUIET"] = "1"
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+REPO = Path(__file__).resolve().parents[1]
+_SHARED = os.environ.get("PAPERLIB_DATA_DIR") or str(REPO.parent / "shared" / "datasets")
+SHARED_DATASETS = Path(_SHARED) if Path(_SHARED).is_dir() else None
+
+
+@pytest.fixture(autouse=True)
+def _isolate(monkeypatch, tmp_path_factory):
+    """No test sees the user's data dir or cache: each session gets its own token cache."""
+    monkeypatch.delenv("PAPERLIB_DATA_DIR", raising=False)
+    monkeypatch.setenv("PAPERLIB_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture
+def shared_datasets() -> Path:
+    """../shared/datasets (or $PAPERLIB_DATA_DIR as CI sets it); skip cleanly where absent."""
+    if SHARED_DATASETS is None:
+        pytest.skip("../shared/datasets is absent (set PAPERLIB_DATA_DIR to a copy to run this test)")
+    return SHARED_DATASETS
+
+
+WORDS = {0: "apple banana cherry grape melon", 1: "engine wheel brake tyre gear", 2: "goal match team score league"}
+
+
+def write_synthetic(folder: Path, n_per_class: int = 60, classes: int = 3, seed: int = 0, layout: str = "all") -> Path:
+    """A small dataset whose label is given away by its words (learnable by a tiny model)."""
+    rng = np.random.default_rng(seed)
+    filler = "the a of and to in is it that on".split()
+    rows = []
+    for label in range(classes):
+        vocab = WORDS[label % len(WORDS)].split()
+        for _ in range(n_per_class):
+            n = int(rng.integers(4, 20))
+            words = [rng.choice(vocab) if rng.random() < 0.5 else rng.choice(filler) for _ in range(n)]
+            rows.append((" ".join(words), label))
+    df = pd.DataFrame(rows, columns=["text", "label"]).sample(frac=1.0, random_state=seed).reset_index(drop=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    if layout == "all":
+        df.to_csv(folder / "all.csv", index=False)
+    else:
+        cut = int(0.75 * len(df))
+        df.iloc[:cut].to_csv(folder / "train.csv", index=False)
+        df.iloc[cut:].to_csv(folder / "test.csv", index=False)
+    return folder
+
+
+@pytest.fixture
+def synthetic_folder(tmp_path) -> Path:
+    return write_synthetic(tmp_path / "synth")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A fine-tuned ``random:tiny`` (4 layers) on the synthetic data with the ``tiny`` preset."""
+    from paperlib.config import get_preset
+    from paperlib.experiment import prepare
+
+    base = tmp_path_factory.mktemp("tinyrun")
+    os.environ["PAPERLIB_CACHE_DIR"] = str(base / "cache")
+    folder = write_synthetic(base / "synth", n_per_class=70)
+    return prepare(str(folder), "random:tiny", get_preset("tiny"), base / "runs", device="cpu", progress=False)
