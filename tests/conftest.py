@@ -72,4 +72,4 @@ def tiny_run(tmp_path_factory):
     base = tmp_path_factory.mktemp("tinyrun")
     os.environ["PAPERLIB_CACHE_DIR"] = str(base / "cache")
     folder = write_synthetic(base / "synth", n_per_class=70)
-    return prepare(str(folder), "random:tiny", get_preset("tiny"), base / "runs", device="cpu", progress=False)
+    return prepare(str(folder), "random:tiny", get_preset("tiny", finetune_epochs=15, lr=3e-3), base / "runs", device="cpu", progress=False)
