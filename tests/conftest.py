@@ -14,7 +14,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 REPO = Path(__file__).resolve().parents[1]
-_SHARED = os.environ.get("PAPERLIB_DATA_DIR") or str(REPO.parent / "shared" / "datasets")
+_SHARED = os.environ.get("PAPERLIB_TEST_DATA_DIR") or str(REPO.parent / "shared" / "datasets")
 SHARED_DATASETS = Path(_SHARED) if Path(_SHARED).is_dir() else None
 
 
@@ -27,9 +27,9 @@ def _isolate(monkeypatch, tmp_path_factory):
 
 @pytest.fixture
 def shared_datasets() -> Path:
-    """../shared/datasets (or $PAPERLIB_DATA_DIR as CI sets it); skip cleanly where absent."""
+    """../shared/datasets (or $PAPERLIB_TEST_DATA_DIR, which CI sets); skip cleanly where absent."""
     if SHARED_DATASETS is None:
-        pytest.skip("../shared/datasets is absent (set PAPERLIB_DATA_DIR to a copy to run this test)")
+        pytest.skip("../shared/datasets is absent (set PAPERLIB_TEST_DATA_DIR to a copy to run this test)")
     return SHARED_DATASETS
 
 
