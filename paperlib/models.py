@@ -124,7 +124,8 @@ def load_model(name: str, num_labels: int | None = None, class_names=None, attn_
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()  # "newly initialized classifier" warnings are expected here
         try:
-            model = AutoModelForSequenceClassification.from_pretrained(_resolve(name), attn_implementation=attn_implementation, **kwargs)
+            model = AutoModelForSequenceClassification.from_pretrained(
+                _resolve(name), attn_implementation=attn_implementation, dtype=torch.float32, **kwargs)
         except (OSError, ValueError) as exc:
             raise PaperlibError(f"cannot load model {name!r}: {str(exc).splitlines()[0]}") from None
         finally:
