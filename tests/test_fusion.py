@@ -1,0 +1,221 @@
+"""Strategic fusion: rows, LR / RF fits, protocols, and pruning with a fitted model through the engine."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+
+from paperlib.errors import PaperlibError
+from paperlib.fusion import (dataset_rows, fit_fusion, fusion_rows, fusion_strategy, fusion_weights, rows_for,
+                             run_fusion, single_signal_folders, strategy_name)
+from paperlib.io import write_json
+from paperlib.models import kept_layers
+from paperlib.strategies import SIGNALS
+
+S = list(SIGNALS)
+
+
+def _signal_rows(layers, values: dict, strategy="Activation-Mean", step=1, seed=0):
+    """Signals of the remaining ``layers``: given columns from ``values``, every other signal constant."""
+    df = pd.DataFrame({"strategy": strategy, "seed": seed, "step": step, "layer": layers})
+    for s in S:
+        df[s] = values.get(s, [7.0] * len(layers))
+    df["Block-Influence"] = 0.5
+    return df
+
+
+# ---------------------------------------------------------------- rows
+
+def test_fusion_rows_zscore_removed_layer_and_accuracy_change():
+    # step 1: layers 0,1,2, layer 1 removed; step 2: layers 0,2, layer 0 removed
+    signals = pd.concat([
+        _signal_rows([0, 1, 2], {"Activation-Mean": [1.0, 2.0, 3.0], "Weight-Entropy": [0.0, 0.0, 3.0]}, step=1),
+        _signal_rows([0, 2], {"Activation-Mean": [1.0, 3.0], "Weight-Entropy": [0.0, 3.0]}, step=2),
+        _signal_rows([0, 1, 2], {}, strategy="Random", step=1),  # not a single-signal run: ignored
+    ])
+    curves = pd.DataFrame({"strategy": ["Activation-Mean"] * 2 + ["Random"], "seed": 0, "step": [1, 2, 1],
+                           "removed": [1, 0, 2], "kept": ["0,2", "2", "0,1"], "val_acc": [0.85, 0.70, 0.1]})
+    rows = fusion_rows(signals, curves, base_val_acc=0.90, dataset="d")
+    assert list(rows.columns) == ["dataset", "strategy", "step", "layer", *S, "target"]
+    assert rows["strategy"].tolist() == ["Activation-Mean"] * 2 and rows["layer"].tolist() == [1, 0]
+    # by hand: layer 1's Activation-Mean is the mean -> 0; Weight-Entropy (0,0,3): mean 1, sd sqrt(2)
+    assert rows.loc[0, "Activation-Mean"] == pytest.approx(0.0)
+    assert rows.loc[0, "Weight-Entropy"] == pytest.approx(-1 / np.sqrt(2))
+    assert rows.loc[1, "Activation-Mean"] == pytest.approx(-1.0) and rows.loc[1, "Weight-Entropy"] == pytest.approx(-1.0)
+    constant = [s for s in S if s not in ("Activation-Mean", "Weight-Entropy")]
+    assert (rows[constant] == 0).all().all()  # a constant signal scores 0
+    assert rows["target"].tolist() == pytest.approx([0.85 - 0.90, 0.70 - 0.85])
+    assert (rows["dataset"] == "d").all()
+
+
+def test_fusion_rows_missing_signals_is_a_clear_error():
+    curves = pd.DataFrame({"strategy": ["Activation-Mean"], "seed": 0, "step": [1], "removed": [1],
+                           "kept": ["0"], "val_acc": [0.5]})
+    with pytest.raises(PaperlibError, match="signals"):
+        fusion_rows(_signal_rows([0, 2], {}), curves, 0.9)
+    with pytest.raises(PaperlibError, match="paperlib prune"):
+        fusion_rows(_signal_rows([0, 1], {}), curves.assign(strategy="Random"), 0.9)
+
+
+# ---------------------------------------------------------------- models
+
+def _features(n, seed):
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(rng.normal(size=(n, len(S))) * rng.uniform(0.5, 3.0, len(S)) + rng.normal(size=len(S)), columns=S)
+
+
+def test_linear_regression_recovers_generating_coefficients():
+    w = np.linspace(-1.0, 1.0, len(S))
+    x = _features(200, 0)
+    rows = x.assign(target=x.to_numpy() @ w + 0.25)
+    pipe = fit_fusion(rows, "lr")
+    scaler, lr = pipe[0], pipe[-1]
+    # effective coefficients on the raw features: coef / scale
+    assert lr.coef_ / scaler.scale_ == pytest.approx(w, abs=1e-8)
+    probe = _features(20, 1)
+    assert pipe.predict(probe) == pytest.approx(probe.to_numpy() @ w + 0.25, abs=1e-8)
+    weights = fusion_weights(pipe, fit_fusion(rows, "rf"))
+    assert weights["signal"].tolist() == S
+    assert weights["lr_coefficient"].to_numpy() == pytest.approx(w * scaler.scale_, abs=1e-8)
+    assert weights["rf_importance"].sum() == pytest.approx(1.0)
+
+
+def test_random_forest_beats_linear_regression_on_an_interaction():
+    def make(n, seed):
+        x = _features(n, seed)
+        return x.assign(target=x["Activation-Mean"] * x["Gradient-Fisher"])
+    train, test = make(600, 2), make(300, 3)
+    errors = {k: np.mean((fit_fusion(train, k).predict(test[S]) - test["target"]) ** 2) for k in ("lr", "rf")}
+    assert errors["rf"] < 0.5 * errors["lr"]
+
+
+def test_fitted_pipeline_pickles_and_chooses_highest_prediction(tmp_path):
+    x = _features(100, 4)
+    rows = x.assign(target=-x["Activation-Mean"])  # low Activation-Mean = harmless
+    pipe = fit_fusion(rows, "lr")
+    joblib.dump(pipe, tmp_path / "p.joblib")
+    again = joblib.load(tmp_path / "p.joblib")
+    assert again.predict(x[S]) == pytest.approx(pipe.predict(x[S]))
+    signals = _signal_rows([0, 3, 5], {"Activation-Mean": [2.0, -1.0, 4.0]})
+    assert fusion_strategy(again, "Linear-Regression").choose(signals) == 3
+    with pytest.raises(PaperlibError, match="lr"):
+        fit_fusion(rows, "svm")
+
+
+# ---------------------------------------------------------------- protocols
+
+def _fake_run_folder(root, name, seed, n_layers=4, poison=False, strategies=S):
+    """A run folder with hand-made single-signal curves and signals (random values)."""
+    rng = np.random.default_rng(seed)
+    folder = root / name
+    folder.mkdir(parents=True)
+    sig_parts, curve_rows = [], []
+    for strategy in strategies:
+        kept, val = list(range(n_layers)), 0.9
+        for step in range(1, n_layers):
+            sig_parts.append(_signal_rows(kept, {s: rng.normal(size=len(kept)) for s in S}, strategy, step))
+            removed = kept[int(rng.integers(len(kept)))]
+            kept = [i for i in kept if i != removed]
+            val = val - rng.uniform(0, 0.1) + (50.0 if poison else 0.0)
+            curve_rows.append((strategy, 0, step, removed, ",".join(map(str, kept)), val, val, 1, 4))
+    pd.concat(sig_parts).to_parquet(folder / "signals.parquet")
+    pd.DataFrame(curve_rows, columns=["strategy", "seed", "step", "removed", "kept", "val_acc", "test_acc",
+                                      "n_params", "bytes"]).to_parquet(folder / "curves.parquet")
+    write_json({"val_acc": 0.9, "test_acc": 0.9, "n_params": 10, "bytes": 40}, folder / "metrics.json")
+    return folder
+
+
+def test_transfer_never_sees_the_held_out_dataset(tmp_path):
+    for i, name in enumerate("abc"):
+        _fake_run_folder(tmp_path, name, seed=i)
+    _fake_run_folder(tmp_path, "random_only", seed=9, strategies=["Random"])
+    assert sorted(single_signal_folders(tmp_path)) == ["a", "b", "c"]
+    rows = rows_for("transfer", "a", tmp_path)
+    assert set(rows["dataset"]) == {"b", "c"} and len(rows) == 2 * 12 * 3
+    probe = _features(30, 5)
+    before = {k: fit_fusion(rows, k).predict(probe) for k in ("lr", "rf")}
+    # poison the held-out dataset: other signals, targets 50 points off
+    shutil.rmtree(tmp_path / "a")
+    _fake_run_folder(tmp_path, "a", seed=123, poison=True)
+    again = rows_for("transfer", "a", tmp_path)
+    pd.testing.assert_frame_equal(again, rows)
+    for k in ("lr", "rf"):
+        assert fit_fusion(again, k).predict(probe) == pytest.approx(before[k], abs=0)
+    # within uses a's own (poisoned) rows, and so differs from transfer
+    within = rows_for("within", "a", tmp_path)
+    assert set(within["dataset"]) == {"a"} and within["target"].max() > 40
+    assert not np.allclose(fit_fusion(within, "lr").predict(probe), before["lr"])
+
+
+def test_transfer_without_other_datasets_is_a_clear_error(tmp_path):
+    _fake_run_folder(tmp_path, "a", seed=0)
+    with pytest.raises(PaperlibError, match="other than 'a'"):
+        rows_for("transfer", "a", tmp_path)
+    with pytest.raises(PaperlibError, match="protocol"):
+        rows_for("sideways", "a", tmp_path)
+
+
+# ---------------------------------------------------------------- through the pruning engine
+
+HARMLESS = 2
+
+
+def fake_signals(model, calib, **kwargs):
+    """Deterministic per-layer signals; layer 2 has by far the lowest Activation-Mean."""
+    layers = kept_layers(model)
+    df = pd.DataFrame({"layer": layers})
+    for j, s in enumerate(S):
+        df[s] = [np.sin(1.3 * (l + 1) * (j + 1)) for l in layers]
+    df["Activation-Mean"] = [-5.0 if l == HARMLESS else float(l) for l in layers]
+    df["Block-Influence"] = 0.1
+    return df
+
+
+@pytest.fixture
+def run_copy(tiny_run, tmp_path):
+    folder = tmp_path / "runs" / "synth"
+    shutil.copytree(tiny_run.folder, folder, ignore=shutil.ignore_patterns("*.parquet", "fusion*", "model"))
+    return dataclasses.replace(tiny_run, folder=folder)
+
+
+def test_fusion_pruning_removes_the_layer_its_model_calls_harmless(run_copy):
+    from paperlib.pruning import run_pruning
+
+    x = _features(200, 6)
+    rows = x.assign(target=-0.1 * x["Activation-Mean"])  # the lower Activation-Mean, the safer the removal
+    strategies = [fusion_strategy(fit_fusion(rows, k), strategy_name(k)) for k in ("lr", "rf")]
+    curves = run_pruning(run_copy, strategies, signal_fn=fake_signals)
+    first = curves[curves["step"] == 1].set_index("strategy")["removed"]
+    assert first.to_dict() == {"Linear-Regression": HARMLESS, "Random-Forest": HARMLESS}
+
+
+def test_run_fusion_end_to_end(run_copy):
+    from paperlib.pruning import Pruner, run_pruning
+
+    pruner = Pruner(run_copy, fake_signals)
+    run_pruning(run_copy, S, pruner=pruner)
+    result = run_fusion(run_copy, "within", pruner=pruner)
+    folder, n_steps = run_copy.folder, len(kept_layers(run_copy.model)) - 1
+    saved_rows = pd.read_parquet(folder / "fusion_rows.parquet")
+    assert len(saved_rows) == 12 * n_steps and set(saved_rows["dataset"]) == {"synth"}
+    pd.testing.assert_frame_equal(saved_rows, dataset_rows(folder, run_copy.metrics["val_acc"]))
+    # step 1 of every single-signal run starts from M_0's validation accuracy
+    curves = pd.read_parquet(folder / "curves.parquet")
+    first = curves[(curves["step"] == 1) & curves["strategy"].isin(S)].set_index("strategy")["val_acc"]
+    step1 = saved_rows[saved_rows["step"] == 1].set_index("strategy")["target"]
+    assert step1.to_numpy() == pytest.approx((first.reindex(step1.index) - run_copy.metrics["val_acc"]).to_numpy())
+    saved = joblib.load(folder / "fusion_within.joblib")
+    assert saved["trained_on"] == ["synth"]
+    probe = _features(5, 7)
+    assert saved["rf"].predict(probe) == pytest.approx(result.pipelines["rf"].predict(probe))
+    assert set(result.curves["strategy"]) == {"Linear-Regression", "Random-Forest"}
+    assert result.curves.groupby("strategy")["step"].max().tolist() == [n_steps, n_steps]
+    weights = pd.read_csv(folder / "fusion_weights.csv")
+    assert len(weights) == 12 and set(weights["protocol"]) == {"within"}
+    with pytest.raises(PaperlibError, match="other than 'synth'"):
+        run_fusion(run_copy, "transfer", pruner=pruner)
