@@ -69,7 +69,7 @@ def cmd_fuse(args) -> None:
 def cmd_distill(args) -> None:
     from .distill import distill_command
 
-    distill_command(_prepare(args), depths=args.depths, compile=args.compile, progress=False if args.quiet else None)
+    distill_command(_prepare(args), depths=args.depths, compile=args.compile, progress=False if args.quiet else None, strategy=args.strategy)
 
 
 def cmd_table(args) -> None:
@@ -125,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--depths", default="all", help="'all' (k = 1..L-1 and k*), 'best' (k* only) or a comma list of k")
     p.add_argument("--compile", action="store_true", help="torch.compile the student (CUDA)")
+    p.add_argument("--strategy", default="Random-Forest", help="whose pruned curve to distil (any strategy in curves.parquet)")
     p.set_defaults(func=cmd_distill)
 
     p = sub.add_parser("table", help="print Table 1, distillation/ATS columns and the claims check",

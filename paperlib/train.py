@@ -1,14 +1,18 @@
 """One training loop and one evaluation loop, shared by fine-tuning and distillation.
 
 AdamW with linear warm-up then linear decay, seeded.  On CUDA: bf16 autocast (SDPA attention is the
-model's default) and fused AdamW; on CPU: plain fp32.  Under ``torchrun`` the model is wrapped in
-DistributedDataParallel and each rank takes every world-size-th batch, so one code path serves any
-GPU count."""
+model's default) and fused AdamW; on CPU: plain fp32.  Under ``torchrun`` (WORLD_SIZE > 1) the process
+group is initialised on first use, each rank trains on cuda:LOCAL_RANK inside DistributedDataParallel
+and takes every world-size-th batch (the same number of steps on every rank), so one code path serves
+any GPU count.  An epoch's batches are gathered on the device before its first step: the steps
+themselves copy nothing from the host and read no value back (the loss is read every 10 steps only
+when a progress bar shows it)."""
 
 from __future__ import annotations
 
 import math
 import os
+import time
 from typing import Callable
 
 import torch
@@ -19,7 +23,27 @@ from .data import Encoded, length_batches
 
 
 def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """cuda (cuda:LOCAL_RANK under torchrun) if available, else cpu."""
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    if "LOCAL_RANK" in os.environ:
+        return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+    return torch.device("cuda")
+
+
+def init_distributed() -> tuple[int, int]:
+    """Start the process group when launched by ``torchrun`` with WORLD_SIZE > 1; return (rank, world)."""
+    dist = torch.distributed
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and dist.is_available() and not dist.is_initialized():
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return _dist()
+
+
+def is_main_process() -> bool:
+    """True on rank 0 (or without torch.distributed): the process that writes files and prints."""
+    return _dist()[0] == 0
 
 
 def progress_enabled(flag: bool | None = None) -> bool:
@@ -60,24 +84,31 @@ def cross_entropy_loss(logits: torch.Tensor, batch: dict, index: torch.Tensor) -
 
 def train(model: nn.Module, data: Encoded, *, epochs: int, lr: float, batch_size: int = 32, seed: int = 0,
           warmup_ratio: float = 0.1, weight_decay: float = 0.01, loss_fn: LossFn = cross_entropy_loss,
-          device: torch.device | str | None = None, progress: bool | None = None, compile: bool = False,
+          device: torch.device | str | None = None, progress: bool | None = None, compile: bool | str = False,
           multiple_of: int = 1, desc: str = "train") -> dict:
-    """Train ``model`` in place on ``data``; return {'steps', 'final_loss', 'examples'}.
+    """Train ``model`` in place on ``data``; return {'steps', 'final_loss', 'examples', 'epoch_seconds'}.
 
     ``loss_fn(logits, batch, index)`` gets the batch tensors and the examples' indices into ``data``
-    (distillation uses them to look up cached teacher logits)."""
+    (on the training device; distillation uses them to look up cached teacher logits).
+    ``compile`` wraps the forward in ``torch.compile(dynamic=False)`` (a string picks the mode, e.g.
+    ``"reduce-overhead"`` for CUDA graphs): give ``multiple_of`` (e.g. 32) so that length buckets keep
+    the number of shapes, hence recompiles, small."""
+    rank, world = init_distributed()
     device = torch.device(device) if device is not None else default_device()
-    rank, world = _dist()
     torch.manual_seed(seed)
     model.to(device).train()
-    data = data.to(device)
+    host_data, data = data.to("cpu"), data.to(device)
     forward = model
     if world > 1:
-        forward = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    if compile:
-        forward = torch.compile(forward, dynamic=False)
+        forward = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None, gradient_as_bucket_view=True)
+    if compile:  # True, or a torch.compile mode such as "reduce-overhead" (CUDA graphs)
+        forward = torch.compile(forward, dynamic=False, mode=compile if isinstance(compile, str) else None)
+    graphs = isinstance(compile, str) and compile != "default" and "no-cudagraphs" not in compile
     batches_per_epoch = math.ceil(len(data) / batch_size)
-    steps_per_epoch = math.ceil(batches_per_epoch / world)
+    # every rank must take the same number of steps (DDP all-reduces each one): the last
+    # batches_per_epoch % world batches of an epoch are left out when the ranks cannot share them
+    steps_per_epoch = max(1, batches_per_epoch // world) if world > 1 else batches_per_epoch
     total = max(1, steps_per_epoch * epochs)
     warmup = int(warmup_ratio * total)
     decay, no_decay = [], []
@@ -88,12 +119,17 @@ def train(model: nn.Module, data: Encoded, *, epochs: int, lr: float, batch_size
                             lr=lr, fused=device.type == "cuda")
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (total - s) / max(1, total - warmup)))
-    step, loss_value = 0, float("nan")
-    bar = tqdm(total=total, desc=desc, disable=not progress_enabled(progress) or rank != 0)
+    step, loss = 0, None
+    show = progress_enabled(progress) and rank == 0
+    bar = tqdm(total=total, desc=desc, disable=not show)
+    epoch_seconds = []
     for epoch in range(epochs):
-        batches = list(length_batches(data, batch_size, shuffle=True, seed=seed * 1000 + epoch, multiple_of=multiple_of))
+        t0 = time.perf_counter()
+        batches = _device_batches(host_data, data, batch_size, seed * 1000 + epoch, multiple_of)
         batches = batches[rank::world][:steps_per_epoch]
         for index, batch in batches:
+            if graphs:
+                torch.compiler.cudagraph_mark_step_begin()
             with _autocast(device):
                 logits = forward(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
             loss = loss_fn(logits, batch, index)
@@ -102,13 +138,34 @@ def train(model: nn.Module, data: Encoded, *, epochs: int, lr: float, batch_size
             opt.step()
             sched.step()
             step += 1
-            if step % 10 == 0 or step == total:
-                loss_value = float(loss.detach())
-                bar.set_postfix(loss=f"{loss_value:.3f}")
+            if show and (step % 10 == 0 or step == total):
+                bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
             bar.update(1)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        epoch_seconds.append(time.perf_counter() - t0)
     bar.close()
     model.eval()
-    return {"steps": step, "final_loss": loss_value, "examples": step * batch_size * world}
+    return {"steps": step, "final_loss": float(loss.detach()) if loss is not None else float("nan"),
+            "examples": step * batch_size * world, "epoch_seconds": epoch_seconds}
+
+
+def _device_batches(host_data: Encoded, data: Encoded, batch_size: int, seed: int, multiple_of: int) -> list:
+    """One epoch of shuffled length-bucketed batches, gathered on ``data``'s device up front.
+
+    Batch composition and widths come from the host copy (no device reads); the indices go to the
+    device in one copy, and each batch's ``index`` (for ``loss_fn``) already lives there."""
+    plan = [(idx, b["input_ids"].shape[1])
+            for idx, b in length_batches(host_data, batch_size, shuffle=True, seed=seed, multiple_of=multiple_of)]
+    if not plan:
+        return []
+    all_idx = torch.cat([idx for idx, _ in plan]).to(data.input_ids.device, non_blocking=True)
+    out = []
+    for dev_idx, (_, width) in zip(torch.split(all_idx, [len(idx) for idx, _ in plan]), plan):
+        out.append((dev_idx, {"input_ids": data.input_ids[dev_idx, :width],
+                              "attention_mask": data.attention_mask[dev_idx, :width],
+                              "labels": data.labels[dev_idx]}))
+    return out
 
 
 @torch.inference_mode()

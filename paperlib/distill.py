@@ -1,0 +1,230 @@
+"""Knowledge distillation of pruned students from the fine-tuned teacher M_0 (SPEC 6).
+
+Loss, per batch of B examples with student logits s, teacher logits t and labels y:
+
+    L = alpha * T^2 * (1/B) sum_i KL(softmax(t_i/T) || softmax(s_i/T)) + (1 - alpha) * (1/B) sum_i CE(y_i, s_i)
+
+with T = 2, alpha = 0.5 (``preset.kd_temperature``, ``preset.kd_alpha``).  The teacher is frozen, so
+its logits are computed once per training example (``predict_logits``) and looked up by example
+index through the training loop's ``loss_fn`` hook every epoch.  alpha = 0 is the control: the same
+student and budget trained on the labels alone.  Training uses the shared loop (``paperlib.train``):
+AdamW at ``preset.kd_lr``, 10 % warm-up, ``preset.kd_epochs`` epochs, batch ``preset.batch_size``;
+on CUDA bf16 autocast, SDPA attention, fused AdamW, optional ``torch.compile``; DDP under torchrun.
+"""
+
+from __future__ import annotations
+
+import ast
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from .errors import PaperlibError
+from .io import write_parquet
+from .models import count_parameters, fp32_bytes, kept_layers, load_model, remove_layers
+from .train import LossFn, evaluate, init_distributed, is_main_process, predict_logits, train
+
+DEFAULT_STRATEGY = "Random-Forest"
+MODES = ("none", "kd", "ce")  # pruned as is (alpha NaN); distilled (alpha = kd_alpha); label-only control (alpha = 0)
+COLUMNS = ["dataset", "strategy", "depth", "n_layers", "kept", "mode", "alpha", "val_acc", "test_acc",
+           "n_params", "bytes", "ats", "best_depth"]
+COMPILE_MULTIPLE_OF = 32  # length bucket under torch.compile: at most max_length/32 shapes per batch size
+
+
+def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None, labels: torch.Tensor,
+            alpha: float = 0.5, temperature: float = 2.0) -> torch.Tensor:
+    """alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) * CE(y, s), each averaged over the batch.
+
+    Computed in float32 (the logits may come from bf16 autocast).  With alpha = 0 the teacher is not
+    needed and the loss is exactly the cross-entropy."""
+    s = student_logits.float()
+    ce = F.cross_entropy(s, labels)
+    if alpha == 0:
+        return ce
+    T = temperature
+    log_p_student = F.log_softmax(s / T, dim=-1)
+    log_p_teacher = F.log_softmax(teacher_logits.float() / T, dim=-1)
+    kl = F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True)
+    return alpha * T * T * kl + (1 - alpha) * ce
+
+
+def kd_loss_fn(teacher_logits: torch.Tensor | None, alpha: float, temperature: float) -> LossFn:
+    """The ``loss_fn`` hook for ``train``: teacher logits looked up by the batch's example indices."""
+    if alpha != 0 and teacher_logits is None:
+        raise PaperlibError("distillation with alpha > 0 needs the teacher's logits")
+
+    def loss_fn(logits: torch.Tensor, batch: dict, index: torch.Tensor) -> torch.Tensor:
+        t = None if alpha == 0 else teacher_logits[index.to(teacher_logits.device)]
+        return kd_loss(logits, t, batch["labels"], alpha, temperature)
+
+    return loss_fn
+
+
+def teacher_logits(teacher: torch.nn.Module, data, batch_size: int = 128, device=None) -> torch.Tensor:
+    """The frozen teacher's logits for every example of ``data`` (float32, in ``data``'s order), computed once.
+
+    (``predict_logits`` runs in inference mode, so the teacher is never updated nor traced for gradients.)"""
+    return predict_logits(teacher, data, batch_size, device)
+
+
+def distill(student: torch.nn.Module, data, teacher_logits: torch.Tensor | None, *, alpha: float = 0.5,
+            temperature: float = 2.0, epochs: int = 3, lr: float = 3e-5, batch_size: int = 32, seed: int = 0,
+            warmup_ratio: float = 0.1, weight_decay: float = 0.01, device=None, compile: bool | str = False,
+            progress: bool | None = None, desc: str = "distill") -> dict:
+    """Train ``student`` in place on ``data`` with the KD loss (alpha = 0: labels only); return train()'s info."""
+    if teacher_logits is not None and len(teacher_logits) != len(data):
+        raise PaperlibError(f"{len(teacher_logits)} teacher logits for {len(data)} training examples; "
+                            f"compute them on the same training set")
+    return train(student, data, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, warmup_ratio=warmup_ratio,
+                 weight_decay=weight_decay, loss_fn=kd_loss_fn(teacher_logits, alpha, temperature), device=device,
+                 progress=progress, compile=compile, multiple_of=COMPILE_MULTIPLE_OF if compile else 1, desc=desc)
+
+
+# ---------------------------------------------------------------- the pruned curve to distil
+
+def parse_kept(kept) -> list[int]:
+    """Original layer indices from a curves.parquet ``kept`` cell (list/array, '[0, 2]' or '0,2')."""
+    if isinstance(kept, str):
+        text = kept.strip()
+        values = ast.literal_eval(text) if text.startswith(("[", "(")) else [v for v in text.split(",") if v.strip()]
+    else:
+        values = list(kept)
+    return [int(v) for v in values]
+
+
+def pruned_curve(curves: pd.DataFrame, strategy: str = DEFAULT_STRATEGY) -> pd.DataFrame:
+    """One strategy's curve, one row per step k (its lowest seed when it has several), sorted by k."""
+    have = sorted(curves["strategy"].unique().tolist())
+    if strategy not in have:
+        hint = " (run `paperlib fuse` first to add the fusion curves)" if strategy == DEFAULT_STRATEGY else ""
+        raise PaperlibError(f"curves.parquet has no {strategy!r} curve{hint}; or distil another strategy with "
+                            f"--strategy, one of {have}")
+    rows = curves[curves["strategy"] == strategy]
+    if "seed" in rows and rows["seed"].notna().any():
+        rows = rows[rows["seed"] == rows["seed"].min()]
+    return rows.sort_values("step").drop_duplicates("step").reset_index(drop=True)
+
+
+def best_depth(curve: pd.DataFrame) -> int:
+    """k* = the step with the highest validation accuracy; ties go to the smallest k (SPEC 6)."""
+    best = curve["val_acc"].max()
+    return int(curve.loc[curve["val_acc"] == best, "step"].min())
+
+
+def parse_depths(depths, curve: pd.DataFrame) -> list[int]:
+    """'all' (every k of the curve, k* included), 'best' (k* only) or a comma list / sequence of k."""
+    steps = [int(k) for k in curve["step"]]
+    if depths in (None, "all"):
+        chosen = steps
+    elif depths == "best":
+        chosen = [best_depth(curve)]
+    else:
+        try:
+            chosen = [int(k) for k in (str(depths).split(",") if isinstance(depths, str) else depths) if str(k).strip()]
+        except ValueError:
+            raise PaperlibError(f"--depths must be 'all', 'best' or a comma list of integers, got {depths!r}") from None
+        bad = sorted(set(chosen) - set(steps))
+        if bad:
+            raise PaperlibError(f"depth(s) {bad} are not on the curve; choose k in {min(steps)}..{max(steps)}")
+    return sorted(set(chosen))
+
+
+def _ats(acc: float, n_bytes: int) -> float:
+    """Accuracy-to-size ratio: test accuracy (%) / size (MB), SPEC 7 (the one definition, in metrics)."""
+    from .metrics import ats  # lazy: metrics is the stage after this one
+
+    return float(ats(acc, n_bytes))
+
+
+# ---------------------------------------------------------------- the stage
+
+def distill_run(run, depths="all", strategy: str = DEFAULT_STRATEGY, compile: bool = False,
+                progress: bool | None = None, modes=MODES, verbose: bool = True) -> pd.DataFrame:
+    """Distil the run's M_0 into ``strategy``'s pruned student at each depth; return distill.parquet's rows.
+
+    For each depth k the student is the saved M_0 (``run.folder/'model'``) with the layers missing from
+    the curve's ``kept`` removed, so it inherits the fine-tuned weights.  Rows already in
+    ``distill.parquet`` are skipped; the file is rewritten atomically after each new row."""
+    rank, world = init_distributed()
+    curves_path = run.folder / "curves.parquet"
+    if not curves_path.is_file():
+        raise PaperlibError(f"{curves_path} is missing: run `paperlib prune` and `paperlib fuse` on this dataset first")
+    curve = pruned_curve(pd.read_parquet(curves_path), strategy)
+    k_star = best_depth(curve)
+    chosen = parse_depths(depths, curve)
+    chosen = sorted(chosen, key=lambda k: (k != k_star, k))  # k* first: the headline row lands early
+    preset, dataset = run.preset, run.splits.name
+    out_path = run.folder / "distill.parquet"
+    done = pd.read_parquet(out_path) if out_path.is_file() else pd.DataFrame(columns=COLUMNS)
+    if world > 1:
+        torch.distributed.barrier()  # every rank has read the same finished rows before rank 0 writes more
+    finished = {(r.strategy, int(r.depth), r.mode) for r in done.itertuples()}
+    todo = [(k, m) for k in chosen for m in modes if (strategy, k, m) not in finished]
+    rows = [] if done.empty else done.to_dict("records")
+    device = run.device
+    cached = None
+    if any(m == "kd" for _, m in todo):
+        cached = teacher_logits(run.model, run.encoded["train"], preset.eval_batch_size, device)
+    for k, mode in todo:
+        t0 = time.perf_counter()
+        step = curve.loc[curve["step"] == k].iloc[0]
+        kept = parse_kept(step["kept"])
+        student, _ = load_model(str(run.folder / "model"))
+        removed = [i for i in kept_layers(student) if i not in kept]
+        if removed:
+            remove_layers(student, removed)
+        student.to(device)
+        alpha = {"none": float("nan"), "kd": preset.kd_alpha, "ce": 0.0}[mode]  # 'none' is not trained
+        if mode != "none":
+            distill(student, run.encoded["train"], cached if mode == "kd" else None, alpha=alpha,
+                    temperature=preset.kd_temperature, epochs=preset.kd_epochs, lr=preset.kd_lr,
+                    batch_size=preset.batch_size, seed=preset.seed, warmup_ratio=preset.warmup_ratio,
+                    weight_decay=preset.weight_decay, device=device, compile=compile, progress=progress,
+                    desc=f"{mode} k={k}")
+        val = evaluate(student, run.encoded["val"], preset.eval_batch_size, device)["accuracy"]
+        test = evaluate(student, run.encoded["test"], preset.eval_batch_size, device)["accuracy"]
+        n_bytes = fp32_bytes(student)
+        rows.append({"dataset": dataset, "strategy": strategy, "depth": int(k), "n_layers": len(kept),
+                     "kept": step["kept"], "mode": mode, "alpha": float(alpha), "val_acc": val, "test_acc": test,
+                     "n_params": count_parameters(student), "bytes": n_bytes, "ats": _ats(test, n_bytes),
+                     "best_depth": bool(k == k_star)})
+        if rank == 0:
+            write_parquet(_tidy(rows), out_path)
+        if verbose and rank == 0:
+            print(f"{dataset} {strategy} k={k} ({len(kept)} layers) {mode}: val {val:.4f} test {test:.4f} "
+                  f"({time.perf_counter() - t0:.1f}s)", flush=True)
+        del student
+    return _tidy(rows)
+
+
+def _tidy(rows: list[dict]) -> pd.DataFrame:
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    df["mode"] = pd.Categorical(df["mode"], categories=list(MODES))
+    df = df.sort_values(["strategy", "depth", "mode"]).reset_index(drop=True)
+    df["mode"] = df["mode"].astype(str)
+    return df.astype({"depth": "int64", "n_layers": "int64", "n_params": "int64", "bytes": "int64",
+                      "alpha": "float64", "val_acc": "float64", "test_acc": "float64", "ats": "float64",
+                      "best_depth": "bool"})
+
+
+def distill_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Wide view: one row per depth, test accuracy and ATS of each mode side by side."""
+    wide = df.pivot_table(index=["strategy", "depth", "n_layers", "best_depth"], columns="mode",
+                          values=["test_acc", "ats"], observed=True)
+    wide.columns = [f"{v}_{m}" for v, m in wide.columns]
+    return wide.reset_index()
+
+
+def distill_command(run, depths="all", compile: bool = False, progress: bool | None = None,
+                    strategy: str = DEFAULT_STRATEGY) -> pd.DataFrame:
+    """``paperlib distill``: distil every requested depth and print the table (rank 0 only)."""
+    df = distill_run(run, depths=depths, strategy=strategy, compile=compile, progress=progress)
+    if is_main_process():
+        print(f"\n{run.splits.name}: distillation of the {strategy}-pruned students "
+              f"(teacher test acc {run.metrics['test_acc']:.4f}) -> {run.folder / 'distill.parquet'}")
+        with pd.option_context("display.width", 160, "display.max_columns", 20):
+            print(distill_table(df).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    return df
