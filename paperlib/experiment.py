@@ -19,7 +19,7 @@ from .data import Encoded, Splits, dataset_name, encode_splits, load_splits
 from .errors import PaperlibError
 from .io import atomic_dir, read_json, write_json
 from .models import count_parameters, fp32_bytes, load_model
-from .train import default_device, evaluate, progress_enabled, train
+from .train import barrier, is_main_process, default_device, evaluate, progress_enabled, train
 
 
 @dataclass
@@ -90,7 +90,9 @@ def prepare(dataset: str, model: str | None, preset: Preset, out: str | Path, da
                "test_loss": test["loss"], "n_params": count_parameters(m), "bytes": fp32_bytes(m),
                "n_layers": len(m.config.kept_layers), "train_seconds": round(seconds, 2), "train_steps": info["steps"],
                "device": str(device), "torch": torch.__version__, "paperlib": __version__}
-    _save_run(folder, m, tok, config, metrics, progress)
+    if is_main_process():  # under torchrun every rank trained the same weights; one writes them
+        _save_run(folder, m, tok, config, metrics, progress)
+    barrier()
     return Run(folder, preset, splits, encoded, m, tok, metrics)
 
 

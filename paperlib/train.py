@@ -62,6 +62,12 @@ def tqdm(*args, **kwargs):
     return _tqdm(*args, **kwargs)
 
 
+def barrier() -> None:
+    """Wait for every rank (no-op without torch.distributed)."""
+    if _dist()[1] > 1:
+        torch.distributed.barrier()
+
+
 def _dist():
     """(rank, world size) when torch.distributed is initialised (torchrun), else (0, 1)."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
