@@ -1,0 +1,452 @@
+"""The sequential pruning engine (SPEC 4): one layer at a time, any strategy, results on disk (SPEC 9).
+
+M_0 = the run's fine-tuned model.  For k = 1 .. L-1 the strategy looks at M_(k-1) (its signals, or
+its validation accuracy for Oracle), names one remaining layer, that layer is removed and M_k is
+evaluated on validation and test.  Nothing is chosen on test.
+
+With ``finetune_between == 0`` (the default) M_k is a function of the set of kept original layers,
+so a ``Pruner`` memoises accuracy and signals by that set: every curve starts from the same full
+model, Oracle's candidates are the next steps of other curves, and a 6-layer model has only 63
+distinct pruned models in all.  Variants are evaluated through ``layers_removed`` (no weight is
+copied).  With ``finetune_between > 0`` the memo is off and each curve trains its own deep copy.
+
+Files (written atomically after each finished strategy; a rerun skips what is there):
+``curves.parquet``  strategy, seed, step, removed, kept, val_acc, test_acc, n_params, bytes
+``signals.parquet`` strategy, seed, step, layer, the 12 SIGNALS, Block-Influence -- the signals of
+                    M_(step-1), from which step ``step`` chose (only strategies that read signals).
+``kept`` is a string of original indices, ``"0,2,5"``: hashable, so pandas can group, merge and
+de-duplicate on it (a list column cannot); ``parse_kept`` turns it back into a tuple.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import OrderedDict
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .data import Encoded, encode, length_batches
+from .errors import PaperlibError
+from .io import write_parquet
+from .models import count_parameters, fp32_bytes, get_layers, kept_layers, layers_removed, remove_layers
+from .strategies import REFERENCE_SIGNALS, REGISTRY, SIGNALS, Strategy, parse_strategies
+from .train import predict_logits, progress_enabled, tqdm, train
+
+CURVE_COLUMNS = ["strategy", "seed", "step", "removed", "kept", "val_acc", "test_acc", "n_params", "bytes"]
+SIGNAL_COLUMNS = ["strategy", "seed", "step", "layer", *SIGNALS, *REFERENCE_SIGNALS]
+CURVES_FILE = "curves.parquet"
+SIGNALS_FILE = "signals.parquet"
+
+SignalFn = Callable[..., pd.DataFrame]
+LAYER_INPUT_BUDGET = 1 << 30  # bytes of stored layer inputs (CPU evaluation reuse)
+
+
+def format_kept(kept: Iterable[int]) -> str:
+    """(0, 2, 5) -> "0,2,5" (sorted original indices)."""
+    return ",".join(str(int(i)) for i in sorted(kept))
+
+
+def parse_kept(kept: str) -> tuple[int, ...]:
+    """"0,2,5" -> (0, 2, 5)."""
+    return tuple(int(i) for i in str(kept).split(",") if i != "")
+
+
+def _default_signal_fn(*args, **kwargs) -> pd.DataFrame:
+    from .signals import compute_signals  # lazy: signals is a later pipeline stage
+
+    return compute_signals(*args, **kwargs)
+
+
+class LayerInputs:
+    """Hidden states entering each layer of recently evaluated sub-models, to start later ones part-way.
+
+    In a sub-model keeping layers (l_1 < ... < l_m) the input of position p depends only on
+    l_1 .. l_(p-1).  A sub-model that shares its first p layers with one evaluated before can take
+    that stored input and run only its remaining layers: the same tensors go through the same
+    layers in the same batches, so the logits are bit-identical to a full forward pass.  Removing
+    layer r from the previous step's model, or Oracle's candidates, then cost only the layers above
+    r.  Kept per split and batch, on the CPU, within a byte budget (M_0's entry is never evicted)."""
+
+    def __init__(self, full: tuple[int, ...], budget_bytes: int):
+        self.full, self.budget = full, budget_bytes
+        self.entries: OrderedDict[tuple[tuple[int, ...], str], list[list[torch.Tensor | None]]] = OrderedDict()
+
+    def donor(self, kept: tuple[int, ...], split: str) -> tuple[list | None, int]:
+        """(stored inputs, p): the entry sharing the longest prefix with ``kept``; at least one layer must run."""
+        best, best_p = None, 0
+        for (other, s), inputs in self.entries.items():
+            if s != split:
+                continue
+            lcp = next((i for i, (a, b) in enumerate(zip(other, kept)) if a != b), min(len(other), len(kept)))
+            p = min(lcp, len(kept) - 1, len(other) - 1)
+            if p > best_p:
+                best, best_p = (other, s), p
+        if best is None:
+            return None, 0
+        self.entries.move_to_end(best)
+        return self.entries[best], best_p
+
+    def store(self, kept: tuple[int, ...], split: str, inputs: list) -> None:
+        self.entries[(kept, split)] = inputs
+        self.entries.move_to_end((kept, split))
+        while self._bytes() > self.budget:
+            victim = next((k for k in self.entries if k[0] != self.full), None)
+            if victim is None or victim == (kept, split):
+                break
+            del self.entries[victim]
+
+    def _bytes(self) -> int:
+        return sum(t.numel() * t.element_size() for inputs in self.entries.values()
+                   for per_batch in inputs for t in per_batch if t is not None)
+
+
+class Pruner:
+    """Evaluates and measures sub-models of one run's M_0, named by the original layers they keep.
+
+    Caches (only while ``finetune_between == 0``, when a sub-model is a function of its kept set)
+    are keyed by ``frozenset(kept)``: validation accuracy, test accuracy, signals."""
+
+    def __init__(self, run, signal_fn: SignalFn | None = None, progress: bool | None = None, model=None):
+        self.run = run
+        self.model = model if model is not None else run.model
+        self.signal_fn = signal_fn or _default_signal_fn
+        self.progress = progress
+        self.memo = run.preset.finetune_between == 0
+        self.all_layers: tuple[int, ...] = tuple(kept_layers(run.model))
+        # real computations (memo misses) and layer forward passes they ran, for profiling
+        self.calls = {"val": 0, "test": 0, "signals": 0, "layers_run": 0}
+        self._val: dict[frozenset, float] = {}
+        self._test: dict[frozenset, float] = {}
+        self._signals: dict[frozenset, pd.DataFrame] = {}
+        self._calib: Encoded | None = None
+        self._modules = dict(zip(self.all_layers, get_layers(run.model)))
+        self.layer_inputs = LayerInputs(self.all_layers, LAYER_INPUT_BUDGET) if self.memo else None
+        # sizes: M_0's totals minus the removed layers' own tensors (no copy needed)
+        layers = get_layers(run.model)
+        self._total = (count_parameters(run.model), fp32_bytes(run.model))
+        self._layer_size = {orig: (count_parameters(layer), fp32_bytes(layer))
+                            for orig, layer in zip(self.all_layers, layers)}
+
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
+
+    @property
+    def calibration(self) -> Encoded:
+        """``n_calib`` stratified training examples, tokenised like the rest of the run (SPEC 2)."""
+        if self._calib is None:
+            preset = self.run.preset
+            df = self.run.splits.calibration(preset.n_calib, seed=preset.seed)
+            self._calib = encode(df["text"].tolist(), df["label"].to_numpy(), self.run.tokenizer, preset.max_length)
+        return self._calib
+
+    def warm_start(self, folder=None) -> int:
+        """Fill the memo from the run folder's curves.parquet and signals.parquet; return how many
+        entries were added.  Valid because a run folder holds one config (``prepare`` checks it) and,
+        with ``finetune_between == 0``, a result is a function of the kept set (exact floats on disk)."""
+        if not self.memo:
+            return 0
+        folder = Path(folder if folder is not None else self.run.folder)
+        added = 0
+        if (folder / CURVES_FILE).is_file():
+            for kept, val, test in pd.read_parquet(folder / CURVES_FILE, columns=["kept", "val_acc", "test_acc"]).itertuples(index=False):
+                key = frozenset(parse_kept(kept))
+                added += key not in self._val
+                self._val.setdefault(key, float(val))
+                self._test.setdefault(key, float(test))
+        if (folder / SIGNALS_FILE).is_file():
+            rows = pd.read_parquet(folder / SIGNALS_FILE)
+            for _, g in rows.groupby(["strategy", "seed", "step"], sort=False):
+                key = frozenset(int(i) for i in g["layer"])
+                if key not in self._signals:
+                    df = g[["layer", *SIGNALS, *REFERENCE_SIGNALS]].sort_values("layer").reset_index(drop=True)
+                    df.insert(1, "position", range(len(df)))
+                    self._signals[key] = df.astype({"layer": "int64"})
+                    added += 1
+        return added
+
+    def fork(self) -> "Pruner":
+        """A Pruner over a deep copy of M_0 (for ``finetune_between > 0``, where each curve trains its own)."""
+        return Pruner(self.run, self.signal_fn, self.progress, model=copy.deepcopy(self.run.model))
+
+    # ------------------------------------------------------------ sub-models
+    def _key(self, kept) -> frozenset:
+        key = frozenset(int(i) for i in kept)
+        have = set(kept_layers(self.model))
+        if not key or not key <= have:
+            raise PaperlibError(f"kept layers {sorted(key)} must be a non-empty subset of the model's layers {sorted(have)}")
+        return key
+
+    def _without(self, key: frozenset):
+        """Context: the model running only the layers in ``key`` (a view, not a copy)."""
+        return layers_removed(self.model, [i for i in kept_layers(self.model) if i not in key])
+
+    def _accuracy(self, key: frozenset, split: str, cache: dict) -> float:
+        if self.memo and key in cache:
+            return cache[key]
+        logits = self.logits(key, split)
+        labels = self.run.encoded[split].labels.to(logits.device)
+        acc = float((logits.argmax(-1) == labels).float().mean())  # exactly as train.evaluate
+        if self.memo:
+            cache[key] = acc
+        return acc
+
+    @torch.inference_mode()
+    def logits(self, kept, split: str) -> torch.Tensor:
+        """Logits of the sub-model keeping ``kept`` on ``run.encoded[split]`` (CPU, fp32), started from
+        the stored layer inputs of an earlier sub-model with the same first layers where there is one."""
+        kept = tuple(sorted(self._key(kept)))
+        if self.layer_inputs is None or self.device.type != "cpu":  # CUDA: autocast, as train.evaluate
+            self.calls[split] += 1
+            self.calls["layers_run"] += len(kept)
+            with self._without(frozenset(kept)) as m:
+                return predict_logits(m, self.run.encoded[split], self.run.preset.eval_batch_size, self.device)
+        if kept != self.all_layers and (self.all_layers, split) not in self.layer_inputs.entries:
+            self.logits(self.all_layers, split)  # M_0 first: every curve starts from it
+        data = self.run.encoded[split].to(self.device)
+        batches = list(length_batches(data, self.run.preset.eval_batch_size))
+        donor, start = self.layer_inputs.donor(kept, split)
+        inputs = [list(donor[q]) if q < start else [None] * len(batches) for q in range(len(kept))]
+        current = {"batch": 0}
+
+        def hook_at(q: int):
+            def hook(module, args):
+                if q == start and start > 0:  # skip kept[:start]: feed the stored input instead
+                    args = (donor[q][current["batch"]], *args[1:])
+                inputs[q][current["batch"]] = args[0]
+                return args
+            return hook
+
+        handles = [self._modules[layer].register_forward_pre_hook(hook_at(q)) for q, layer in enumerate(kept) if q >= start]
+        out = torch.empty(len(data), self.model.config.num_labels, device=self.device)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with self._without(frozenset(kept[start:])) as m:
+                for b, (index, batch) in enumerate(batches):
+                    current["batch"] = b
+                    out[index.to(self.device)] = m(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+        finally:
+            for h in handles:
+                h.remove()
+            self.model.train(was_training)
+        self.calls[split] += 1
+        self.calls["layers_run"] += len(kept) - start
+        self.layer_inputs.store(kept, split, inputs)
+        return out
+
+    def val_accuracy(self, kept) -> float:
+        return self._accuracy(self._key(kept), "val", self._val)
+
+    def test_accuracy(self, kept) -> float:
+        return self._accuracy(self._key(kept), "test", self._test)
+
+    def evaluate(self, kept) -> tuple[float, float]:
+        """(val_acc, test_acc) of the model keeping these original layers, via ``layers_removed``."""
+        return self.val_accuracy(kept), self.test_accuracy(kept)
+
+    def size(self, kept) -> tuple[int, int]:
+        """(n_params, fp32 bytes) of the model keeping these layers: M_0's minus the removed layers'."""
+        key = frozenset(int(i) for i in kept)
+        removed = [self._layer_size[i] for i in self.all_layers if i not in key]
+        return (self._total[0] - sum(r[0] for r in removed), self._total[1] - sum(r[1] for r in removed))
+
+    def signals(self, kept) -> pd.DataFrame:
+        """The signals of the model keeping these layers: one row per layer ('layer' = original index)."""
+        key = self._key(kept)
+        if self.memo and key in self._signals:
+            return self._signals[key]
+        preset = self.run.preset
+        with self._without(key) as m:
+            df = self.signal_fn(m, self.calibration, batch_size=preset.batch_size, device=self.device,
+                                seed=preset.seed, progress=False)
+        self.calls["signals"] += 1
+        if sorted(df["layer"].astype(int).tolist()) != sorted(key):
+            raise PaperlibError(f"signal function returned layers {sorted(df['layer'].tolist())} for a model "
+                                f"keeping {sorted(key)} (it must give one row per remaining layer)")
+        df = df.sort_values("layer").reset_index(drop=True)
+        if self.memo:
+            self._signals[key] = df
+        return df
+
+    # ------------------------------------------------------------ choosing
+    def oracle_choice(self, kept) -> int:
+        """Greedy oracle: the remaining layer whose removal leaves the best validation accuracy
+        (ties: lowest original index)."""
+        kept = sorted(int(i) for i in kept)
+        scores = [self.val_accuracy([j for j in kept if j != i]) for i in kept]
+        return kept[int(np.argmax(scores))]  # argmax returns the first maximum = lowest index
+
+
+def _strategies(spec) -> list[Strategy]:
+    """'all', a comma list, names and/or Strategy objects (e.g. fitted fusion ones) -> unique Strategies."""
+    out: dict[str, Strategy] = {}
+    for item in [spec] if isinstance(spec, (str, Strategy)) else spec:
+        for s in [item] if isinstance(item, Strategy) else [REGISTRY[n] for n in parse_strategies(item)]:
+            out.setdefault(s.name, s)
+    return list(out.values())
+
+
+def _reads_signals(strategy: Strategy) -> bool:
+    return strategy.kind == "fusion" or strategy.column is not None
+
+
+def prune_curve(pruner: Pruner, strategy, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Prune M_0 down to one layer with ``strategy``: (curve rows, signal rows), L-1 steps each.
+
+    ``seed`` seeds Random (``numpy.random.default_rng(seed)``); other strategies ignore it except as a label."""
+    (strategy,) = _strategies(strategy)
+    preset = pruner.run.preset
+    work = pruner if pruner.memo else pruner.fork()
+    rng = np.random.default_rng(seed)
+    kept = list(pruner.all_layers)
+    if len(kept) < 2:
+        raise PaperlibError(f"the model has {len(kept)} layer(s); pruning needs at least 2")
+    curve, signal_rows = [], []
+    for step in range(1, len(pruner.all_layers)):
+        if strategy.kind == "oracle":
+            layer = work.oracle_choice(kept)
+        elif _reads_signals(strategy):
+            sig = work.signals(kept)
+            layer = strategy.choose(sig, rng)
+            rows = sig.reindex(columns=["layer", *SIGNALS, *REFERENCE_SIGNALS])
+            signal_rows.append(rows.assign(strategy=strategy.name, seed=seed, step=step))
+        else:  # Random, Top-Drop: only the remaining layers matter
+            layer = strategy.choose(pd.DataFrame({"layer": kept}), rng)
+        if layer not in kept:
+            raise PaperlibError(f"strategy {strategy.name!r} chose layer {layer}, which is not among the remaining {kept}")
+        kept = [i for i in kept if i != layer]
+        if not work.memo:
+            remove_layers(work.model, [layer])
+            if preset.finetune_between > 0:
+                train(work.model, pruner.run.encoded["train"], epochs=preset.finetune_between, lr=preset.lr,
+                      batch_size=preset.batch_size, seed=preset.seed + step, warmup_ratio=preset.warmup_ratio,
+                      weight_decay=preset.weight_decay, device=work.device, progress=False,
+                      desc=f"re-train k={step}")
+        val, test = work.evaluate(kept)
+        n_params, n_bytes = work.size(kept)
+        curve.append((strategy.name, seed, step, layer, format_kept(kept), val, test, n_params, n_bytes))
+    curves = _typed_curves(pd.DataFrame(curve, columns=CURVE_COLUMNS))
+    signals = (pd.concat(signal_rows, ignore_index=True)[SIGNAL_COLUMNS] if signal_rows
+               else pd.DataFrame(columns=SIGNAL_COLUMNS))
+    return curves, _typed_signals(signals)
+
+
+# ---------------------------------------------------------------- files
+
+def _typed_curves(df: pd.DataFrame) -> pd.DataFrame:
+    df = df.reindex(columns=CURVE_COLUMNS)
+    types = {"strategy": str, "seed": "int64", "step": "int64", "removed": "int64", "kept": str,
+             "val_acc": "float64", "test_acc": "float64", "n_params": "int64", "bytes": "int64"}
+    return df.astype(types).sort_values(["strategy", "seed", "step"], kind="stable").reset_index(drop=True)
+
+
+def _typed_signals(df: pd.DataFrame) -> pd.DataFrame:
+    df = df.reindex(columns=SIGNAL_COLUMNS)
+    types = {"strategy": str, "seed": "int64", "step": "int64", "layer": "int64"}
+    types |= {c: "float64" for c in (*SIGNALS, *REFERENCE_SIGNALS)}
+    return df.astype(types).sort_values(["strategy", "seed", "step", "layer"], kind="stable").reset_index(drop=True)
+
+
+def _folder(folder) -> Path:
+    return Path(getattr(folder, "folder", folder))
+
+
+def _read(path: Path, columns: list[str], typed) -> pd.DataFrame:
+    return typed(pd.read_parquet(path)) if path.is_file() else typed(pd.DataFrame(columns=columns))
+
+
+def load_curves(folder) -> pd.DataFrame:
+    """curves.parquet of a run folder (or a Run), one row per (strategy, seed, step)."""
+    path = _folder(folder) / CURVES_FILE
+    if not path.is_file():
+        raise PaperlibError(f"no {CURVES_FILE} in {str(path.parent)!r}: run `paperlib prune` (or run_pruning) first")
+    return _read(path, CURVE_COLUMNS, _typed_curves)
+
+
+def load_signals(folder) -> pd.DataFrame:
+    """signals.parquet of a run folder (or a Run), one row per (strategy, seed, step, layer)."""
+    path = _folder(folder) / SIGNALS_FILE
+    if not path.is_file():
+        raise PaperlibError(f"no {SIGNALS_FILE} in {str(path.parent)!r}: run `paperlib prune` (or run_pruning) first")
+    return _read(path, SIGNAL_COLUMNS, _typed_signals)
+
+
+def _save(folder: Path, curve: pd.DataFrame, signals: pd.DataFrame, job: tuple[str, int]) -> None:
+    """Merge one finished (strategy, seed) into both files, replacing any earlier rows of it.
+
+    Signals first: curves.parquet is what marks a job done, so an interruption between the two
+    writes only means the job is redone (and its signal rows replaced, never duplicated)."""
+    for name, new, columns, typed in ((SIGNALS_FILE, signals, SIGNAL_COLUMNS, _typed_signals),
+                                      (CURVES_FILE, curve, CURVE_COLUMNS, _typed_curves)):
+        old = _read(folder / name, columns, typed)
+        old = old[~((old["strategy"] == job[0]) & (old["seed"] == job[1]))]
+        parts = [f for f in (old, new) if len(f)]
+        write_parquet(typed(pd.concat(parts, ignore_index=True)) if parts else old, folder / name)
+
+
+def _done(curves: pd.DataFrame, n_steps: int) -> set[tuple[str, int]]:
+    counts = curves.groupby(["strategy", "seed"]).size()
+    return {(str(s), int(seed)) for (s, seed), n in counts.items() if n == n_steps}
+
+
+def run_pruning(run, strategies="all", progress: bool | None = None, signal_fn: SignalFn | None = None,
+                pruner: Pruner | None = None) -> pd.DataFrame:
+    """Run every strategy (names, 'all', or Strategy objects such as fusion ones) on ``run``; return
+    all curves of the run folder.  Random runs ``run.preset.random_seeds`` seeds (0..R-1).
+
+    (strategy, seed) pairs already complete in curves.parquet are skipped, so an interrupted run
+    resumes; the memo is warm-started from the folder's files, so e.g. fusion curves re-use the
+    signals and accuracies of models the earlier curves visited.  Pass ``pruner`` to share one
+    Pruner's caches between calls."""
+    strategies = _strategies(strategies)
+    pruner = pruner or Pruner(run, signal_fn, progress)
+    folder = Path(run.folder)
+    pruner.warm_start(folder)
+    n_steps = len(pruner.all_layers) - 1
+    done = _done(_read(folder / CURVES_FILE, CURVE_COLUMNS, _typed_curves), n_steps)
+    jobs = [(s, seed) for s in strategies
+            for seed in (range(run.preset.random_seeds) if s.kind == "random" else [0])
+            if (s.name, seed) not in done]
+    bar = tqdm(jobs, desc="prune", disable=not progress_enabled(progress))
+    for strategy, seed in bar:
+        bar.set_postfix_str(strategy.name + (f" seed {seed}" if strategy.kind == "random" else ""))
+        curve, signals = prune_curve(pruner, strategy, seed)
+        _save(folder, curve, signals, (strategy.name, seed))
+    bar.close()
+    return _read(folder / CURVES_FILE, CURVE_COLUMNS, _typed_curves)
+
+
+# ---------------------------------------------------------------- summary
+
+def summarize_curves(curves: pd.DataFrame) -> pd.DataFrame:
+    """Per strategy: best test accuracy over k, the k reaching it, and the mean over k.
+
+    Random (several seeds) is first averaged over seeds per step.  When several k reach the best,
+    the largest k (the smallest model) is reported."""
+    per_step = curves.groupby(["strategy", "step"], as_index=False).agg(
+        test_acc=("test_acc", "mean"), seeds=("seed", "nunique"))
+    rows = []
+    for name, g in per_step.groupby("strategy", sort=True):
+        best = g["test_acc"].max()
+        rows.append({"strategy": name, "best_test_acc": best, "best_k": int(g.loc[g["test_acc"] == best, "step"].max()),
+                     "mean_test_acc": g["test_acc"].mean(), "seeds": int(g["seeds"].max())})
+    table = pd.DataFrame(rows, columns=["strategy", "best_test_acc", "best_k", "mean_test_acc", "seeds"])
+    return table.sort_values(["best_test_acc", "mean_test_acc", "strategy"], ascending=[False, False, True],
+                             kind="stable").reset_index(drop=True)
+
+
+def prune_command(run, strategies="all", progress: bool | None = None) -> None:
+    """`paperlib prune`: run the strategies, then print best test accuracy per strategy."""
+    curves = run_pruning(run, strategies, progress=progress)
+    names = [s.name for s in _strategies(strategies)]
+    table = summarize_curves(curves[curves["strategy"].isin(names)])
+    table["strategy"] = [f"{s} (mean of {n})" if n > 1 else s for s, n in zip(table["strategy"], table["seeds"])]
+    m = run.metrics
+    print(f"{run.splits.name}: M_0 ({m.get('n_layers', len(kept_layers(run.model)))} layers) "
+          f"val {m['val_acc']:.4f}, test {m['test_acc']:.4f}; curves in {Path(run.folder) / CURVES_FILE}")
+    print(table.drop(columns="seeds").to_string(index=False, float_format=lambda x: f"{x:.4f}"))

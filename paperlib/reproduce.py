@@ -1,0 +1,252 @@
+"""``paperlib reproduce``: execute the notebooks with papermill, dataset by dataset.
+
+Per dataset, notebooks 01-05 run in order with the parameters injected and land in the run folder
+(``runs/<preset>/<dataset>/NN_name.ipynb``); then 06 runs once into ``runs/<preset>/summary/``.
+Each notebook executes to a temporary name and is renamed only when it finished without error, so
+an output notebook that exists is complete.  A rerun skips complete notebooks (with the same
+parameters) until the first one it must execute; after that every later notebook of the chain
+runs again, because it reads what the earlier one wrote (the engines themselves skip saved work).
+One dataset failing does not stop the others; failures are listed at the end."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import sys
+import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import PaperlibError
+
+DATASET_NOTEBOOKS = ("01_finetune_baseline", "02_pruning_signals", "03_single_signal_pruning",
+                     "04_strategic_fusion", "05_knowledge_distillation")
+SUMMARY_NOTEBOOK = "06_results_across_datasets"
+ROOT_ENV = "PAPERLIB_ROOT"
+# the kernel's own log (transport warnings, shutdown noise) would drown the progress lines; cell
+# errors still reach the executed notebook and the failure report
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
+
+
+def repo_root() -> Path:
+    """The repository root: ``$PAPERLIB_ROOT`` if set, else the folder above the package.
+
+    Relative ``RUNS`` paths of the notebooks are taken from here; pointing ``$PAPERLIB_ROOT``
+    elsewhere lets a notebook check (nbval) write its runs outside the checkout."""
+    env = os.environ.get(ROOT_ENV)
+    return Path(env).expanduser().resolve() if env else Path(__file__).resolve().parents[1]
+
+
+def resolve_runs(runs: str | os.PathLike) -> Path:
+    """A runs folder as an absolute path; a relative one is taken from the repository root.
+
+    Notebooks run from ``notebooks/`` (nbval) or a run folder (papermill), so their default
+    ``RUNS = "runs/quick"`` must not depend on the working directory."""
+    path = Path(runs).expanduser()
+    return path if path.is_absolute() else repo_root() / path
+
+
+def default_notebooks_dir() -> Path:
+    """The repository's ``notebooks/`` beside the package (not moved by ``$PAPERLIB_ROOT``)."""
+    return Path(__file__).resolve().parents[1] / "notebooks"
+
+
+def _papermill():
+    try:
+        import papermill
+    except ImportError:
+        raise PaperlibError("paperlib reproduce needs papermill and a Jupyter kernel: "
+                            "pip install 'paperlib[notebooks]' (papermill, ipykernel, nbformat)") from None
+    return papermill
+
+
+def _kernel_name() -> str:
+    """The kernel papermill should start: ``python3`` must exist (ipykernel installs it)."""
+    try:
+        from jupyter_client.kernelspec import KernelSpecManager
+
+        if "python3" in KernelSpecManager().find_kernel_specs():
+            return "python3"
+    except ImportError:
+        pass
+    raise PaperlibError("no Jupyter kernel named python3: pip install ipykernel && python -m ipykernel install --user --name python3")
+
+
+def is_complete(path: Path, parameters: dict) -> bool:
+    """True when ``path`` is a notebook papermill finished without error, run with ``parameters``."""
+    if not path.is_file():
+        return False
+    try:
+        meta = json.loads(path.read_text()).get("metadata", {}).get("papermill", {})
+    except (OSError, ValueError):
+        return False
+    return meta.get("exception") in (None, False) and meta.get("end_time") is not None \
+        and meta.get("parameters") == json.loads(json.dumps(parameters))
+
+
+def execute(notebook: Path, output: Path, parameters: dict, cwd: Path | None = None) -> None:
+    """Run ``notebook`` with ``parameters`` into ``output`` (temporary name first, then renamed)."""
+    pm = _papermill()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(f".{output.stem}.running.ipynb")
+    try:
+        pm.execute_notebook(str(notebook), str(tmp), parameters=parameters, kernel_name=_kernel_name(),
+                            cwd=str(cwd or notebook.parent), language="python", progress_bar=False, log_output=False,
+                            extra_arguments=KERNEL_ARGUMENTS)
+        os.replace(tmp, output)
+        output.with_name(f"{output.stem}.failed.ipynb").unlink(missing_ok=True)
+    except BaseException:
+        # papermill leaves the partial notebook (with the traceback) at tmp: keep it as *.failed.ipynb to read
+        if tmp.exists():
+            os.replace(tmp, output.with_name(f"{output.stem}.failed.ipynb"))
+        raise
+
+
+def _error_line(exc: BaseException) -> str:
+    name = getattr(exc, "ename", type(exc).__name__)
+    value = getattr(exc, "evalue", str(exc))
+    return f"{name}: {str(value).splitlines()[0] if str(value) else ''}"
+
+
+@dataclass
+class DatasetResult:
+    dataset: str
+    folder: str
+    executed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: str | None = None
+    error: str | None = None
+    seconds: float = 0.0
+
+
+def _say(message: str) -> None:
+    """One progress line, written in one call so parallel datasets do not interleave mid-line."""
+    sys.stdout.write(message + "\n")
+    sys.stdout.flush()
+
+
+def run_dataset(dataset: str, preset: str, runs: Path, data_dir: str | None, model: str | None,
+                notebooks_dir: Path, threads: int | None = None) -> DatasetResult:
+    """Notebooks 01-05 for one dataset; stops at the first failing notebook and says which."""
+    from .data import dataset_name
+
+    if threads:  # parallel datasets share the cores: keep each kernel to its share
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = str(threads)
+    name = dataset_name(dataset)
+    folder = runs / name
+    result = DatasetResult(name, str(folder))
+    params = {"DATASET": dataset, "PRESET": preset, "RUNS": str(runs), "DATA_DIR": data_dir, "MODEL": model}
+    start, stale = time.perf_counter(), False
+    for nb in DATASET_NOTEBOOKS:
+        output = folder / f"{nb}.ipynb"
+        if not stale and is_complete(output, params):
+            result.skipped.append(nb)
+            _say(f"[{name}] {nb}: done already, skipped")
+            continue
+        stale = True
+        _say(f"[{name}] {nb}: running ...")
+        t0 = time.perf_counter()
+        try:
+            execute(notebooks_dir / f"{nb}.ipynb", output, params, cwd=notebooks_dir)
+        except Exception as exc:  # report, keep going with the other datasets
+            result.failed, result.error = nb, _error_line(exc)
+            _say(f"[{name}] {nb}: FAILED after {time.perf_counter() - t0:.0f}s ({result.error}); "
+                 f"see {output.with_name(nb + '.failed.ipynb')}")
+            break
+        result.executed.append(nb)
+        _say(f"[{name}] {nb}: done in {time.perf_counter() - t0:.0f}s")
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _run_dataset_safe(*args) -> DatasetResult:
+    """run_dataset for a worker process: an unexpected error becomes a failed result, not a crash."""
+    try:
+        return run_dataset(*args)
+    except Exception as exc:
+        traceback.print_exc()
+        return DatasetResult(str(args[0]), "", failed="setup", error=_error_line(exc))
+
+
+def _datasets(preset, datasets) -> list[str]:
+    from .config import PAPER_DATASETS
+
+    if datasets in (None, "", []):
+        return list(preset.datasets)
+    names = datasets.split(",") if isinstance(datasets, str) else list(datasets)
+    names = [n.strip() for n in names if n.strip()]
+    if names == ["all"]:
+        return list(PAPER_DATASETS)
+    return list(dict.fromkeys(names))
+
+
+def reproduce(preset: str = "quick", datasets=None, runs=None, data_dir=None, model=None, jobs: int = 1,
+              notebooks_dir=None) -> bool:
+    """Execute 01-05 per dataset and 06 once; True when every notebook ran (or was already done).
+
+    ``datasets``: None (the preset's), 'all' (the nine), or a comma string / list of names or folders.
+    ``runs``: default ``runs/<preset>``, relative to the current directory as every CLI path is."""
+    from .config import data_dir as resolve_data_dir, get_preset
+    from .data import REGISTRY as DATA_REGISTRY, dataset_name
+
+    preset_obj = get_preset(preset)
+    names = _datasets(preset_obj, datasets)
+    runs_path = Path(runs or f"runs/{preset_obj.name}").expanduser().resolve()
+    root = resolve_data_dir(data_dir)  # fails fast on a bad --data-dir
+    data_dir = str(root.resolve()) if root is not None else None
+    nb_dir = Path(notebooks_dir).expanduser().resolve() if notebooks_dir else default_notebooks_dir()
+    missing = [nb for nb in (*DATASET_NOTEBOOKS, SUMMARY_NOTEBOOK) if not (nb_dir / f"{nb}.ipynb").is_file()]
+    if missing:
+        raise PaperlibError(f"notebook folder {str(nb_dir)!r} lacks {[m + '.ipynb' for m in missing]} (use --notebooks DIR)")
+    if jobs < 1:
+        raise PaperlibError(f"--jobs must be at least 1, got {jobs}")
+    _papermill(), _kernel_name()  # fail before any work if the notebook tools are missing
+    # a folder given as a dataset travels to the kernels as an absolute path
+    datasets = [d if d in DATA_REGISTRY or not Path(d).expanduser().is_dir() else str(Path(d).expanduser().resolve())
+                for d in names]
+    os.environ.setdefault("PAPERLIB_QUIET", "1")  # kernels inherit it: no progress bars inside saved notebooks
+    jobs = min(jobs, len(datasets))
+    _say(f"reproduce: preset {preset_obj.name}, {len(datasets)} dataset(s) {[dataset_name(d) for d in datasets]}, "
+         f"runs in {runs_path}, {jobs} job(s)")
+    args = [(d, preset_obj.name, runs_path, data_dir, model, nb_dir) for d in datasets]
+    if jobs == 1:
+        results = [_run_dataset_safe(*a) for a in args]
+    else:
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            results = list(pool.map(_run_dataset_safe, *zip(*[(*a, threads) for a in args])))
+    done = [r for r in results if r.failed is None]
+    summary_ok = True
+    if done:
+        summary_ok = _run_summary(done, any(r.executed for r in results), preset_obj.name, runs_path, data_dir, model, nb_dir)
+    failed = [r for r in results if r.failed is not None]
+    _say(f"reproduce: {len(done)}/{len(results)} dataset(s) complete" + ("" if summary_ok else "; summary FAILED"))
+    for r in failed:
+        _say(f"  FAILED {r.dataset}: {r.failed} ({r.error})")
+    return not failed and summary_ok and bool(done)
+
+
+def _run_summary(done: list[DatasetResult], changed: bool, preset: str, runs: Path, data_dir, model, nb_dir: Path) -> bool:
+    params = {"PRESET": preset, "RUNS": str(runs), "DATASETS": [r.dataset for r in done], "DATA_DIR": data_dir,
+              "MODEL": model}
+    output = runs / "summary" / f"{SUMMARY_NOTEBOOK}.ipynb"
+    if not changed and is_complete(output, params):
+        _say(f"[summary] {SUMMARY_NOTEBOOK}: done already, skipped")
+        return True
+    _say(f"[summary] {SUMMARY_NOTEBOOK}: running ...")
+    t0 = time.perf_counter()
+    try:
+        execute(nb_dir / f"{SUMMARY_NOTEBOOK}.ipynb", output, params, cwd=nb_dir)
+    except Exception as exc:
+        _say(f"[summary] {SUMMARY_NOTEBOOK}: FAILED ({_error_line(exc)}); see {output.with_name(SUMMARY_NOTEBOOK + '.failed.ipynb')}")
+        return False
+    _say(f"[summary] {SUMMARY_NOTEBOOK}: done in {time.perf_counter() - t0:.0f}s -> {output}")
+    return True
+
+
+if __name__ == "__main__":  # python -m paperlib.reproduce [preset]
+    sys.exit(0 if reproduce(*(sys.argv[1:2] or ["quick"])) else 1)

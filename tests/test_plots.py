@@ -1,0 +1,183 @@
+"""plots: every figure from hand-made frames; values drawn checked against direct computations."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.image as mpimg  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from paperlib import plots  # noqa: E402
+from paperlib.errors import PaperlibError  # noqa: E402
+from paperlib.strategies import SIGNALS  # noqa: E402
+
+L = 5  # layers of the hand-made model: steps 1..4
+
+
+def make_curves(dataset: str | None = None) -> pd.DataFrame:
+    rows = []
+    orders = {"Weight-Entropy": [0, 1, 2, 3], "Random-Forest": [4, 3, 2, 1], "Oracle": [2, 1, 0, 4]}
+    for name, order in orders.items():
+        kept = list(range(L))
+        for step, layer in enumerate(order, 1):
+            kept.remove(layer)
+            rows.append((name, 0, step, layer, ",".join(map(str, kept)), 0.9 - 0.1 * step, 0.8 - 0.1 * step, 100 - step, 400 - 4 * step))
+    for seed in range(3):
+        order = np.random.default_rng(seed).permutation(L)[:L - 1]
+        kept = list(range(L))
+        for step, layer in enumerate(order, 1):
+            kept.remove(int(layer))
+            rows.append(("Random", seed, step, int(layer), ",".join(map(str, kept)), 0.5 + 0.01 * seed, 0.4 + 0.02 * seed * step, 100 - step, 400 - 4 * step))
+    df = pd.DataFrame(rows, columns=["strategy", "seed", "step", "removed", "kept", "val_acc", "test_acc", "n_params", "bytes"])
+    if dataset is not None:
+        df.insert(0, "dataset", dataset)
+    return df
+
+
+def make_signals() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    rows = []
+    for strategy in ("Weight-Entropy", "Activation-Mean"):
+        for step in (1, 2):
+            for layer in range(L - step + 1):
+                values = rng.normal(size=len(SIGNALS))
+                if step == 1:  # M_0's signals: identical for every strategy, known values
+                    values = np.arange(len(SIGNALS), dtype=float) * (layer + 1) ** 2
+                rows.append({"strategy": strategy, "seed": 0, "step": step, "layer": layer, **dict(zip(SIGNALS, values))})
+    return pd.DataFrame(rows)
+
+
+def labelled_lines(ax):
+    return [line for line in ax.get_lines() if not line.get_label().startswith("_") and not line.get_label().startswith("original")]
+
+
+def test_save_figure_writes_png_and_pdf(tmp_path):
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    paths = plots.save_figure(fig, tmp_path / "figures", "demo")
+    assert [p.name for p in paths] == ["demo.png", "demo.pdf"]
+    image = mpimg.imread(paths[0])
+    assert image.ndim == 3 and image.shape[0] > 50 and image.shape[1] > 50
+    assert paths[1].read_bytes()[:4] == b"%PDF"
+    assert not [p for p in (tmp_path / "figures").iterdir() if p.name.startswith(".")]  # no temporary left
+    plt.close(fig)
+
+
+def test_pruning_curves_one_line_per_strategy_and_random_band():
+    curves = make_curves()
+    fig = plots.pruning_curves(curves, original_acc=0.85)
+    ax = fig.axes[0]
+    lines = labelled_lines(ax)
+    assert len(lines) == curves["strategy"].nunique() == 4
+    rf = next(l for l in lines if l.get_label() == "Random-Forest")
+    np.testing.assert_allclose(rf.get_ydata(), [0.7, 0.6, 0.5, 0.4])
+    # Random: mean over the 3 seeds per step, computed by hand
+    rnd = next(l for l in lines if l.get_label().startswith("Random ("))
+    expected = [np.mean([0.4 + 0.02 * seed * step for seed in range(3)]) for step in range(1, L)]
+    np.testing.assert_allclose(rnd.get_ydata(), expected)
+    band = plots.random_band(curves)
+    sd = [np.std([0.4 + 0.02 * seed * step for seed in range(3)], ddof=1) for step in range(1, L)]
+    np.testing.assert_allclose(band["std"], sd)
+    assert len(ax.collections) == 1  # the fill_between band
+    dashed = [l for l in ax.get_lines() if l.get_label().startswith("original")]
+    assert len(dashed) == 1 and dashed[0].get_linestyle() == "--" and dashed[0].get_ydata()[0] == 0.85
+    plt.close(fig)
+
+
+def test_pruning_order_table_and_grid():
+    curves = make_curves()
+    table = plots.pruning_order(curves)
+    assert table.loc["Weight-Entropy"].tolist() == [0, 1, 2, 3]
+    assert table.loc["Random-Forest"].tolist() == [4, 3, 2, 1]
+    random0 = np.random.default_rng(0).permutation(L)[:L - 1]
+    assert table.loc["Random"].tolist() == random0.tolist()  # first seed
+    assert table.index[0] == "Random-Forest"  # fusion listed first
+    fig = plots.pruning_order_grid(curves)
+    assert len(fig.axes[0].texts) == table.size
+    plt.close(fig)
+
+
+def test_signal_heatmap_is_z_scored_first_step():
+    signals = make_signals()
+    fig = plots.signal_heatmap(signals)
+    drawn = np.asarray(fig.axes[0].collections[0].get_array()).reshape(L, len(SIGNALS))
+    raw = np.array([[j * (layer + 1) ** 2 for j in range(len(SIGNALS))] for layer in range(L)], dtype=float)
+    sd = raw.std(0)
+    expected = np.where(sd > 0, (raw - raw.mean(0)) / np.where(sd > 0, sd, 1), 0.0)  # column 0 constant -> 0
+    np.testing.assert_allclose(drawn, expected)
+    plt.close(fig)
+
+
+def test_signal_correlation_sees_monotone_and_reversed_signals():
+    rng = np.random.default_rng(1)
+    rows = []
+    for step in (1, 2, 3):
+        for layer in range(6):
+            base = rng.normal()
+            values = {s: rng.normal() for s in SIGNALS}
+            values[SIGNALS[0]] = base
+            values[SIGNALS[1]] = np.exp(base)      # same ranking
+            values[SIGNALS[2]] = -3 * base + 10    # reversed ranking
+            rows.append({"strategy": "Weight-Entropy", "seed": 0, "step": step, "layer": layer, **values})
+    fig = plots.signal_correlation(pd.DataFrame(rows))
+    corr = np.asarray(fig.axes[0].collections[0].get_array()).reshape(len(SIGNALS), len(SIGNALS))
+    assert corr[0, 1] == pytest.approx(1.0)
+    assert corr[0, 2] == pytest.approx(-1.0)
+    np.testing.assert_allclose(np.diag(corr), 1.0)
+    plt.close(fig)
+
+
+def test_figure1_grid_one_panel_per_dataset(tmp_path):
+    curves = pd.concat([make_curves("alpha"), make_curves("beta"), make_curves("gamma"), make_curves("delta")])
+    fig = plots.figure1_grid(curves, {"alpha": 0.9, "beta": 0.8}, ncols=3)
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in visible] == ["alpha", "beta", "gamma", "delta"]
+    assert all(len(labelled_lines(ax)) == 4 for ax in visible)
+    assert len(fig.legends) == 1
+    paths = plots.save_figure(fig, tmp_path, "figure1")
+    assert all(p.stat().st_size > 1000 for p in paths)
+    plt.close(fig)
+
+
+def test_fusion_weights_bars_match_the_frame():
+    weights = pd.DataFrame({"signal": list(SIGNALS), "lr_coefficient": np.linspace(-1, 1, len(SIGNALS)),
+                            "rf_importance": np.full(len(SIGNALS), 1 / len(SIGNALS))})
+    fig = plots.fusion_weights_plot(weights)
+    lr_ax, rf_ax = fig.axes[:2]
+    lr = {t.get_text(): p.get_width() for t, p in zip(lr_ax.get_yticklabels(), lr_ax.patches)}
+    assert lr[SIGNALS[0]] == pytest.approx(-1) and lr[SIGNALS[-1]] == pytest.approx(1)
+    assert sum(p.get_width() for p in rf_ax.patches) == pytest.approx(1.0)
+    plt.close(fig)
+
+
+def test_distillation_plot_one_line_per_mode():
+    rows = [{"dataset": "d", "strategy": "Random-Forest", "depth": k, "mode": mode, "test_acc": acc + 0.01 * k,
+             "best_depth": 2}
+            for k in (1, 2, 3) for mode, acc in (("kd", 0.8), ("ce", 0.7), ("none", 0.5))]
+    fig = plots.distillation_plot(pd.DataFrame(rows), original_acc=0.82)
+    ax = fig.axes[0]
+    lines = [l for l in ax.get_lines() if l.get_marker() == "o"]
+    assert len(lines) == 3
+    kd = next(l for l in lines if l.get_label().startswith("KD"))
+    np.testing.assert_allclose(kd.get_ydata(), [0.81, 0.82, 0.83])
+    plt.close(fig)
+
+
+def test_ats_bars_heights():
+    ats = pd.DataFrame({"model": ["original", "RF k*", "KD k*"], "ats": [1.0, 2.5, 3.0]})
+    fig = plots.ats_bars(ats)
+    heights = sorted(p.get_height() for p in fig.axes[0].patches)
+    assert heights == [1.0, 2.5, 3.0]
+    plt.close(fig)
+
+
+def test_missing_columns_and_empty_frames_raise():
+    with pytest.raises(PaperlibError, match="lacks column"):
+        plots.pruning_curves(pd.DataFrame({"strategy": ["a"]}))
+    with pytest.raises(PaperlibError, match="empty"):
+        plots.signal_heatmap(make_signals().iloc[:0])

@@ -1,0 +1,368 @@
+"""The sequential pruning engine on the tiny fine-tuned run (4 layers), with fake and real signals."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import itertools
+import random
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from paperlib import pruning
+from paperlib.data import Encoded
+from paperlib.errors import PaperlibError
+from paperlib.models import count_parameters, fp32_bytes, get_layers, kept_layers, layers_removed, remove_layers
+from paperlib.pruning import Pruner, load_curves, load_signals, prune_curve, run_pruning, summarize_curves
+from paperlib.strategies import REGISTRY, SIGNALS
+from paperlib.train import evaluate, predict_logits
+
+ALL = [0, 1, 2, 3]
+
+
+def fake_signals(model, calib, **kwargs) -> pd.DataFrame:
+    """Stand-in for compute_signals: Weight-Magnitude for real, the rest fixed functions of the layer index."""
+    rows = []
+    for pos, (orig, layer) in enumerate(zip(kept_layers(model), get_layers(model))):
+        weights = [m.weight.detach() for m in layer.modules() if isinstance(m, torch.nn.Linear)]
+        row = {name: float(np.sin((orig + 1) * (i + 1))) for i, name in enumerate(SIGNALS)}
+        row["Weight-Magnitude"] = float(torch.cat([w.abs().flatten() for w in weights]).mean())
+        rows.append({"layer": orig, "position": pos, **row, "Block-Influence": float(np.cos(orig + 1))})
+    return pd.DataFrame(rows)
+
+
+class Counting:
+    """A signal function that counts its calls (and can fail on purpose)."""
+
+    def __init__(self, fail_after: int | None = None):
+        self.calls, self.fail_after = 0, fail_after
+
+    def __call__(self, model, calib, **kwargs):
+        if self.fail_after is not None and self.calls >= self.fail_after:
+            raise KeyboardInterrupt("simulated interruption")
+        self.calls += 1
+        return fake_signals(model, calib)
+
+
+def in_folder(run, folder):
+    return dataclasses.replace(run, folder=folder)
+
+
+def params_snapshot(model):
+    return [(id(p), p.data_ptr(), p.detach().clone()) for p in model.parameters()]
+
+
+def assert_unchanged(model, snapshot):
+    now = list(model.parameters())
+    assert len(now) == len(snapshot) and kept_layers(model) == ALL and len(get_layers(model)) == 4
+    for p, (pid, ptr, value) in zip(now, snapshot):
+        assert id(p) == pid and p.data_ptr() == ptr and torch.equal(p.detach(), value)
+
+
+def _reference_order(run, column, direction):
+    """Removal order by recomputing fake_signals on really pruned deep copies (independent of the engine)."""
+    model, order = copy.deepcopy(run.model), []
+    for _ in range(3):
+        sig = fake_signals(model, None).sort_values("layer")
+        values = sig[column].to_numpy() * (1 if direction == "lowest" else -1)
+        layer = int(sig["layer"].to_numpy()[np.argmin(values)])  # argmin: first = lowest index on ties
+        order.append(layer)
+        remove_layers(model, [layer])
+    return order
+
+
+# ---------------------------------------------------------------- curves
+
+@pytest.fixture(scope="module")
+def all_curves(tiny_run, tmp_path_factory):
+    run = in_folder(tiny_run, tmp_path_factory.mktemp("all"))
+    snapshot = params_snapshot(tiny_run.model)
+    curves = run_pruning(run, "all", signal_fn=fake_signals)
+    assert_unchanged(tiny_run.model, snapshot)  # the engine never mutates M_0
+    return run, curves
+
+
+def test_every_curve_has_L_minus_1_consistent_steps(all_curves):
+    run, curves = all_curves
+    assert list(curves.columns) == ["strategy", "seed", "step", "removed", "kept", "val_acc", "test_acc", "n_params", "bytes"]
+    jobs = {(s, seed) for s, seed in zip(curves["strategy"], curves["seed"])}
+    want = {(name, 0) for name in REGISTRY if name != "Random"} | {("Random", s) for s in range(run.preset.random_seeds)}
+    assert jobs == want
+    for (name, seed), g in curves.groupby(["strategy", "seed"]):
+        assert g["step"].tolist() == [1, 2, 3]
+        removed = g["removed"].tolist()
+        assert len(set(removed)) == 3 and set(removed) <= set(ALL)
+        for k, kept in enumerate(g["kept"], start=1):
+            assert pruning.parse_kept(kept) == tuple(i for i in ALL if i not in removed[:k])
+        assert len(pruning.parse_kept(g["kept"].iloc[-1])) == 1
+    assert curves["kept"].map(type).eq(str).all() and curves["removed"].dtype == np.int64
+
+
+def test_strategies_follow_their_rules(all_curves):
+    run, curves = all_curves
+    order = lambda name, seed=0: curves[(curves.strategy == name) & (curves.seed == seed)]["removed"].tolist()
+    assert order("Top-Drop") == [3, 2, 1]
+    for seed in range(run.preset.random_seeds):
+        rng, kept, want = np.random.default_rng(seed), list(ALL), []
+        for _ in range(3):
+            want.append(int(rng.choice(kept)))
+            kept.remove(want[-1])
+        assert order("Random", seed) == want
+    for name in ("Weight-Magnitude", "Redundancy-MI", "Attention-Entropy", "Gradient-Fisher"):
+        assert order(name) == _reference_order(run, name, REGISTRY[name].direction), name
+    assert order("Block-Influence") == _reference_order(run, "Block-Influence", "lowest")
+
+
+def test_signal_rows_are_those_each_step_chose_from(all_curves):
+    run, curves = all_curves
+    signals = load_signals(run.folder)
+    assert list(signals.columns) == ["strategy", "seed", "step", "layer", *SIGNALS, "Block-Influence"]
+    assert set(signals["strategy"]) == set(SIGNALS) | {"Block-Influence"}  # only rules that read signals
+    for (name, seed, step), g in signals.groupby(["strategy", "seed", "step"]):
+        row = curves[(curves.strategy == name) & (curves.seed == seed) & (curves.step == step)].iloc[0]
+        before = ALL if step == 1 else pruning.parse_kept(
+            curves[(curves.strategy == name) & (curves.seed == seed) & (curves.step == step - 1)]["kept"].iloc[0])
+        assert tuple(g["layer"]) == tuple(before) and row["removed"] in before
+        # the removed layer is the one ranked first by the strategy's direction, on these stored rows
+        col, direction = REGISTRY[name].column, REGISTRY[name].direction
+        values = g[col].to_numpy() if direction == "lowest" else -g[col].to_numpy()
+        assert row["removed"] == g["layer"].to_numpy()[np.argmin(values)]
+
+
+def test_sizes_match_a_really_pruned_copy(tiny_run, all_curves):
+    _, curves = all_curves
+    pruner = Pruner(tiny_run, fake_signals)
+    assert pruner.size(ALL) == (tiny_run.metrics["n_params"], tiny_run.metrics["bytes"])
+    for kept in [(0, 1, 3), (2, 3), (1,)]:
+        m = remove_layers(copy.deepcopy(tiny_run.model), [i for i in ALL if i not in kept])
+        assert pruner.size(kept) == (count_parameters(m), fp32_bytes(m))
+    for _, row in curves.iterrows():
+        m = remove_layers(copy.deepcopy(tiny_run.model), [i for i in ALL if i not in pruning.parse_kept(row["kept"])])
+        assert (row["n_params"], row["bytes"]) == (count_parameters(m), fp32_bytes(m))
+        break  # one row checked against a real copy is enough; the rest follow from pruner.size above
+
+
+def test_evaluate_uses_no_copy_and_matches_a_pruned_copy(tiny_run):
+    snapshot = params_snapshot(tiny_run.model)
+    pruner = Pruner(tiny_run, fake_signals)
+    for kept in [(0, 2, 3), (1, 3), (2,)]:
+        val, test = pruner.evaluate(kept)
+        assert_unchanged(tiny_run.model, snapshot)
+        m = remove_layers(copy.deepcopy(tiny_run.model), [i for i in ALL if i not in kept])
+        assert val == evaluate(m, tiny_run.encoded["val"], device="cpu")["accuracy"]
+        assert test == evaluate(m, tiny_run.encoded["test"], device="cpu")["accuracy"]
+    assert pruner.evaluate(ALL) == pytest.approx((tiny_run.metrics["val_acc"], tiny_run.metrics["test_acc"]))
+    with pytest.raises(PaperlibError):
+        pruner.evaluate((0, 7))
+
+
+@pytest.mark.parametrize("budget", [pruning.LAYER_INPUT_BUDGET, 1])
+def test_reused_layer_inputs_give_bit_identical_logits(tiny_run, tmp_path, monkeypatch, budget):
+    monkeypatch.setattr(pruning, "LAYER_INPUT_BUDGET", budget)  # 1 byte: only M_0's entry is kept
+    run = harmless_layer_run(tiny_run, tmp_path)  # strong layers: every layer changes the logits
+    pruner = Pruner(run, fake_signals)
+    subsets = [s for r in (4, 3, 2, 1) for s in itertools.combinations(ALL, r)]
+    random.Random(0).shuffle(subsets)
+    for kept in subsets:
+        pruned = remove_layers(copy.deepcopy(run.model), [i for i in ALL if i not in kept])
+        for split in ("val", "test"):
+            assert torch.equal(pruner.logits(kept, split), predict_logits(pruned, run.encoded[split], device="cpu"))
+    assert pruner.calls["val"] == pruner.calls["test"] == 15 + (subsets[0] != tuple(ALL))  # + M_0 up front
+    assert pruner.calls["layers_run"] < 2 * sum(len(s) for s in subsets)  # some layers were skipped
+    # removing the top layer of M_0 runs one layer: the input of layer 2 is stored from M_0's pass
+    before = pruner.calls["layers_run"]
+    pruner.logits((0, 1, 2), "val")
+    assert pruner.calls["layers_run"] - before == 1
+
+
+def test_signals_are_memoised_by_kept_set(tiny_run):
+    fn = Counting()
+    pruner = Pruner(tiny_run, fn)
+    a = pruner.signals([3, 1, 2])
+    b = pruner.signals((1, 2, 3))
+    assert fn.calls == 1 and a is b and a["layer"].tolist() == [1, 2, 3]
+    pruner.signals(ALL)
+    assert fn.calls == 2
+
+
+# ---------------------------------------------------------------- oracle
+
+def harmless_layer_run(tiny_run, folder, h=2):
+    """tiny_run's model with strong random layers, where layer ``h`` is an exact identity.
+
+    BERT is post-LN: a layer outputs LN2(y + FFN(y)) with y = LN1(x + Attn(x)).  Zeroing the attention
+    output dense and the FFN output dense (weights and biases) leaves LN2(LN1(x)).  If layer h-1's
+    output LayerNorm has gamma = 1, beta = 0, then x already has mean 0 and variance 1 per token, and
+    with layer h's LayerNorms also at gamma = 1, beta = 0, LN2(LN1(x)) = x (up to eps = 1e-12 and
+    rounding): removing h changes nothing.  Validation labels are set to the full model's predictions,
+    so M_0 scores 1.0 and any layer that matters scores less when removed."""
+    model = copy.deepcopy(tiny_run.model)
+    layers = get_layers(model)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for layer in layers:  # layers strong enough that removing one flips predictions
+            for mod in layer.modules():
+                if isinstance(mod, torch.nn.Linear):
+                    mod.weight.copy_(torch.randn(mod.weight.shape, generator=g) * 2 / mod.weight.shape[1] ** 0.5)
+        model.classifier.weight.copy_(torch.randn(model.classifier.weight.shape, generator=g))
+        layers[h - 1].output.LayerNorm.weight.fill_(1.0)
+        layers[h - 1].output.LayerNorm.bias.zero_()
+        for lin in (layers[h].attention.output.dense, layers[h].output.dense):
+            lin.weight.zero_()
+            lin.bias.zero_()
+        for ln in (layers[h].attention.output.LayerNorm, layers[h].output.LayerNorm):
+            ln.weight.fill_(1.0)
+            ln.bias.zero_()
+    val = tiny_run.encoded["val"]
+    labels = predict_logits(model, val, device="cpu").argmax(-1)
+    encoded = {**tiny_run.encoded, "val": Encoded(val.input_ids, val.attention_mask, labels, val.lengths)}
+    return dataclasses.replace(tiny_run, model=model, encoded=encoded, folder=folder)
+
+
+def test_oracle_removes_the_harmless_layer_first(tiny_run, tmp_path):
+    run = harmless_layer_run(tiny_run, tmp_path, h=2)
+    full = predict_logits(run.model, run.encoded["val"], device="cpu")
+    with layers_removed(run.model, [2]):
+        torch.testing.assert_close(predict_logits(run.model, run.encoded["val"], device="cpu"), full, atol=1e-5, rtol=0)
+    pruner = Pruner(run, fake_signals)
+    assert pruner.val_accuracy(ALL) == 1.0 and pruner.val_accuracy([0, 1, 3]) == 1.0
+    # precondition of the construction: every other removal really hurts (so lower indices cannot win a tie)
+    assert all(pruner.val_accuracy([j for j in ALL if j != i]) < 1.0 for i in (0, 1, 3))
+    curve, signals = prune_curve(pruner, "Oracle")
+    assert curve["removed"].iloc[0] == 2 and curve["val_acc"].iloc[0] == 1.0 and signals.empty
+
+
+def test_oracle_is_greedy_on_validation_with_lowest_index_ties(tiny_run):
+    table = {(0, 1, 2): 0.5, (0, 1, 3): 0.9, (0, 2, 3): 0.9, (1, 2, 3): 0.7,   # 1 and 2 tie: 1 goes
+             (0, 2): 0.1, (0, 3): 0.6, (2, 3): 0.6,                              # from (0, 2, 3): 0 and 2 tie -> 0
+             (2,): 0.2, (3,): 0.3}
+
+    class Scripted(Pruner):
+        def val_accuracy(self, kept):
+            return table.get(tuple(sorted(kept)), 0.0)
+
+        def test_accuracy(self, kept):
+            return -1.0  # never consulted for choosing
+
+    curve, _ = prune_curve(Scripted(tiny_run, fake_signals), "Oracle")
+    assert curve["removed"].tolist() == [1, 0, 2]
+    assert curve["val_acc"].tolist() == [0.9, 0.6, 0.3]
+
+
+# ---------------------------------------------------------------- files, resume, determinism
+
+def test_same_seed_gives_byte_identical_files(tiny_run, tmp_path):
+    names = ["Weight-Magnitude", "Random", "Oracle", "Top-Drop"]
+    for sub in ("a", "b"):
+        run_pruning(in_folder(tiny_run, tmp_path / sub), names, signal_fn=fake_signals)
+    for name in ("curves.parquet", "signals.parquet"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    # strategy order does not change the files either (rows are sorted)
+    run_pruning(in_folder(tiny_run, tmp_path / "c"), names[::-1], signal_fn=fake_signals)
+    assert (tmp_path / "a" / "curves.parquet").read_bytes() == (tmp_path / "c" / "curves.parquet").read_bytes()
+
+
+def test_rerun_skips_finished_work_and_resumes_after_an_interruption(tiny_run, tmp_path):
+    run = in_folder(tiny_run, tmp_path)
+    fn = Counting(fail_after=4)  # Weight-Entropy needs 3 calls; the 5th call (Gradient-Norm step 2) fails
+    with pytest.raises(KeyboardInterrupt):
+        run_pruning(run, ["Weight-Entropy", "Gradient-Norm", "Random"], signal_fn=fn)
+    curves = load_curves(tmp_path)
+    assert set(curves["strategy"]) == {"Weight-Entropy"} and len(curves) == 3
+    assert set(load_signals(tmp_path)["strategy"]) == {"Weight-Entropy"}
+    fn = Counting()
+    curves = run_pruning(run, ["Weight-Entropy", "Gradient-Norm", "Random"], signal_fn=fn)
+    # only Gradient-Norm's models are new; models Weight-Entropy visited come from signals.parquet
+    assert fn.calls == len(models_before(curves, "Gradient-Norm") - models_before(curves, "Weight-Entropy"))
+    before = {n: (tmp_path / n).read_bytes() for n in ("curves.parquet", "signals.parquet")}
+    fn = Counting()
+    curves = run_pruning(run, "Weight-Entropy,Gradient-Norm,Random", signal_fn=fn)
+    assert fn.calls == 0 and before == {n: (tmp_path / n).read_bytes() for n in before}
+    assert len(curves) == 3 * (2 + run.preset.random_seeds)
+    # more Random seeds later: only the new seed runs
+    more = dataclasses.replace(run, preset=run.preset.replace(random_seeds=run.preset.random_seeds + 1))
+    curves = run_pruning(more, ["Random"], signal_fn=fn)
+    assert sorted(set(curves.loc[curves.strategy == "Random", "seed"])) == list(range(run.preset.random_seeds + 1))
+
+
+def models_before(curves, strategy):
+    """The kept sets a strategy's steps chose from: all layers, then each step's kept set but the last."""
+    kept = curves[curves.strategy == strategy].sort_values("step")["kept"].map(pruning.parse_kept).tolist()
+    return {frozenset(k) for k in [tuple(ALL), *kept[:-1]]}
+
+
+def test_warm_start_restores_exact_signals_and_accuracies(tiny_run, tmp_path):
+    run = in_folder(tiny_run, tmp_path)
+    curves = run_pruning(run, ["Gradient-Taylor", "Top-Drop"], signal_fn=fake_signals)
+    fn = Counting()
+    pruner = Pruner(run, fn)
+    assert pruner.warm_start() > 0
+    pd.testing.assert_frame_equal(pruner.signals(ALL), fake_signals(tiny_run.model, None), check_exact=True)
+    assert fn.calls == 0
+    for kept, val, test in curves[["kept", "val_acc", "test_acc"]].itertuples(index=False):
+        assert pruner.evaluate(pruning.parse_kept(kept)) == (val, test)
+
+
+def test_load_errors_name_the_fix(tmp_path):
+    with pytest.raises(PaperlibError, match="paperlib prune"):
+        load_curves(tmp_path)
+    with pytest.raises(PaperlibError, match="paperlib prune"):
+        load_signals(tmp_path)
+
+
+def test_finetune_between_trains_a_copy_per_curve(tiny_run, tmp_path):
+    run = dataclasses.replace(tiny_run, folder=tmp_path, preset=tiny_run.preset.replace(finetune_between=1))
+    snapshot = params_snapshot(tiny_run.model)
+    fn = Counting()
+    pruner = Pruner(run, fn)
+    curve, signals = prune_curve(pruner, "Weight-Magnitude")
+    assert_unchanged(tiny_run.model, snapshot)
+    assert curve["step"].tolist() == [1, 2, 3] and fn.calls == 3 and not pruner.memo
+    # re-training moves the weights, so Weight-Magnitude of the still-present layers changes between steps
+    s1 = signals[signals.step == 1].set_index("layer")["Weight-Magnitude"]
+    s2 = signals[signals.step == 2].set_index("layer")["Weight-Magnitude"]
+    assert not np.allclose(s1[s2.index], s2)
+    m = remove_layers(copy.deepcopy(tiny_run.model), [curve["removed"].iloc[0]])
+    assert (curve["n_params"].iloc[0], curve["bytes"].iloc[0]) == (count_parameters(m), fp32_bytes(m))
+
+
+# ---------------------------------------------------------------- summary and command
+
+def test_summarize_curves_by_hand():
+    rows = [("A", 0, 1, 0.8), ("A", 0, 2, 0.9), ("A", 0, 3, 0.9),
+            ("Random", 0, 1, 0.6), ("Random", 0, 2, 0.2), ("Random", 1, 1, 0.8), ("Random", 1, 2, 0.6)]
+    df = pd.DataFrame(rows, columns=["strategy", "seed", "step", "test_acc"])
+    table = summarize_curves(df).set_index("strategy")
+    assert table.loc["A", "best_test_acc"] == pytest.approx(0.9) and table.loc["A", "best_k"] == 3
+    assert table.loc["A", "mean_test_acc"] == pytest.approx((0.8 + 0.9 + 0.9) / 3)
+    assert table.loc["Random", "best_test_acc"] == pytest.approx(0.7) and table.loc["Random", "best_k"] == 1
+    assert table.loc["Random", "mean_test_acc"] == pytest.approx((0.7 + 0.4) / 2) and table.loc["Random", "seeds"] == 2
+    assert list(table.index) == ["A", "Random"]
+
+
+def test_prune_command_prints_a_table(tiny_run, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(pruning, "_default_signal_fn", fake_signals)
+    pruning.prune_command(in_folder(tiny_run, tmp_path), "Top-Drop,Random")
+    out = capsys.readouterr().out
+    assert "Top-Drop" in out and f"Random (mean of {tiny_run.preset.random_seeds})" in out and "best_k" in out
+
+
+# ---------------------------------------------------------------- with the real signals
+
+def test_real_signals_drive_a_curve(tiny_run, tmp_path):
+    pytest.importorskip("paperlib.signals")
+    run = in_folder(tiny_run, tmp_path)
+    curves = run_pruning(run, ["Weight-Entropy", "Gradient-Fisher", "Block-Influence"])
+    signals = load_signals(tmp_path)
+    assert len(curves) == 9 and len(signals) == 3 * (4 + 3 + 2)
+    assert signals[["Weight-Entropy", "Gradient-Fisher", "Block-Influence"]].notna().all().all()
+    for (name, step), g in signals.groupby(["strategy", "step"]):
+        removed = curves[(curves.strategy == name) & (curves.step == step)]["removed"].iloc[0]
+        assert removed == g["layer"].to_numpy()[np.argmin(g[name].to_numpy())]  # all three prune lowest first
+    # deterministic on CPU: a second folder gets the same bytes
+    run_pruning(in_folder(tiny_run, tmp_path / "again"), ["Weight-Entropy", "Gradient-Fisher", "Block-Influence"])
+    for name in ("curves.parquet", "signals.parquet"):
+        assert (tmp_path / name).read_bytes() == (tmp_path / "again" / name).read_bytes()
