@@ -8,7 +8,16 @@ With ``finetune_between == 0`` (the default) M_k is a function of the set of kep
 so a ``Pruner`` memoises accuracy and signals by that set: every curve starts from the same full
 model, Oracle's candidates are the next steps of other curves, and a 6-layer model has only 63
 distinct pruned models in all.  Variants are evaluated through ``layers_removed`` (no weight is
-copied).  With ``finetune_between > 0`` the memo is off and each curve trains its own deep copy.
+copied), and on CPU a sub-model starts from the stored hidden states of an earlier one with the
+same first layers (``LayerInputs``; bit-identical logits).  The memo is warm-started from the run
+folder's files, so a later call (e.g. fusion) re-uses what earlier curves computed.  With
+``finetune_between > 0`` the memo is off and each curve trains its own deep copy after every
+removal; Oracle then scores its candidates on the current re-trained model, without re-training each.
+
+Choices SPEC leaves open (the companion's own): a curve holds k = 1 .. L-1 only (M_0 is in
+metrics.json); Random seed s uses ``numpy.random.default_rng(s)``, s = 0 .. R-1, and every other
+strategy is recorded with seed 0; signals are computed and stored only for strategies that read
+them (single-signal, Block-Influence, fusion), not for Random, Oracle and Top-Drop.
 
 Files (written atomically after each finished strategy; a rerun skips what is there):
 ``curves.parquet``  strategy, seed, step, removed, kept, val_acc, test_acc, n_params, bytes
