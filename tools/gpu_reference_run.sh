@@ -26,6 +26,6 @@ stage finetune
 stage prune --strategies all
 stage fuse --protocol within
 stage fuse --protocol transfer
-stage distill --depths all
+[ -n "${SKIP_DISTILL:-}" ] || stage distill --depths all
 python -m paperlib table --runs "$RUNS" --save "$RUNS/summary" > "$RUNS/logs/table.log" 2>&1 || echo "FAILED table"
 echo "wall $(( $(date +%s) - start ))s"
