@@ -14,7 +14,6 @@ on CUDA bf16 autocast, SDPA attention, fused AdamW, optional ``torch.compile``; 
 
 from __future__ import annotations
 
-import ast
 import time
 
 import numpy as np
@@ -24,6 +23,7 @@ import torch.nn.functional as F
 
 from .errors import PaperlibError
 from .io import write_parquet
+from . import pruning
 from .models import count_parameters, fp32_bytes, kept_layers, load_model, remove_layers
 from .train import LossFn, evaluate, init_distributed, is_main_process, predict_logits, train
 
@@ -86,13 +86,8 @@ def distill(student: torch.nn.Module, data, teacher_logits: torch.Tensor | None,
 # ---------------------------------------------------------------- the pruned curve to distil
 
 def parse_kept(kept) -> list[int]:
-    """Original layer indices from a curves.parquet ``kept`` cell (list/array, '[0, 2]' or '0,2')."""
-    if isinstance(kept, str):
-        text = kept.strip()
-        values = ast.literal_eval(text) if text.startswith(("[", "(")) else [v for v in text.split(",") if v.strip()]
-    else:
-        values = list(kept)
-    return [int(v) for v in values]
+    """Original layer indices from a curves.parquet ``kept`` cell, as a list (``pruning.parse_kept``)."""
+    return list(pruning.parse_kept(kept))
 
 
 def pruned_curve(curves: pd.DataFrame, strategy: str = DEFAULT_STRATEGY) -> pd.DataFrame:

@@ -59,9 +59,11 @@ def format_kept(kept: Iterable[int]) -> str:
     return ",".join(str(int(i)) for i in sorted(kept))
 
 
-def parse_kept(kept: str) -> tuple[int, ...]:
-    """"0,2,5" -> (0, 2, 5)."""
-    return tuple(int(i) for i in str(kept).split(",") if i != "")
+def parse_kept(kept) -> tuple[int, ...]:
+    """"0,2,5" -> (0, 2, 5); also reads "[0, 2, 5]" and a list or array of indices."""
+    if isinstance(kept, str):
+        kept = kept.strip().strip("[]()").split(",")
+    return tuple(int(i) for i in kept if str(i).strip() != "")
 
 
 def _default_signal_fn(*args, **kwargs) -> pd.DataFrame:
