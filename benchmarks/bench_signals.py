@@ -2,14 +2,15 @@
 
 Goal (the issue): ``compute_signals`` costs at most 2x a training step's forward+backward over the
 same examples and batch size.  The training step follows ``paperlib.train`` semantics: train mode,
-AdamW (fused on CUDA), bf16 autocast on CUDA, SDPA attention, length-grouped shuffled batches.
+fused AdamW, the precision policy of ``paperlib.train`` (bf16 autocast on CUDA and on CPUs with bf16
+arithmetic), SDPA attention, length-grouped shuffled batches.
 
     python benchmarks/bench_signals.py                      # CPU: minilm, 128 bbc_news examples, length 64
     python benchmarks/bench_signals.py --device cuda --out bench_signals.json
                                                             # CUDA: random:bert-base, 512 synthetic examples, length 128
 
-On CUDA the signal pass is timed both under bf16 autocast (compute_signals' default there) and in
-fp32.  Needs only torch, transformers, scikit-learn and pandas (plus the embedded minilm/bbc_news
+Where the policy picks bf16 the signal pass is timed both under bf16 autocast (compute_signals'
+default there) and in fp32.  Needs only torch, transformers, scikit-learn and pandas (plus the embedded minilm/bbc_news
 packages for the CPU default; ``--synthetic`` or a ``random:`` model avoids them).
 """
 
@@ -33,6 +34,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from paperlib.data import Encoded, length_batches  # noqa: E402
 from paperlib.signals import compute_signals  # noqa: E402
+from paperlib.train import autocast as train_autocast, precision  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 HEADING = "## Signals"
@@ -89,9 +91,8 @@ def time_training(model, data: Encoded, batch_size: int, device: torch.device, s
     decay = [p for p in model.parameters() if p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.ndim < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=1e-5, fused=device.type == "cuda")
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
-                else torch.autocast("cpu", enabled=False))
+                            lr=1e-5, fused=device.type in ("cuda", "cpu"))
+    autocast = train_autocast(device)
     fwd_bwd = step = 0.0
     batches = [{k: v.to(device) for k, v in b.items()}  # gathered up front, as paperlib.train does
                for _, b in length_batches(data.to("cpu"), batch_size, shuffle=True, seed=seed)]
@@ -146,7 +147,7 @@ def run(args) -> dict:
     else:
         data, source = synthetic(args.n, args.length, model.config.vocab_size), "synthetic ids"
     data = data.to(device)
-    precisions = {"fp32": False} if device.type != "cuda" else {"bf16": True, "fp32": False}
+    precisions = {"fp32": False} if precision(device) == "fp32" else {"bf16": True, "fp32": False}
     for _ in range(args.warmup):
         time_training(model, data, args.batch_size, device, seed=0)
         for autocast in precisions.values():

@@ -6,6 +6,7 @@ and exits with status 2."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .errors import PaperlibError
@@ -25,7 +26,14 @@ def _common(p: argparse.ArgumentParser, dataset_required: bool = True) -> None:
     p.add_argument("--max-length", type=int, default=None, help="override the preset's max tokens per text")
     p.add_argument("--seed", type=int, default=None, help="override the preset's seed")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    _precision(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _precision(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default=None,
+                   help="matrix products in bf16 autocast or fp32; auto (default, or $PAPERLIB_PRECISION): bf16 on "
+                        "GPUs and on CPUs with bf16 arithmetic (AVX512-BF16/AMX), fp32 elsewhere")
 
 
 def _preset(args):
@@ -144,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="override the preset's model")
     p.add_argument("--jobs", type=int, default=1, help="datasets run in parallel")
     p.add_argument("--notebooks", default=None, help="folder of the notebooks (default: the repository's notebooks/)")
+    _precision(p)
     p.set_defaults(func=cmd_reproduce)
     return parser
 
@@ -155,10 +164,14 @@ def main(argv=None) -> None:
         parser.print_help()
         sys.exit(2)
     if getattr(args, "quiet", False):
-        import os
-
         os.environ["PAPERLIB_QUIET"] = "1"
+    if getattr(args, "precision", None):  # read by every stage, and inherited by papermill's kernels
+        os.environ["PAPERLIB_PRECISION"] = args.precision
     try:
+        if os.environ.get("PAPERLIB_PRECISION"):
+            from .train import precision
+
+            precision("cpu")  # a bad $PAPERLIB_PRECISION fails here, before any work
         args.func(args)
     except PaperlibError as exc:
         print(f"error: {exc}", file=sys.stderr)

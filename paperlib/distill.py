@@ -9,7 +9,8 @@ its logits are computed once per training example (``predict_logits``) and looke
 index through the training loop's ``loss_fn`` hook every epoch.  alpha = 0 is the control: the same
 student and budget trained on the labels alone.  Training uses the shared loop (``paperlib.train``):
 AdamW at ``preset.kd_lr``, 10 % warm-up, ``preset.kd_epochs`` epochs, batch ``preset.batch_size``;
-on CUDA bf16 autocast, SDPA attention, fused AdamW, optional ``torch.compile``; DDP under torchrun.
+fused AdamW, bf16 autocast where the hardware has it (``train.precision``), SDPA attention, optional
+``torch.compile``; DDP under torchrun.
 """
 
 from __future__ import annotations

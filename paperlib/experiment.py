@@ -19,7 +19,7 @@ from .data import Encoded, Splits, dataset_name, encode_splits, load_splits
 from .errors import PaperlibError
 from .io import atomic_dir, read_json, write_json
 from .models import count_parameters, fp32_bytes, load_model
-from .train import barrier, is_main_process, default_device, evaluate, progress_enabled, train
+from .train import barrier, is_main_process, default_device, evaluate, precision, progress_enabled, train
 
 
 @dataclass
@@ -89,7 +89,7 @@ def prepare(dataset: str, model: str | None, preset: Preset, out: str | Path, da
     metrics = {"val_acc": val["accuracy"], "val_loss": val["loss"], "test_acc": test["accuracy"],
                "test_loss": test["loss"], "n_params": count_parameters(m), "bytes": fp32_bytes(m),
                "n_layers": len(m.config.kept_layers), "train_seconds": round(seconds, 2), "train_steps": info["steps"],
-               "device": str(device), "torch": torch.__version__, "paperlib": __version__}
+               "device": str(device), "precision": precision(device), "torch": torch.__version__, "paperlib": __version__}
     if is_main_process():  # under torchrun every rank trained the same weights; one writes them
         _save_run(folder, m, tok, config, metrics, progress)
     barrier()

@@ -43,7 +43,7 @@ from .errors import PaperlibError
 from .io import write_parquet
 from .models import count_parameters, fp32_bytes, get_layers, kept_layers, layers_removed, remove_layers
 from .strategies import REFERENCE_SIGNALS, REGISTRY, SIGNALS, Strategy, parse_strategies
-from .train import predict_logits, progress_enabled, tqdm, train
+from .train import autocast, predict_logits, progress_enabled, tqdm, train
 
 CURVE_COLUMNS = ["strategy", "seed", "step", "removed", "kept", "val_acc", "test_acc", "n_params", "bytes"]
 SIGNAL_COLUMNS = ["strategy", "seed", "step", "layer", *SIGNALS, *REFERENCE_SIGNALS]
@@ -208,10 +208,11 @@ class Pruner:
 
     @torch.inference_mode()
     def logits(self, kept, split: str) -> torch.Tensor:
-        """Logits of the sub-model keeping ``kept`` on ``run.encoded[split]`` (CPU, fp32), started from
-        the stored layer inputs of an earlier sub-model with the same first layers where there is one."""
+        """Logits of the sub-model keeping ``kept`` on ``run.encoded[split]``, as ``train.predict_logits``
+        computes them (same batches, same precision policy); on CPU started from the stored layer
+        inputs of an earlier sub-model with the same first layers where there is one."""
         kept = tuple(sorted(self._key(kept)))
-        if self.layer_inputs is None or self.device.type != "cpu":  # CUDA: autocast, as train.evaluate
+        if self.layer_inputs is None or self.device.type != "cpu":  # CUDA or no memo: train.predict_logits itself
             self.calls[split] += 1
             self.calls["layers_run"] += len(kept)
             with self._without(frozenset(kept)) as m:
@@ -237,7 +238,7 @@ class Pruner:
         was_training = self.model.training
         self.model.eval()
         try:
-            with self._without(frozenset(kept[start:])) as m:
+            with self._without(frozenset(kept[start:])) as m, autocast(self.device):
                 for b, (index, batch) in enumerate(batches):
                     current["batch"] = b
                     out[index.to(self.device)] = m(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()

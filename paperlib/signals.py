@@ -17,8 +17,9 @@ Choices SPEC leaves open (the companion's own):
 - Task-Relevance-MI uses sklearn's ``mutual_info_classif`` estimator re-implemented in torch
   (``knn_mutual_info``, tested equal to sklearn to 1e-9) so it runs on the model's device; PCA comes
   from the eigen-decomposition of the smaller Gram matrix, once per [CLS] matrix.
-- On CUDA the pass runs under bf16 autocast (like training and evaluation), statistics in fp32; on
-  CPU everything is fp32 and the result is deterministic for a given seed.
+- The pass runs under the precision policy of training and evaluation (``train.precision``: bf16
+  autocast on CUDA and on CPUs with bf16 arithmetic, else fp32); hooks and statistics are fp32.
+  On CPU the result is deterministic for a given seed.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from .data import Encoded, length_batches
 from .errors import PaperlibError
 from .models import attention_implementation, get_layers, kept_layers
 from .strategies import REFERENCE_SIGNALS, SIGNALS
-from .train import default_device, progress_enabled, tqdm
+from .train import autocast, default_device, progress_enabled, tqdm
 
 MAX_COMPONENTS = 16
 HISTOGRAM_BINS = 256
@@ -301,9 +302,7 @@ def redundancy_mi(cls_in, cls_out, k: int = MAX_COMPONENTS) -> float:
 # ---------------------------------------------------------------- the calibration pass
 
 def _autocast(device: torch.device, enabled: bool):
-    if device.type == "cuda" and enabled:
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast(device.type, enabled=False)
+    return autocast(device) if enabled else torch.autocast(device.type, enabled=False)
 
 
 def _mi_signals(sums: list[_LayerSums], labels: torch.Tensor, seed: int) -> list[tuple[float, float]]:
@@ -333,7 +332,7 @@ def compute_signals(model: nn.Module, calib: Encoded, *, batch_size: int = 32, d
 
     Returns one row per remaining layer, in current order, with columns 'layer' (original index),
     'position' (current index), the 12 SIGNALS of SPEC 3 and 'Block-Influence'.  ``device``: None
-    means cuda when available (like training); ``autocast``: bf16 on CUDA (ignored on CPU).  The
+    means cuda when available (like training); ``autocast``: False forces fp32, True follows ``train.precision``.  The
     model's training flag, requires_grad flags and attention implementation are restored; its
     gradients are dropped.
 

@@ -23,8 +23,11 @@ SHARED_DATASETS = Path(_SHARED) if Path(_SHARED).is_dir() else None
 
 @pytest.fixture(autouse=True)
 def _isolate(monkeypatch, tmp_path_factory):
-    """No test sees the user's data dir or cache: each session gets its own token cache."""
+    """No test sees the user's data dir or cache: each session gets its own token cache.  Tests
+    compare against independent fp32 computations, so they run fp32 (tests/test_precision.py checks
+    the bf16 path); set here per test, not process-wide, so nbval's notebook kernels keep the default."""
     monkeypatch.delenv("PAPERLIB_DATA_DIR", raising=False)
+    monkeypatch.setenv("PAPERLIB_PRECISION", "fp32")
     monkeypatch.setenv("PAPERLIB_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
@@ -75,4 +78,6 @@ def tiny_run(tmp_path_factory):
     base = tmp_path_factory.mktemp("tinyrun")
     os.environ["PAPERLIB_CACHE_DIR"] = str(base / "cache")
     folder = write_synthetic(base / "synth", n_per_class=70)
-    return prepare(str(folder), "random:tiny", get_preset("tiny", finetune_epochs=15, lr=3e-3), base / "runs", device="cpu", progress=False)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PAPERLIB_PRECISION", "fp32")
+        return prepare(str(folder), "random:tiny", get_preset("tiny", finetune_epochs=15, lr=3e-3), base / "runs", device="cpu", progress=False)
