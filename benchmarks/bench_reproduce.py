@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -29,14 +28,10 @@ DONE = re.compile(r"\[(?P<who>[^\]]+)\] (?P<nb>\d\d_\w+): done in (?P<s>\d+)s")
 def hardware() -> str:
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
-                   if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    from machine import cpu_name  # benchmarks/, first on sys.path when run as a script
+
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return f"{cpu}, {torch.get_num_threads()} threads (torch {torch.__version__}), load avg {load:.1f} at start"
+    return f"{cpu_name()}, {torch.get_num_threads()} threads (torch {torch.__version__}), load avg {load:.1f} at start"
 
 
 def run_once(precision: str, extra: list[str]) -> dict:

@@ -20,7 +20,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -35,6 +34,7 @@ import torch.nn.functional as F  # noqa: E402
 from paperlib.data import Encoded, length_batches  # noqa: E402
 from paperlib.signals import compute_signals  # noqa: E402
 from paperlib.train import autocast as train_autocast, precision  # noqa: E402
+from machine import cpu_name  # noqa: E402  (benchmarks/, first on sys.path when run as a script)
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 HEADING = "## Signals"
@@ -127,15 +127,7 @@ def time_signals(model, data: Encoded, batch_size: int, device: torch.device, au
 def hardware(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)} (torch {torch.__version__})"
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{name}, {torch.get_num_threads()} threads (torch {torch.__version__})"
+    return f"{cpu_name()}, {torch.get_num_threads()} threads (torch {torch.__version__})"
 
 
 def run(args) -> dict:
@@ -178,12 +170,12 @@ def table(result: dict) -> str:
     rows = ["| date | hardware | command | data | train fwd+bwd (s) | train step incl. AdamW (s) | signal pass (s) "
             "| ratio pass / fwd+bwd |",
             "|---|---|---|---|---|---|---|---|"]
-    for precision, seconds in result["signals_s"].items():
+    for dtype, seconds in result["signals_s"].items():
         load = f", load avg {result['load_average']:.1f}" if result.get("load_average") is not None else ""
         rows.append(f"| {result['date']} | {result['hardware']}{load} | `{result['command']}` | {result['model']}, "
                     f"{result['n']} x {result['length']} {result['data']}, batch {result['batch_size']} | "
-                    f"{result['train_fwd_bwd_s']:.3f} | {result['train_step_s']:.3f} | {seconds:.3f} ({precision}) | "
-                    f"{result['ratio_signals_over_fwd_bwd'][precision]:.2f} |")
+                    f"{result['train_fwd_bwd_s']:.3f} | {result['train_step_s']:.3f} | {seconds:.3f} ({dtype}) | "
+                    f"{result['ratio_signals_over_fwd_bwd'][dtype]:.2f} |")
     return "\n".join(rows)
 
 

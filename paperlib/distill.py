@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from .config import Preset, data_dir as resolve_data_dir
+from .config import Preset
 from .data import Encoded, Splits, dataset_name, encode_splits, load_splits
 from .errors import PaperlibError
 from .io import atomic_dir, read_json, write_json

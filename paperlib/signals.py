@@ -36,7 +36,7 @@ from .data import Encoded, length_batches
 from .errors import PaperlibError
 from .models import attention_implementation, get_layers, kept_layers
 from .strategies import REFERENCE_SIGNALS, SIGNALS
-from .train import autocast, default_device, progress_enabled, tqdm
+from .train import autocast as policy_autocast, default_device, progress_enabled, tqdm
 
 MAX_COMPONENTS = 16
 HISTOGRAM_BINS = 256
@@ -301,10 +301,6 @@ def redundancy_mi(cls_in, cls_out, k: int = MAX_COMPONENTS) -> float:
 
 # ---------------------------------------------------------------- the calibration pass
 
-def _autocast(device: torch.device, enabled: bool):
-    return autocast(device) if enabled else torch.autocast(device.type, enabled=False)
-
-
 def _mi_signals(sums: list[_LayerSums], labels: torch.Tensor, seed: int) -> list[tuple[float, float]]:
     """(Task-Relevance-MI, Redundancy-MI) per layer.  The PCA of each [CLS] matrix is computed once:
     the output of layer l is the input of layer l+1."""
@@ -376,7 +372,7 @@ def compute_signals(model: nn.Module, calib: Encoded, *, batch_size: int = 32, d
                 batch.mask = b["attention_mask"].bool()
                 batch.n_valid = b["attention_mask"].sum(1)
                 batch.index = index.to(device)
-                with _autocast(device, autocast):
+                with policy_autocast(device) if autocast else torch.autocast(device.type, enabled=False):
                     logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
                 F.cross_entropy(logits.float(), b["labels"]).backward()
                 grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]

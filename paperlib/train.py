@@ -13,6 +13,7 @@ when a progress bar shows it)."""
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -83,6 +84,7 @@ PRECISION_ENV = "PAPERLIB_PRECISION"
 PRECISIONS = ("auto", "bf16", "fp32")
 
 
+@functools.lru_cache(maxsize=None)  # asked on every step and batch; the hardware does not change
 def _has_bf16(device: torch.device) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()

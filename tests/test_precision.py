@@ -35,9 +35,10 @@ def test_override_and_bad_values(monkeypatch):
 def test_auto_follows_the_cpu_flags(monkeypatch):
     monkeypatch.setenv("PAPERLIB_PRECISION", "auto")
     flags = set(" ".join(l for l in CPUINFO.read_text().splitlines() if l.startswith("flags")).split())
-    assert precision("cpu") == ("bf16" if {"avx512_bf16", "amx_bf16"} & flags else "fp32")
-    monkeypatch.delenv("PAPERLIB_PRECISION")
-    assert precision("cpu") == ("bf16" if {"avx512_bf16", "amx_bf16"} & flags else "fp32")
+    want = "bf16" if {"avx512_bf16", "amx_bf16"} & flags else "fp32"
+    assert precision("cpu") == want
+    monkeypatch.delenv("PAPERLIB_PRECISION")  # unset means auto
+    assert precision("cpu") == want
 
 
 @pytest.mark.parametrize("value,dtype", [("bf16", torch.bfloat16), ("fp32", torch.float32)])
