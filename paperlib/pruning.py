@@ -475,6 +475,24 @@ def merge_predictions(folder, new: pd.DataFrame, jobs) -> None:
     write_parquet(_typed_predictions(pd.concat(parts, ignore_index=True)) if parts else old, path)
 
 
+def drop_strategies(folder, names) -> int:
+    """Delete every row of these strategies from curves.parquet (first: it marks a curve done),
+    signals.parquet and predictions.parquet; return how many curve rows went.  For stale curves
+    (e.g. fusion curves whose models were refitted on other rows)."""
+    folder, names = _folder(folder), set(names)
+    dropped = 0
+    for name, columns, typed in ((CURVES_FILE, CURVE_COLUMNS, _typed_curves), (SIGNALS_FILE, SIGNAL_COLUMNS, _typed_signals),
+                                 (PREDICTIONS_FILE, PREDICTION_COLUMNS, _typed_predictions)):
+        if not (folder / name).is_file():
+            continue
+        old = _read(folder / name, columns, typed)
+        stale = old["strategy"].isin(names)
+        if stale.any():
+            write_parquet(old[~stale], folder / name)
+        dropped += int(stale.sum()) if name == CURVES_FILE else 0
+    return dropped
+
+
 def _save_original(folder: Path, pruner: Pruner) -> None:
     """labels.parquet and M_0's predictions (step 0), once per run folder."""
     if not (folder / LABELS_FILE).is_file():
