@@ -17,6 +17,7 @@ Everything here works on DataFrames and arrays read from the run folders, so it 
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -231,14 +232,18 @@ def val_chosen_k(val_acc_by_k, original_val_acc: float, tolerance: float) -> int
     return int(max(ok)) if len(ok) else 0
 
 
+@functools.lru_cache(maxsize=4)
 def bootstrap_weights(n: int, resamples: int = DEFAULT_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> np.ndarray:
     """(resamples x n) resampling weights: W[r, i] = (times example i is drawn in resample r) / n, the draws
-    being ``numpy.random.default_rng(seed).integers(0, n, size=(resamples, n))``; W @ x is the resample mean."""
+    being ``numpy.random.default_rng(seed).integers(0, n, size=(resamples, n))``; W @ x is the resample mean.
+    Cached (read-only): every comparison on n examples sees the same resamples."""
     if n < 1:
         raise PaperlibError("the bootstrap needs at least one test example")
     draws = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
     counts = np.bincount((draws + n * np.arange(resamples)[:, None]).ravel(), minlength=resamples * n)
-    return counts.reshape(resamples, n).astype(np.float64) / n
+    weights = counts.reshape(resamples, n).astype(np.float64) / n
+    weights.setflags(write=False)
+    return weights
 
 
 def paired_bootstrap(a, b, resamples: int = DEFAULT_RESAMPLES, seed: int = BOOTSTRAP_SEED,
@@ -401,32 +406,32 @@ def comparison_table(results: list[DatasetResults], resamples: int = DEFAULT_RES
         weights = bootstrap_weights(len(res.original["test"]), resamples, seed) if res.has_predictions else None
         ref_scores = res.scores.get((ref, "test")) if weights is not None else None
         names = _strategy_order(test.index)
+        pairs, where = [], []  # (strategy scores, reference scores) of every interval, and its row
         for strategy in names:
             acc = test.loc[strategy].dropna()
             base = {"dataset": res.name, "strategy": strategy, "category": _category(strategy),
                     "n_seeds": int(seeds[strategy]), "reference": ref}
             scores = res.scores.get((strategy, "test")) if ref_scores is not None else None
-            views = [(v, k, acc.get(k, np.nan), None if scores is None else scores[k - 1], ref_scores[k - 1] if scores is not None else None)
-                     for v, k in ks.items()]
-            views.append(("mean", np.nan, acc.mean(), None if scores is None else scores.mean(0),
-                          None if scores is None else ref_scores.mean(0)))
-            stats = [None] * len(views)
-            have = [i for i, v in enumerate(views) if v[3] is not None]
-            if have:
-                ci = paired_bootstrap(np.stack([views[i][3] for i in have]), np.stack([views[i][4] for i in have]),
-                                      level=level, weights=weights)
-                for j, i in enumerate(have):
-                    stats[i] = ci.iloc[j]
-            for (view, k, a, _, _), st in zip(views, stats):
-                d, lo, hi = (np.nan,) * 3 if st is None else (st["diff"], st["ci_low"], st["ci_high"])
-                rows.append({**base, "view": view, "k": k, "test_acc": float(a), "diff": d, "ci_low": lo,
-                             "ci_high": hi, "call": "ref" if strategy == ref else call(lo, hi)})
+            views = [(v, k, acc.get(k, np.nan)) for v, k in ks.items()] + [("mean", np.nan, acc.mean())]
+            for view, k, a in views:
+                if scores is not None:
+                    pairs.append((scores[k - 1], ref_scores[k - 1]) if view != "mean" else (scores.mean(0), ref_scores.mean(0)))
+                    where.append(len(rows))
+                rows.append({**base, "view": view, "k": k, "test_acc": float(a), "diff": np.nan, "ci_low": np.nan,
+                             "ci_high": np.nan, "call": "ref" if strategy == ref else ""})
             k_val = val_chosen_k(val.loc[strategy].dropna(), res.metrics.get("val_acc", np.nan), res.tolerance)
             rows.append({**base, "view": "val-k", "k": k_val, "test_acc": float(acc.get(k_val, res.metrics.get("test_acc", np.nan))),
                          "diff": np.nan, "ci_low": np.nan, "ci_high": np.nan, "call": ""})
             k_max = int(acc.idxmax())  # first maximum: the smallest k on ties
             rows.append({**base, "view": "max", "k": k_max, "test_acc": float(acc.max()),
                          "diff": np.nan, "ci_low": np.nan, "ci_high": np.nan, "call": ""})
+        if pairs:  # one product for the whole dataset: every interval sees the same resamples
+            ci = paired_bootstrap(np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs]), level=level,
+                                  weights=weights)
+            for i, (d, lo, hi) in zip(where, ci.itertuples(index=False, name=None)):
+                rows[i].update({"diff": d, "ci_low": lo, "ci_high": hi})
+                if rows[i]["call"] != "ref":
+                    rows[i]["call"] = call(lo, hi)
     table = pd.DataFrame(rows, columns=["dataset", "strategy", "category", "n_seeds", "reference", "view", "k",
                                         "test_acc", "diff", "ci_low", "ci_high", "call"])
     return table.astype({"k": "float64"})
