@@ -430,38 +430,31 @@ def _read(path: Path, columns: list[str], typed) -> pd.DataFrame:
     return typed(pd.read_parquet(path)) if path.is_file() else typed(pd.DataFrame(columns=columns))
 
 
+def _load(folder, name: str, columns: list[str], typed) -> pd.DataFrame:
+    path = _folder(folder) / name
+    if not path.is_file():
+        raise PaperlibError(f"no {name} in {str(path.parent)!r}: run `paperlib prune` (or run_pruning) first")
+    return _read(path, columns, typed)
+
+
 def load_curves(folder) -> pd.DataFrame:
     """curves.parquet of a run folder (or a Run), one row per (strategy, seed, step)."""
-    path = _folder(folder) / CURVES_FILE
-    if not path.is_file():
-        raise PaperlibError(f"no {CURVES_FILE} in {str(path.parent)!r}: run `paperlib prune` (or run_pruning) first")
-    return _read(path, CURVE_COLUMNS, _typed_curves)
+    return _load(folder, CURVES_FILE, CURVE_COLUMNS, _typed_curves)
 
 
 def load_signals(folder) -> pd.DataFrame:
     """signals.parquet of a run folder (or a Run), one row per (strategy, seed, step, layer)."""
-    path = _folder(folder) / SIGNALS_FILE
-    if not path.is_file():
-        raise PaperlibError(f"no {SIGNALS_FILE} in {str(path.parent)!r}: run `paperlib prune` (or run_pruning) first")
-    return _read(path, SIGNAL_COLUMNS, _typed_signals)
+    return _load(folder, SIGNALS_FILE, SIGNAL_COLUMNS, _typed_signals)
 
 
 def load_predictions(folder) -> pd.DataFrame:
     """predictions.parquet of a run folder (or a Run), one row per (strategy, seed, step, split, example)."""
-    path = _folder(folder) / PREDICTIONS_FILE
-    if not path.is_file():
-        raise PaperlibError(f"no {PREDICTIONS_FILE} in {str(path.parent)!r}: run `paperlib prune` (or run_pruning) "
-                            f"with this version of paperlib first")
-    return _read(path, PREDICTION_COLUMNS, _typed_predictions)
+    return _load(folder, PREDICTIONS_FILE, PREDICTION_COLUMNS, _typed_predictions)
 
 
 def load_labels(folder) -> pd.DataFrame:
     """labels.parquet of a run folder (or a Run): the true label of every validation and test example."""
-    path = _folder(folder) / LABELS_FILE
-    if not path.is_file():
-        raise PaperlibError(f"no {LABELS_FILE} in {str(path.parent)!r}: run `paperlib prune` (or run_pruning) "
-                            f"with this version of paperlib first")
-    return _read(path, LABEL_COLUMNS, _typed_labels)
+    return _load(folder, LABELS_FILE, LABEL_COLUMNS, _typed_labels)
 
 
 def merge_predictions(folder, new: pd.DataFrame, jobs) -> None:
