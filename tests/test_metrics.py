@@ -361,7 +361,11 @@ def test_load_results_reads_predictions_back(tmp_path):
 
 
 def test_table_command_prints_intervals_claims_and_rules(tmp_path, capsys):
-    _write_folder(tmp_path, _win_or_tie_case(noisy=False))
+    a = _win_or_tie_case(noisy=False)
+    flipped = make_results("a", {"Weight-Entropy (flipped)": _flat(0.6, 0.9)})  # worse on validation
+    a.curves = pd.concat([a.curves, flipped.curves], ignore_index=True)
+    a.scores |= flipped.scores
+    _write_folder(tmp_path, a)
     b = _win_or_tie_case(noisy=True)
     b.name = "b"
     b.curves["dataset"] = "b"
@@ -374,6 +378,8 @@ def test_table_command_prints_intervals_claims_and_rules(tmp_path, capsys):
     assert "+5.00 [" in printed and "Claims check" in printed and VERDICT_RULES.splitlines()[1] in printed
     assert "c: L=4, k=1/2/3, reference Weight-Entropy (no predictions.parquet: no intervals)" in printed
     assert "SECONDARY, selected on test" in printed
+    assert "Direction check" in printed and "SPEC +20.00" in printed and "SPEC 1, flip 0 of 1" in printed
+    assert "(flipped)" not in out["table"]["strategy"].str.cat()  # not a Table 1 strategy
     saved = pd.read_csv(tmp_path / "summary" / "table1.csv")
     assert len(saved) == len(out["table"]) and set(saved["view"]) == {"L/4", "L/2", "3L/4", "mean", "val-k", "max"}
     assert {"claims.csv", "table1_mean.csv", "table1_max.csv", "direction.csv"} <= {p.name for p in (tmp_path / "summary").iterdir()}
