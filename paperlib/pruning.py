@@ -556,10 +556,10 @@ def run_pruning(run, strategies="all", progress: bool | None = None, signal_fn: 
 # ---------------------------------------------------------------- summary
 
 def summarize_curves(curves: pd.DataFrame) -> pd.DataFrame:
-    """Per strategy: best test accuracy over k, the k reaching it, and the mean over k.
-
-    Random (several seeds) is first averaged over seeds per step.  When several k reach the best,
-    the largest k (the smallest model) is reported."""
+    """Per strategy: the mean test accuracy over k (the area under the curve, no k chosen), then the best
+    test accuracy over k and the k reaching it (a maximum picked on test: a secondary view), sorted by
+    the mean.  Random (several seeds) is first averaged over seeds per step.  When several k reach the
+    best, the largest k (the smallest model) is reported."""
     per_step = curves.groupby(["strategy", "step"], as_index=False).agg(
         test_acc=("test_acc", "mean"), seeds=("seed", "nunique"))
     rows = []
@@ -567,13 +567,13 @@ def summarize_curves(curves: pd.DataFrame) -> pd.DataFrame:
         best = g["test_acc"].max()
         rows.append({"strategy": name, "best_test_acc": best, "best_k": int(g.loc[g["test_acc"] == best, "step"].max()),
                      "mean_test_acc": g["test_acc"].mean(), "seeds": int(g["seeds"].max())})
-    table = pd.DataFrame(rows, columns=["strategy", "best_test_acc", "best_k", "mean_test_acc", "seeds"])
-    return table.sort_values(["best_test_acc", "mean_test_acc", "strategy"], ascending=[False, False, True],
+    table = pd.DataFrame(rows, columns=["strategy", "mean_test_acc", "best_test_acc", "best_k", "seeds"])
+    return table.sort_values(["mean_test_acc", "best_test_acc", "strategy"], ascending=[False, False, True],
                              kind="stable").reset_index(drop=True)
 
 
 def prune_command(run, strategies="all", progress: bool | None = None) -> None:
-    """`paperlib prune`: run the strategies, then print best test accuracy per strategy."""
+    """`paperlib prune`: run the strategies, then print each curve's mean test accuracy (and its test-selected maximum)."""
     curves = run_pruning(run, strategies, progress=progress)
     names = [s.name for s in _strategies(strategies)]
     table = summarize_curves(curves[curves["strategy"].isin(names)])
@@ -581,4 +581,5 @@ def prune_command(run, strategies="all", progress: bool | None = None) -> None:
     m = run.metrics
     print(f"{run.splits.name}: M_0 ({m.get('n_layers', len(kept_layers(run.model)))} layers) "
           f"val {m['val_acc']:.4f}, test {m['test_acc']:.4f}; curves in {Path(run.folder) / CURVES_FILE}")
-    print(table.drop(columns="seeds").to_string(index=False, float_format=lambda x: f"{x:.4f}"))
+    shown = table.drop(columns="seeds").rename(columns={"best_test_acc": "max_test_acc (picked on test)", "best_k": "k_of_max"})
+    print(shown.to_string(index=False, float_format=lambda x: f"{x:.4f}"))

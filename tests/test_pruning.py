@@ -392,7 +392,7 @@ def test_prune_command_prints_a_table(tiny_run, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(pruning, "_default_signal_fn", fake_signals)
     pruning.prune_command(in_folder(tiny_run, tmp_path), "Top-Drop,Random")
     out = capsys.readouterr().out
-    assert "Top-Drop" in out and f"Random (mean of {tiny_run.preset.random_seeds})" in out and "best_k" in out
+    assert "Top-Drop" in out and f"Random (mean of {tiny_run.preset.random_seeds})" in out and "picked on test" in out
 
 
 # ---------------------------------------------------------------- with the real signals
