@@ -640,7 +640,7 @@ def fusion_claims(results: list[DatasetResults], table: pd.DataFrame, protocol: 
     if not sig_measured:
         for row in out[-4:]:
             if row["n"]:
-                row["verdict"] = "not measured"
+                row["verdict"], row["significant_count"] = "not measured", np.nan
                 row["detail"] += "; no predictions.parquet: no intervals"
     return out
 
@@ -691,7 +691,8 @@ def distill_claims(results: list[DatasetResults], summary: pd.DataFrame | None, 
            _claim(names[2], "", papers[2], teacher_p, teacher_s, len(data), 6)]
     if not measured:
         for row in out:
-            row["verdict"], row["detail"] = "not measured", row["detail"] + "; no distill_predictions.parquet: no intervals"
+            row["verdict"], row["significant_count"] = "not measured", np.nan
+            row["detail"] += "; no distill_predictions.parquet: no intervals"
     return out, pairs_df
 
 
@@ -796,7 +797,8 @@ def table_command(runs_root: str | Path, out: str | Path | None = None) -> dict:
             print(comparison_wide(table, view, original if view == "mean" else None).to_string())
             if view == "mean":
                 print("\ndifference to R on the curve mean, points [95 % interval]")
-                print(ci_wide(table, "mean").to_string())
+                intervals = ci_wide(table, "mean")
+                print(intervals.to_string() if not intervals.empty else "(no predictions.parquet: no intervals)")
         if v["distill_summary"] is not None:
             s = v["distill_summary"]
             print("\nDistillation of the RF-pruned model at k* (accuracy-to-size in %/MB, MB = 10^6 bytes)")
