@@ -258,37 +258,61 @@ def test_hub_name_with_hf_hub_offline_fails_without_touching_the_network(monkeyp
 
 
 def test_hub_probe_is_bounded_when_the_network_is_down(monkeypatch):
-    """Without HF_HUB_OFFLINE the reachability probe runs; a failing connection gives the error."""
+    """Without HF_HUB_OFFLINE the probe asks the hub client (with a short timeout); a failing connection
+    gives the error that names --data-dir."""
+    import huggingface_hub
+
     fake_datasets(monkeypatch)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
-    monkeypatch.setenv("HF_ENDPOINT", "https://hub.example.invalid:8443")
     seen = []
 
-    def fail(address, timeout=None, *args, **kwargs):
-        seen.append((address, timeout))
-        raise OSError("network is unreachable")
-    monkeypatch.setattr(socket, "create_connection", fail)
+    def fail(self, repo_id, *, timeout=None, **kwargs):
+        seen.append((repo_id, timeout))
+        raise ConnectionError("network is unreachable")
+    monkeypatch.setattr(huggingface_hub.HfApi, "dataset_info", fail)
     expect_error("--data-dir", load_splits, "yelp", TINY)
-    assert seen == [(("hub.example.invalid", 8443), seen[0][1])]
+    assert [r for r, _ in seen] == ["Yelp/yelp_review_full"]
     assert seen[0][1] is not None and seen[0][1] <= 5  # a few seconds, never a hang
 
 
 def test_hub_probe_gives_up_on_a_stalled_lookup(monkeypatch):
-    """A DNS lookup that never answers (socket timeouts do not cover it) still yields False."""
+    """A lookup that never answers (socket timeouts do not cover DNS) still yields False in time."""
     import threading
+    import time
+
+    import huggingface_hub
 
     release = threading.Event()
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
-    def stall(*args, **kwargs):
+
+    def stall(self, *args, **kwargs):
         release.wait(60)
         raise OSError("lookup abandoned")
-    monkeypatch.setattr(socket, "create_connection", stall)
+    monkeypatch.setattr(huggingface_hub.HfApi, "dataset_info", stall)
     try:
-        assert data_mod._hub_reachable(timeout=0.2) is False
+        t0 = time.monotonic()
+        assert data_mod._hub_reachable("fancyzhx/ag_news", timeout=0.2) is False
+        assert time.monotonic() - t0 < 5
     finally:
         release.set()
+
+
+def test_hub_probe_counts_an_http_answer_as_reachable(monkeypatch):
+    """A 404 (say, a renamed dataset) is an answer from the hub: load_dataset then says what is wrong."""
+    import huggingface_hub
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+
+    def not_found(self, repo_id, **kwargs):
+        exc = RepositoryNotFoundError.__new__(RepositoryNotFoundError)  # built without an HTTP response object
+        Exception.__init__(exc, f"{repo_id} not found")
+        raise exc
+    monkeypatch.setattr(huggingface_hub.HfApi, "dataset_info", not_found)
+    assert data_mod._hub_reachable("someone/gone") is True
 
 
 # ---------------------------------------------------------------- tokenisation and batches
