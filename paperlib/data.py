@@ -446,12 +446,33 @@ def load_splits(dataset: str, preset: Preset, data_dir: str | os.PathLike | None
             _save_splits_cache(splits, cached)
         return splits
     path = Path(dataset).expanduser()
+    if not path.is_dir() and root is not None and not path.is_absolute() and (root / path).is_dir():
+        path = dataset = root / path  # a folder named relative to the data dir, as run configs record it
     if path.is_dir():
         name = dataset_name(dataset)  # the folder's own name, also for '.' or 'data/'
         train, test, all_rows, names = _read_local_folder(path, name)
         return make_splits(name, train, test, all_rows, names, preset, f"local:{name}", seed)
     raise PaperlibError(f"unknown dataset {dataset!r}: use one of {sorted(REGISTRY)} or a folder holding "
                         f"train.csv+test.csv or all.csv (columns text,label)")
+
+
+def dataset_ref(dataset: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> str:
+    """How a run config records ``dataset`` without machine paths: a registry name as is; a folder as its
+    path relative to the data dir when inside it, as given when given relative, else by its name.
+    ``load_splits`` resolves each of these (a bare folder name: inside the data dir)."""
+    dataset = str(dataset)
+    if dataset in REGISTRY:
+        return dataset
+    path = Path(dataset).expanduser()
+    root = resolve_data_dir(data_dir)
+    if root is not None:
+        try:
+            return path.resolve().relative_to(root.resolve()).as_posix()
+        except ValueError:
+            pass
+    if not path.is_absolute() and not dataset.startswith("~") and ".." not in path.parts:
+        return path.as_posix()
+    return path.resolve().name
 
 
 def dataset_name(dataset: str) -> str:

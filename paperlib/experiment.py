@@ -15,7 +15,7 @@ import torch
 
 from . import __version__
 from .config import Preset
-from .data import Encoded, Splits, dataset_name, encode_splits, load_splits
+from .data import Encoded, Splits, dataset_name, dataset_ref, encode_splits, load_splits
 from .errors import PaperlibError
 from .io import atomic_dir, read_json, write_json
 from .models import count_parameters, fp32_bytes, load_model
@@ -43,11 +43,18 @@ def run_folder(out: str | Path, dataset: str) -> Path:
     return Path(out) / dataset_name(dataset)
 
 
-def _run_config(dataset: str, model: str, preset: Preset, splits: Splits) -> dict:
-    return {"dataset": splits.name, "dataset_arg": str(dataset), "model": model, "source": splits.source,
+def _run_config(dataset: str, model: str, preset: Preset, splits: Splits, data_dir=None) -> dict:
+    """What was run; data recorded as names and hashes, never machine paths (a shared run folder leaks none)."""
+    return {"dataset": splits.name, "dataset_arg": dataset_ref(dataset, data_dir), "model": _model_ref(model), "source": splits.source,
             "class_names": splits.class_names, "data_fingerprint": splits.fingerprint(),
             "sizes": {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test)},
             "preset": preset.to_dict()}
+
+
+def _model_ref(model: str) -> str:
+    """A model name as is; a checkpoint folder given by an absolute (or ~) path by its folder name only."""
+    path = Path(model).expanduser()
+    return path.name if path.is_absolute() else model
 
 
 def _compare(old: dict, new: dict, folder: Path) -> None:
@@ -67,7 +74,7 @@ def prepare(dataset: str, model: str | None, preset: Preset, out: str | Path, da
     model = model or preset.model
     splits = load_splits(dataset, preset, data_dir)
     folder = run_folder(out, dataset)
-    config = _run_config(dataset, model, preset, splits)
+    config = _run_config(dataset, model, preset, splits, data_dir)
     device = torch.device(device) if device is not None else default_device()
     config_path, model_dir = folder / "config.json", folder / "model"
     if config_path.is_file():

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import PaperlibError
-from .io import atomic_path, read_json, write_csv, write_parquet
+from .io import atomic_path, read_json, read_parquet, run_lock, write_csv, write_parquet
 from .strategies import CATEGORY, SIGNALS, Strategy, zscore
 
 PROTOCOLS = ("within", "transfer")
@@ -111,7 +111,7 @@ def dataset_rows(folder: str | Path, base_val_acc: float | None = None) -> pd.Da
         raise PaperlibError(f"run folder {str(folder)!r} lacks {absent}; run `paperlib prune` on that dataset first")
     if base_val_acc is None:
         base_val_acc = read_json(folder / "metrics.json")["val_acc"]
-    return fusion_rows(pd.read_parquet(folder / "signals.parquet"), pd.read_parquet(folder / "curves.parquet"),
+    return fusion_rows(read_parquet(folder / "signals.parquet"), read_parquet(folder / "curves.parquet"),
                        base_val_acc, dataset_name_of(folder))
 
 
@@ -122,7 +122,7 @@ def single_signal_folders(runs_root: str | Path) -> dict[str, Path]:
     for folder in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
         curves, signals = folder / "curves.parquet", folder / "signals.parquet"
         if curves.is_file() and signals.is_file() and (folder / "metrics.json").is_file():
-            strategies = pd.read_parquet(curves, columns=["strategy"])["strategy"]
+            strategies = read_parquet(curves, columns=["strategy"])["strategy"]
             if strategies.isin(SIGNALS).any():
                 found[dataset_name_of(folder)] = folder
     return found
@@ -252,11 +252,12 @@ def load_pipelines(folder: str | Path, protocol: str = "within") -> dict:
 
 def _save_weights(weights: pd.DataFrame, path: Path) -> None:
     """Replace this protocol's block of fusion_weights.csv, keep the other protocol's."""
-    if path.is_file():
-        old = pd.read_csv(path)
-        old = old[old["protocol"] != weights["protocol"].iloc[0]]
-        weights = pd.concat([old, weights], ignore_index=True) if not old.empty else weights
-    write_csv(weights, path)
+    with run_lock(path.parent):
+        if path.is_file():
+            old = pd.read_csv(path)
+            old = old[old["protocol"] != weights["protocol"].iloc[0]]
+            weights = pd.concat([old, weights], ignore_index=True) if not old.empty else weights
+        write_csv(weights, path)
 
 
 def fuse_command(run, protocol: str = "within", runs_root=None, progress=None) -> FusionResult:

@@ -20,7 +20,7 @@ import pandas as pd
 
 from .config import PAPER_DATASETS
 from .errors import PaperlibError
-from .io import read_json, write_csv
+from .io import read_json, read_parquet, write_csv
 from .strategies import CATEGORY, FUSION_NAMES, SIGNALS
 
 COMPETITORS: tuple[str, ...] = SIGNALS + FUSION_NAMES
@@ -318,9 +318,9 @@ def load_runs(runs_root: str | Path) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
         if (folder / "metrics.json").is_file():
             metrics[name] = read_json(folder / "metrics.json")
         if (folder / "curves.parquet").is_file():
-            curves.append(pd.read_parquet(folder / "curves.parquet").assign(dataset=name))
+            curves.append(read_parquet(folder / "curves.parquet").assign(dataset=name))
         if (folder / "distill.parquet").is_file():
-            distill.append(pd.read_parquet(folder / "distill.parquet").assign(dataset=name))
+            distill.append(read_parquet(folder / "distill.parquet").assign(dataset=name))
     if not curves:
         raise PaperlibError(f"no curves.parquet under {str(root)!r}; run `paperlib prune` first (or check --runs)")
     return (pd.concat(curves, ignore_index=True), metrics,

@@ -40,7 +40,7 @@ import torch
 
 from .data import Encoded, encode, length_batches
 from .errors import PaperlibError
-from .io import write_parquet
+from .io import read_parquet, update_parquet
 from .models import count_parameters, fp32_bytes, get_layers, kept_layers, layers_removed, remove_layers
 from .strategies import REFERENCE_SIGNALS, REGISTRY, SIGNALS, Strategy, parse_strategies
 from .train import autocast, predict_logits, progress_enabled, tqdm, train
@@ -164,13 +164,13 @@ class Pruner:
         folder = Path(folder if folder is not None else self.run.folder)
         added = 0
         if (folder / CURVES_FILE).is_file():
-            for kept, val, test in pd.read_parquet(folder / CURVES_FILE, columns=["kept", "val_acc", "test_acc"]).itertuples(index=False):
+            for kept, val, test in read_parquet(folder / CURVES_FILE, columns=["kept", "val_acc", "test_acc"]).itertuples(index=False):
                 key = frozenset(parse_kept(kept))
                 added += key not in self._val
                 self._val.setdefault(key, float(val))
                 self._test.setdefault(key, float(test))
         if (folder / SIGNALS_FILE).is_file():
-            rows = pd.read_parquet(folder / SIGNALS_FILE)
+            rows = read_parquet(folder / SIGNALS_FILE)
             for _, g in rows.groupby(["strategy", "seed", "step"], sort=False):
                 key = frozenset(int(i) for i in g["layer"])
                 if key not in self._signals:
@@ -369,7 +369,7 @@ def _folder(folder) -> Path:
 
 
 def _read(path: Path, columns: list[str], typed) -> pd.DataFrame:
-    return typed(pd.read_parquet(path)) if path.is_file() else typed(pd.DataFrame(columns=columns))
+    return typed(read_parquet(path)) if path.is_file() else typed(pd.DataFrame(columns=columns))
 
 
 def load_curves(folder) -> pd.DataFrame:
@@ -393,12 +393,9 @@ def _save(folder: Path, curve: pd.DataFrame, signals: pd.DataFrame, job: tuple[s
 
     Signals first: curves.parquet is what marks a job done, so an interruption between the two
     writes only means the job is redone (and its signal rows replaced, never duplicated)."""
-    for name, new, columns, typed in ((SIGNALS_FILE, signals, SIGNAL_COLUMNS, _typed_signals),
-                                      (CURVES_FILE, curve, CURVE_COLUMNS, _typed_curves)):
-        old = _read(folder / name, columns, typed)
-        old = old[~((old["strategy"] == job[0]) & (old["seed"] == job[1]))]
-        parts = [f for f in (old, new) if len(f)]
-        write_parquet(typed(pd.concat(parts, ignore_index=True)) if parts else old, folder / name)
+    for name, new, typed in ((SIGNALS_FILE, signals, _typed_signals), (CURVES_FILE, curve, _typed_curves)):
+        # under the run folder's lock: another stage's rows written meanwhile are kept
+        update_parquet(folder / name, typed(new), ["strategy", "seed"], typed)
 
 
 def _done(curves: pd.DataFrame, n_steps: int) -> set[tuple[str, int]]:

@@ -355,6 +355,42 @@ def test_encode_is_cached_in_memory_and_on_disk(tmp_path, monkeypatch):
     assert WordTokenizer.calls == 2
 
 
+class _Planted:
+    """A pickle payload: unpickling it (torch.load without weights_only) would create ``marker``."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.parametrize("tamper", ["code", "labels", "garbage"])
+def test_a_tampered_token_cache_is_refused_and_rebuilt(tamper, tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setenv("PAPERLIB_CACHE_DIR", str(tmp_path / "cache"))
+    texts, labels = ["a b c", "d e", "f g h"], [0, 1, 0]
+    data_mod._MEMORY_CACHE.clear()
+    fresh = encode(texts, labels, WordTokenizer(), 8)
+    (path,) = (tmp_path / "cache" / "tokens").glob("*.pt")
+    marker = tmp_path / "code-ran"
+    saved = torch.load(path, weights_only=True)
+    if tamper == "code":
+        torch.save({**saved, "input_ids": _Planted(marker)}, path)
+    elif tamper == "labels":
+        torch.save({**saved, "labels": torch.tensor([1, 1, 1])}, path)
+    else:
+        path.write_bytes(b"not a torch file")
+    data_mod._MEMORY_CACHE.clear()
+    WordTokenizer.calls = 0
+    again = encode(texts, labels, WordTokenizer(), 8)
+    assert not marker.exists()  # weights_only: the planted code never ran
+    assert WordTokenizer.calls == 1  # refused and tokenised anew ...
+    assert again.labels.tolist() == labels and again.input_ids.tolist() == fresh.input_ids.tolist()
+    assert torch.load(path, weights_only=True)["labels"].tolist() == labels  # ... and the file rewritten
+
+
 def test_length_batches_cover_every_example_once_with_little_padding(tmp_path, monkeypatch):
     monkeypatch.setenv("PAPERLIB_CACHE_DIR", str(tmp_path / "cache"))
     rng = np.random.default_rng(0)
@@ -394,7 +430,7 @@ LOCAL_CLASSES = {"newsgroup": 20, "dbpedia": 14, "arxiv": 10, "patent": 9, "yaho
 @pytest.mark.parametrize("name", sorted(LOCAL_CLASSES))
 def test_shared_local_folders_have_the_spec_class_counts(shared_datasets, name):
     s = load_splits(name, TINY, data_dir=shared_datasets)  # tiny caps: 80 / 40 / 40 rows
-    assert s.source == f"local:{shared_datasets / REGISTRY[name].local_folder}"
+    assert s.source == f"local:{REGISTRY[name].local_folder}"  # the folder's name, no machine path
     assert s.num_classes == LOCAL_CLASSES[name]
     assert len(set(s.class_names)) == s.num_classes and not any(n.isdigit() for n in s.class_names)
     assert (len(s.train), len(s.val), len(s.test)) == (80, 40, 40)
