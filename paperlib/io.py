@@ -19,7 +19,7 @@ import pandas as pd
 
 from .errors import PaperlibError
 
-LOCK_NAME = ".paperlib.lock"
+LOCK_SUFFIX = ".paperlib.lock"
 LOCK_TIMEOUT_S = 600.0  # a read-modify-write takes well under a second; waiting longer means a stuck writer
 _LOCKS: dict = {}
 _LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[^.]+(?:\.tmp|\.old)$")
@@ -121,17 +121,23 @@ def clean_leftovers(folder: str | os.PathLike) -> list[str]:
     return handled
 
 
+def lock_path(folder: str | os.PathLike) -> Path:
+    folder = Path(folder)
+    return folder.parent / f".{folder.resolve().name}{LOCK_SUFFIX}"
+
+
 @contextmanager
 def run_lock(folder: str | os.PathLike, timeout: float = LOCK_TIMEOUT_S):
-    """Hold the run folder's lock (``<folder>/.paperlib.lock``, the ``filelock`` package) for the block.
+    """Hold the run folder's lock (``.<folder name>.paperlib.lock`` beside it, the ``filelock`` package).
 
     Every read-modify-write of a result file runs under it, so two stages writing one folder keep each
-    other's rows.  Re-entrant within a process.  Taking it also cleans a killed run's leftovers."""
+    other's rows.  Re-entrant within a thread.  Taking it also cleans a killed run's leftovers.  The lock
+    file sits beside the folder, not in it, so a run folder holds results only."""
     from filelock import FileLock, Timeout
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    where = str((folder / LOCK_NAME).resolve())
+    where = str(lock_path(folder).resolve())
     lock = _LOCKS.get(where)
     if lock is None:  # one object per file: re-entrant per thread, exclusive across threads and processes
         lock = _LOCKS.setdefault(where, FileLock(where))
@@ -139,7 +145,7 @@ def run_lock(folder: str | os.PathLike, timeout: float = LOCK_TIMEOUT_S):
         lock.acquire(timeout=timeout)
     except Timeout:
         raise PaperlibError(f"run folder {str(folder)!r} stayed locked for {timeout:.0f}s by another paperlib process; "
-                            f"wait for it, or delete {str(folder / LOCK_NAME)!r} if no such process runs") from None
+                            f"wait for it, or delete {str(lock_path(folder))!r} if no such process runs") from None
     try:
         if lock.lock_counter == 1:
             clean_leftovers(folder)

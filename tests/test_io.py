@@ -222,6 +222,13 @@ def test_run_lock_is_reentrant_and_exclusive_between_threads(tmp_path):
     assert order == ["main done", "thread got the lock"]
 
 
+def test_the_lock_file_sits_beside_the_run_folder(tmp_path):
+    folder = tmp_path / "runs" / "agnews"
+    with run_lock(folder):
+        pass
+    assert list(folder.iterdir()) == [] and (tmp_path / "runs" / ".agnews.paperlib.lock").is_file()
+
+
 def run_lock_and_log(folder, order):
     with run_lock(folder):
         order.append("thread got the lock")
