@@ -176,11 +176,11 @@ def _read_embedded_bbc() -> tuple[pd.DataFrame, list[str]]:
     return pd.DataFrame(rows, columns=["text", "label"]), categories
 
 
-def _hub_reachable(hub_id: str | None = None, timeout: float = 3.0) -> bool:
+def _hub_reachable(repo_id: str, timeout: float = 3.0, repo_type: str = "dataset") -> bool:
     """False when HF_HUB_OFFLINE / HF_DATASETS_OFFLINE say so, or when the hub gives no answer within
     ``timeout`` seconds.
 
-    The hub client (``huggingface_hub``) asks for ``hub_id``'s dataset info, so $HF_ENDPOINT, HTTPS
+    The hub client (``huggingface_hub``) asks for ``repo_id``'s info (a dataset or a model), so $HF_ENDPOINT, HTTPS
     proxies ($HTTPS_PROXY / $ALL_PROXY) and tokens apply as in the download itself; any HTTP answer
     (even 404) counts as reachable.  The call runs in a daemon thread so that a stalled DNS lookup
     (which socket timeouts do not cover) cannot make the answer take longer than ``timeout``."""
@@ -193,7 +193,7 @@ def _hub_reachable(hub_id: str | None = None, timeout: float = 3.0) -> bool:
         from huggingface_hub.errors import HfHubHTTPError
 
         try:
-            HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None).dataset_info(hub_id or "stanfordnlp/imdb", timeout=timeout)
+            HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None).repo_info(repo_id, repo_type=repo_type, timeout=timeout)
             answer.append(True)
         except HfHubHTTPError:  # the hub answered (not found, gated, ...): load_dataset says what
             answer.append(True)
