@@ -61,9 +61,32 @@ def cmd_finetune(args) -> None:
           f"val acc {m['val_acc']:.4f}, test acc {m['test_acc']:.4f} -> {run.folder}")
 
 
+def _check_strategies(spec: str) -> None:
+    """--strategies: 'all' or known names, checked before any data is loaded or model trained."""
+    from .strategies import parse_strategies
+
+    parse_strategies(spec)
+
+
+def _check_distill_args(depths: str, strategy: str) -> None:
+    """--depths ('all', 'best' or a comma list of k >= 1) and --strategy (a known name), before any work.
+    Whether each k is on the curve is checked once the curve is read."""
+    from .strategies import FUSION_NAMES, REGISTRY
+
+    if depths not in ("all", "best"):
+        parts = [p.strip() for p in str(depths).split(",") if p.strip()]
+        if not parts or not all(p.isdigit() and int(p) >= 1 for p in parts):
+            raise PaperlibError(f"--depths must be 'all', 'best' or a comma list of layer counts k >= 1 "
+                                f"(e.g. 2,4,6), got {depths!r}")
+    known = [*REGISTRY, *FUSION_NAMES, *(f"{n} (transfer)" for n in FUSION_NAMES)]
+    if strategy not in known:
+        raise PaperlibError(f"unknown --strategy {strategy!r}; choose one of {known}")
+
+
 def cmd_prune(args) -> None:
     from .pruning import prune_command
 
+    _check_strategies(args.strategies)
     prune_command(_prepare(args), strategies=args.strategies, progress=False if args.quiet else None)
 
 
@@ -77,6 +100,7 @@ def cmd_fuse(args) -> None:
 def cmd_distill(args) -> None:
     from .distill import distill_command
 
+    _check_distill_args(args.depths, args.strategy)
     distill_command(_prepare(args), depths=args.depths, compile=args.compile, progress=False if args.quiet else None, strategy=args.strategy)
 
 

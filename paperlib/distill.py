@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import PaperlibError
-from .io import write_parquet
+from .io import read_parquet, update_parquet
 from . import pruning
 from .models import count_parameters, fp32_bytes, kept_layers, load_model, remove_layers
 from .train import LossFn, init_distributed, is_main_process, predict_logits, train
@@ -164,15 +164,15 @@ def distill_run(run, depths="all", strategy: str = DEFAULT_STRATEGY, compile: bo
     curves_path = run.folder / "curves.parquet"
     if not curves_path.is_file():
         raise PaperlibError(f"{curves_path} is missing: run `paperlib prune` and `paperlib fuse` on this dataset first")
-    curve = pruned_curve(pd.read_parquet(curves_path), strategy)
+    curve = pruned_curve(read_parquet(curves_path), strategy)
     k_star = best_depth(curve)
     chosen = parse_depths(depths, curve)
     chosen = sorted(chosen, key=lambda k: (k != k_star, k))  # k* first: the headline row lands early
     preset, dataset = run.preset, run.splits.name
     out_path = run.folder / "distill.parquet"
     pred_path = run.folder / PREDICTIONS_FILE
-    done = pd.read_parquet(out_path) if out_path.is_file() else pd.DataFrame(columns=COLUMNS)
-    preds = (pd.read_parquet(pred_path) if pred_path.is_file() else pd.DataFrame(columns=PREDICTION_COLUMNS))
+    done = read_parquet(out_path) if out_path.is_file() else pd.DataFrame(columns=COLUMNS)
+    preds = read_parquet(pred_path) if pred_path.is_file() else pd.DataFrame(columns=PREDICTION_COLUMNS)
     if world > 1:
         torch.distributed.barrier()  # every rank has read the same finished rows before rank 0 writes more
     rows = _current([] if done.empty else done.to_dict("records"), curve, strategy)
@@ -214,9 +214,10 @@ def distill_run(run, depths="all", strategy: str = DEFAULT_STRATEGY, compile: bo
                      "kept": kept_str, "mode": mode, "alpha": float(alpha), "val_acc": val, "test_acc": test,
                      "n_params": count_parameters(student), "bytes": n_bytes, "ats": _ats(test, n_bytes),
                      "best_depth": bool(k == k_star)})
-        if rank == 0:  # predictions first: a row in distill.parquet marks the pair done
-            write_parquet(_tidy_predictions(pred_parts), pred_path)
-            write_parquet(_tidy(rows), out_path)
+        if rank == 0:  # predictions first: a row in distill.parquet marks the pair done; both under the run lock
+            key = ["strategy", "depth", "mode"]
+            update_parquet(pred_path, _tidy_predictions(pred_parts[-2:]), key, lambda df: _tidy_predictions([df]))
+            update_parquet(out_path, _tidy(rows[-1:]), key, lambda df: _tidy(df.to_dict("records")))
         if verbose and rank == 0:
             print(f"{dataset} {strategy} k={k} ({len(kept)} layers) {mode}: val {val:.4f} test {test:.4f} "
                   f"({time.perf_counter() - t0:.1f}s)", flush=True)

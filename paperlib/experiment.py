@@ -16,7 +16,7 @@ import torch
 
 from . import __version__
 from .config import Preset
-from .data import Encoded, Splits, dataset_name, encode_splits, load_splits
+from .data import Encoded, Splits, dataset_name, dataset_ref, encode_splits, load_splits
 from .errors import PaperlibError
 from .io import atomic_dir, read_json, write_json
 from .models import count_parameters, fp32_bytes, load_model
@@ -44,12 +44,19 @@ def run_folder(out: str | Path, dataset: str) -> Path:
     return Path(out) / dataset_name(dataset)
 
 
-def _run_config(dataset: str, model: str, preset: Preset, splits: Splits, device: torch.device) -> dict:
-    return {"dataset": splits.name, "dataset_arg": str(dataset), "model": model, "source": splits.source,
+def _run_config(dataset: str, model: str, preset: Preset, splits: Splits, device: torch.device, data_dir=None) -> dict:
+    """What was run; data recorded as names and hashes, never machine paths (a shared run folder leaks none)."""
+    return {"dataset": splits.name, "dataset_arg": dataset_ref(dataset, data_dir), "model": _model_ref(model), "source": splits.source,
             "device": device.type, "precision": precision(device),
             "class_names": splits.class_names, "data_fingerprint": splits.fingerprint(),
             "sizes": {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test)},
             "preset": preset.to_dict()}
+
+
+def _model_ref(model: str) -> str:
+    """A model name as is; a checkpoint folder given by an absolute (or ~) path by its folder name only."""
+    path = Path(model).expanduser()
+    return path.name if path.is_absolute() else model
 
 
 def _compare(old: dict, new: dict, folder: Path) -> None:
@@ -75,7 +82,7 @@ def prepare(dataset: str, model: str | None, preset: Preset, out: str | Path, da
     splits = load_splits(dataset, preset, data_dir)
     folder = run_folder(out, dataset)
     device = torch.device(device) if device is not None else default_device()
-    config = _run_config(dataset, model, preset, splits, device)
+    config = _run_config(dataset, model, preset, splits, device, data_dir)
     config_path, model_dir = folder / "config.json", folder / "model"
     if config_path.is_file():
         _compare(read_json(config_path), config, folder)

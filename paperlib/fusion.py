@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import PaperlibError
-from .io import read_json, write_csv, write_json, write_parquet
+from .io import read_json, read_parquet, run_lock, write_csv, write_json, write_parquet
 from .strategies import CATEGORY, SIGNALS, Strategy, zscore
 
 PROTOCOLS = ("within", "transfer")
@@ -121,10 +121,10 @@ def dataset_rows(folder: str | Path, base_val_acc: float | None = None, complete
     metrics = read_json(folder / "metrics.json") if (folder / "metrics.json").is_file() else {}
     if base_val_acc is None:
         base_val_acc = metrics["val_acc"]
-    curves = pd.read_parquet(folder / "curves.parquet")
+    curves = read_parquet(folder / "curves.parquet")
     if complete:
         curves = complete_runs(curves, int(metrics.get("n_layers") or curves["step"].max() + 1) - 1)
-    return fusion_rows(pd.read_parquet(folder / "signals.parquet"), curves, base_val_acc, dataset_name_of(folder))
+    return fusion_rows(read_parquet(folder / "signals.parquet"), curves, base_val_acc, dataset_name_of(folder))
 
 
 def _model_of(folder: Path) -> str | None:
@@ -151,7 +151,7 @@ def single_signal_folders(runs_root: str | Path, model: str | None = None, compl
             continue
         if model is not None and _model_of(folder) != model:
             continue
-        df = pd.read_parquet(curves, columns=["strategy", "seed", "step"])
+        df = read_parquet(curves, columns=["strategy", "seed", "step"])
         if complete:
             n_layers = read_json(folder / "metrics.json").get("n_layers") or int(df["step"].max()) + 1
             df = complete_runs(df, int(n_layers) - 1)
@@ -321,11 +321,12 @@ def load_fit_summary(folder: str | Path, protocol: str = "within") -> dict:
 
 def _save_weights(weights: pd.DataFrame, path: Path) -> None:
     """Replace this protocol's block of fusion_weights.csv, keep the other protocol's."""
-    if path.is_file():
-        old = pd.read_csv(path)
-        old = old[old["protocol"] != weights["protocol"].iloc[0]]
-        weights = pd.concat([old, weights], ignore_index=True) if not old.empty else weights
-    write_csv(weights, path)
+    with run_lock(path.parent):
+        if path.is_file():
+            old = pd.read_csv(path)
+            old = old[old["protocol"] != weights["protocol"].iloc[0]]
+            weights = pd.concat([old, weights], ignore_index=True) if not old.empty else weights
+        write_csv(weights, path)
 
 
 def fuse_command(run, protocol: str = "within", runs_root=None, progress=None) -> FusionResult:

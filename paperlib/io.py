@@ -1,9 +1,15 @@
-"""Atomic writes: every result file goes to a temporary name first, then is renamed (SPEC 9)."""
+"""Result files (SPEC 9): atomic writes, a lock per run folder around read-modify-write, readers that
+name a damaged file.
+
+Every result file goes to a temporary name beside it first, then is renamed onto it, so a reader
+sees the old file or the new one, never half of one.  Temporary names carry the writer's process id
+(``.<name>.<pid>.<random>.tmp``): a later run removes those whose process is gone."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -11,13 +17,20 @@ from pathlib import Path
 
 import pandas as pd
 
+from .errors import PaperlibError
+
+LOCK_SUFFIX = ".paperlib.lock"
+LOCK_TIMEOUT_S = 600.0  # a read-modify-write takes well under a second; waiting longer means a stuck writer
+_LOCKS: dict = {}
+_LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[^.]+(?:\.tmp|\.old)$")
+
 
 @contextmanager
 def atomic_path(path: str | os.PathLike):
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
@@ -27,20 +40,124 @@ def atomic_path(path: str | os.PathLike):
             os.unlink(tmp)
 
 
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``); False where unsupported."""
+    import ctypes
+    import errno
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(a))
+
+
 @contextmanager
 def atomic_dir(path: str | os.PathLike):
-    """Yield a temporary folder beside ``path``; it replaces ``path`` only if the block succeeds."""
+    """Yield a temporary folder beside ``path``; it replaces ``path`` only if the block succeeds.
+
+    On Linux the new folder and the old one swap places in one atomic step, so ``path`` always exists.
+    Elsewhere the old folder is renamed aside, the new one renamed in, then the old one deleted:
+    ``path`` is missing only between those two renames, and a run killed right there leaves
+    ``.<name>.<pid>.<random>.old``, which ``clean_leftovers`` renames back."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+        if not path.exists():
+            os.replace(tmp, path)
+        elif _exchange(tmp, path):
+            shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the old folder
+        else:
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".old", dir=path.parent))
+            os.replace(path, old)  # onto the empty folder just made: a unique name, atomic
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def clean_leftovers(folder: str | os.PathLike) -> list[str]:
+    """Remove temporary files and folders that a killed run left in ``folder`` (their writer's process
+    is gone); a ``.old`` folder whose target is missing is renamed back.  Returns what was handled."""
+    folder = Path(folder)
+    handled = []
+    for entry in sorted(folder.iterdir()) if folder.is_dir() else []:
+        m = _LEFTOVER.match(entry.name)
+        if not m or _alive(int(m["pid"])):
+            continue
+        target = folder / m["name"]
+        if entry.name.endswith(".old") and not target.exists():
+            os.replace(entry, target)  # killed between the two renames of atomic_dir: the old folder is whole
+        elif entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        handled.append(entry.name)
+    return handled
+
+
+def lock_path(folder: str | os.PathLike) -> Path:
+    folder = Path(folder)
+    return folder.parent / f".{folder.resolve().name}{LOCK_SUFFIX}"
+
+
+@contextmanager
+def run_lock(folder: str | os.PathLike, timeout: float = LOCK_TIMEOUT_S):
+    """Hold the run folder's lock (``.<folder name>.paperlib.lock`` beside it, the ``filelock`` package).
+
+    Every read-modify-write of a result file runs under it, so two stages writing one folder keep each
+    other's rows.  Re-entrant within a thread.  Taking it also cleans a killed run's leftovers.  The lock
+    file sits beside the folder, not in it, so a run folder holds results only."""
+    from filelock import FileLock, Timeout
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    where = str(lock_path(folder).resolve())
+    lock = _LOCKS.get(where)
+    if lock is None:  # one object per file: re-entrant per thread, exclusive across threads and processes
+        lock = _LOCKS.setdefault(where, FileLock(where))
+    try:
+        lock.acquire(timeout=timeout)
+    except Timeout:
+        raise PaperlibError(f"run folder {str(folder)!r} stayed locked for {timeout:.0f}s by another paperlib process; "
+                            f"wait for it, or delete {str(lock_path(folder))!r} if no such process runs") from None
+    try:
+        if lock.lock_counter == 1:
+            clean_leftovers(folder)
+        yield
+    finally:
+        lock.release()
+
+
+def _damaged(path: Path, exc: Exception) -> PaperlibError:
+    detail = " ".join(str(exc).split())[:200]
+    return PaperlibError(f"{str(path)!r} is damaged ({type(exc).__name__}: {detail}); delete that file and rerun "
+                         f"the stage that writes it (finished results in other files are kept)")
 
 
 def write_json(obj, path: str | os.PathLike) -> None:
@@ -49,7 +166,38 @@ def write_json(obj, path: str | os.PathLike) -> None:
 
 
 def read_json(path: str | os.PathLike):
-    return json.loads(Path(path).read_text())
+    """A JSON file of a run folder; a damaged one is one error naming it."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise _damaged(path, exc) from None
+
+
+def read_parquet(path: str | os.PathLike, columns: list[str] | None = None) -> pd.DataFrame:
+    """A parquet file of a run folder; a damaged one is one error naming it."""
+    path = Path(path)
+    try:
+        return pd.read_parquet(path, columns=columns)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # pyarrow's ArrowInvalid / OSError for a truncated or foreign file
+        raise _damaged(path, exc) from None
+
+
+def update_parquet(path: str | os.PathLike, new: pd.DataFrame, key: list[str], tidy=None) -> pd.DataFrame:
+    """Under the folder's lock: read ``path``, drop its rows whose ``key`` values appear in ``new``, add
+    ``new``, ``tidy`` the result (types, order) and write it atomically.  Returns what was written."""
+    path = Path(path)
+    with run_lock(path.parent):
+        old = read_parquet(path) if path.is_file() else new.iloc[:0]
+        if len(old) and len(new):
+            ours = set(new[key].itertuples(index=False, name=None))
+            old = old[[k not in ours for k in old[key].itertuples(index=False, name=None)]]
+        out = pd.concat([f for f in (old, new) if len(f)] or [new], ignore_index=True)
+        out = tidy(out) if tidy is not None else out
+        write_parquet(out, path)
+    return out
 
 
 def write_parquet(df: pd.DataFrame, path: str | os.PathLike) -> None:

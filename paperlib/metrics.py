@@ -27,7 +27,7 @@ import pandas as pd
 
 from .config import PAPER_DATASETS
 from .errors import PaperlibError
-from .io import read_json, write_csv
+from .io import read_json, read_parquet, write_csv
 from .strategies import CATEGORY, FUSION_NAMES, REFERENCE_SIGNALS, SIGNALS
 
 COMPETITORS: tuple[str, ...] = SIGNALS + FUSION_NAMES
@@ -309,10 +309,10 @@ def _read_scores(folder: Path, res: DatasetResults) -> None:
 
     if not ((folder / PREDICTIONS_FILE).is_file() and (folder / LABELS_FILE).is_file()):
         return
-    labels = pd.read_parquet(folder / LABELS_FILE)
-    preds = pd.read_parquet(folder / PREDICTIONS_FILE)
+    labels = read_parquet(folder / LABELS_FILE)
+    preds = read_parquet(folder / PREDICTIONS_FILE)
     dpath = folder / "distill_predictions.parquet"
-    dpreds = pd.read_parquet(dpath) if dpath.is_file() else None
+    dpreds = read_parquet(dpath) if dpath.is_file() else None
     steps = np.arange(1, res.n_layers)
     for split in SPLITS:
         y = labels[labels["split"] == split].sort_values("example")["label"].to_numpy()
@@ -347,12 +347,12 @@ def load_results(runs_root: str | Path) -> list[DatasetResults]:
         if not ((folder / "curves.parquet").is_file() and (folder / "metrics.json").is_file()):
             continue
         metrics = read_json(folder / "metrics.json")
-        curves = pd.read_parquet(folder / "curves.parquet").assign(dataset=folder.name)
+        curves = read_parquet(folder / "curves.parquet").assign(dataset=folder.name)
         n_layers = int(metrics.get("n_layers") or curves["step"].max() + 1)
         config = read_json(folder / "config.json") if (folder / "config.json").is_file() else {}
         tol = float(config.get("preset", {}).get("val_tolerance", default_tol))
         dpath = folder / "distill.parquet"
-        distill = pd.read_parquet(dpath).assign(dataset=folder.name) if dpath.is_file() else pd.DataFrame()
+        distill = read_parquet(dpath).assign(dataset=folder.name) if dpath.is_file() else pd.DataFrame()
         res = DatasetResults(folder.name, n_layers, metrics, tol, curves, distill)
         _read_scores(folder, res)
         out.append(res)
@@ -731,9 +731,9 @@ def load_runs(runs_root: str | Path) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
         if (folder / "metrics.json").is_file():
             metrics[name] = read_json(folder / "metrics.json")
         if (folder / "curves.parquet").is_file():
-            curves.append(pd.read_parquet(folder / "curves.parquet").assign(dataset=name))
+            curves.append(read_parquet(folder / "curves.parquet").assign(dataset=name))
         if (folder / "distill.parquet").is_file():
-            distill.append(pd.read_parquet(folder / "distill.parquet").assign(dataset=name))
+            distill.append(read_parquet(folder / "distill.parquet").assign(dataset=name))
     if not curves:
         raise PaperlibError(f"no curves.parquet under {str(root)!r}; run `paperlib prune` first (or check --runs)")
     return (pd.concat(curves, ignore_index=True), metrics,

@@ -106,7 +106,7 @@ def _resolve(name: str) -> str:
             return name
     except Exception:
         pass
-    if not _hub_reachable():
+    if not _hub_reachable(name, repo_type="model"):
         raise PaperlibError(f"unknown model {name!r}: not a local folder, not cached, and the Hugging Face hub is "
                             f"unreachable; use 'minilm' (embedded), 'random:<{'|'.join(RANDOM_MODELS)}>' or a local checkpoint folder")
     return name

@@ -45,7 +45,7 @@ import torch
 
 from .data import Encoded, encode, length_batches
 from .errors import PaperlibError
-from .io import write_parquet
+from .io import read_parquet, run_lock, update_parquet, write_parquet
 from .models import count_parameters, fp32_bytes, get_layers, kept_layers, layers_removed, remove_layers
 from .strategies import REFERENCE_SIGNALS, REGISTRY, SIGNALS, Strategy, parse_strategies
 from .train import autocast, predict_logits, progress_enabled, tqdm, train
@@ -177,22 +177,22 @@ class Pruner:
         folder = Path(folder if folder is not None else self.run.folder)
         added = 0
         if (folder / CURVES_FILE).is_file():
-            for kept, val, test in pd.read_parquet(folder / CURVES_FILE, columns=["kept", "val_acc", "test_acc"]).itertuples(index=False):
+            for kept, val, test in read_parquet(folder / CURVES_FILE, columns=["kept", "val_acc", "test_acc"]).itertuples(index=False):
                 key = frozenset(parse_kept(kept))
                 added += key not in self._val
                 self._val.setdefault(key, float(val))
                 self._test.setdefault(key, float(test))
         if (folder / PREDICTIONS_FILE).is_file() and (folder / CURVES_FILE).is_file():
             kept_of = {(str(r.strategy), int(r.seed), int(r.step)): frozenset(parse_kept(r.kept))
-                       for r in pd.read_parquet(folder / CURVES_FILE, columns=["strategy", "seed", "step", "kept"]).itertuples()}
-            for (name, seed, step, split), g in pd.read_parquet(folder / PREDICTIONS_FILE).groupby(
+                       for r in read_parquet(folder / CURVES_FILE, columns=["strategy", "seed", "step", "kept"]).itertuples()}
+            for (name, seed, step, split), g in read_parquet(folder / PREDICTIONS_FILE).groupby(
                     ["strategy", "seed", "step", "split"], sort=False):
                 key = frozenset(self.all_layers) if name == ORIGINAL else kept_of.get((str(name), int(seed), int(step)))
                 if key is not None and split in self._pred and key not in self._pred[split]:
                     self._pred[split][key] = g.sort_values("example")["pred"].to_numpy(np.int16)
                     added += 1
         if (folder / SIGNALS_FILE).is_file():
-            rows = pd.read_parquet(folder / SIGNALS_FILE)
+            rows = read_parquet(folder / SIGNALS_FILE)
             for _, g in rows.groupby(["strategy", "seed", "step"], sort=False):
                 key = frozenset(int(i) for i in g["layer"])
                 if key not in self._signals:
@@ -427,7 +427,7 @@ def _folder(folder) -> Path:
 
 
 def _read(path: Path, columns: list[str], typed) -> pd.DataFrame:
-    return typed(pd.read_parquet(path)) if path.is_file() else typed(pd.DataFrame(columns=columns))
+    return typed(read_parquet(path)) if path.is_file() else typed(pd.DataFrame(columns=columns))
 
 
 def _load(folder, name: str, columns: list[str], typed) -> pd.DataFrame:
@@ -457,15 +457,10 @@ def load_labels(folder) -> pd.DataFrame:
     return _load(folder, LABELS_FILE, LABEL_COLUMNS, _typed_labels)
 
 
-def merge_predictions(folder, new: pd.DataFrame, jobs) -> None:
-    """Replace the rows of each (strategy, seed) in ``jobs`` in the folder's predictions.parquet by ``new``."""
-    path = _folder(folder) / PREDICTIONS_FILE
-    old = _read(path, PREDICTION_COLUMNS, _typed_predictions)
-    drop = np.zeros(len(old), dtype=bool)
-    for name, seed in jobs:
-        drop |= ((old["strategy"] == name) & (old["seed"] == seed)).to_numpy()
-    parts = [f for f in (old[~drop], new) if len(f)]
-    write_parquet(_typed_predictions(pd.concat(parts, ignore_index=True)) if parts else old, path)
+def merge_predictions(folder, new: pd.DataFrame) -> None:
+    """Replace the rows of each (strategy, seed) present in ``new`` in the folder's predictions.parquet
+    by ``new`` (under the run folder's lock: rows another stage wrote meanwhile are kept)."""
+    update_parquet(_folder(folder) / PREDICTIONS_FILE, _typed_predictions(new), ["strategy", "seed"], _typed_predictions)
 
 
 def drop_strategies(folder, names) -> int:
@@ -474,15 +469,16 @@ def drop_strategies(folder, names) -> int:
     (e.g. fusion curves whose models were refitted on other rows)."""
     folder, names = _folder(folder), set(names)
     dropped = 0
-    for name, columns, typed in ((CURVES_FILE, CURVE_COLUMNS, _typed_curves), (SIGNALS_FILE, SIGNAL_COLUMNS, _typed_signals),
-                                 (PREDICTIONS_FILE, PREDICTION_COLUMNS, _typed_predictions)):
-        if not (folder / name).is_file():
-            continue
-        old = _read(folder / name, columns, typed)
-        stale = old["strategy"].isin(names)
-        if stale.any():
-            write_parquet(old[~stale], folder / name)
-        dropped += int(stale.sum()) if name == CURVES_FILE else 0
+    with run_lock(folder):
+        for name, columns, typed in ((CURVES_FILE, CURVE_COLUMNS, _typed_curves), (SIGNALS_FILE, SIGNAL_COLUMNS, _typed_signals),
+                                     (PREDICTIONS_FILE, PREDICTION_COLUMNS, _typed_predictions)):
+            if not (folder / name).is_file():
+                continue
+            old = _read(folder / name, columns, typed)
+            stale = old["strategy"].isin(names)
+            if stale.any():
+                write_parquet(old[~stale], folder / name)
+            dropped += int(stale.sum()) if name == CURVES_FILE else 0
     return dropped
 
 
@@ -495,22 +491,19 @@ def _save_original(folder: Path, pruner: Pruner) -> None:
     have = _read(folder / PREDICTIONS_FILE, PREDICTION_COLUMNS, _typed_predictions)
     if not (have["strategy"] == ORIGINAL).any():
         rows = [prediction_rows(pruner.predictions(pruner.all_layers, split), ORIGINAL, 0, 0, split) for split in SPLITS]
-        merge_predictions(folder, _typed_predictions(pd.concat(rows, ignore_index=True)), [(ORIGINAL, 0)])
+        merge_predictions(folder, pd.concat(rows, ignore_index=True))
 
 
 def _save(folder: Path, curve: pd.DataFrame, signals: pd.DataFrame, predictions: pd.DataFrame,
           job: tuple[str, int]) -> None:
-    """Merge one finished (strategy, seed) into the three files, replacing any earlier rows of it.
+    """Merge one finished (strategy, seed) into the three files, replacing any earlier rows of it,
+    each under the run folder's lock (another stage's rows written meanwhile are kept).
 
     Signals and predictions first: curves.parquet is what marks a job done, so an interruption
     between the writes only means the job is redone (its rows replaced, never duplicated)."""
-    merge_predictions(folder, predictions, [job])
-    for name, new, columns, typed in ((SIGNALS_FILE, signals, SIGNAL_COLUMNS, _typed_signals),
-                                      (CURVES_FILE, curve, CURVE_COLUMNS, _typed_curves)):
-        old = _read(folder / name, columns, typed)
-        old = old[~((old["strategy"] == job[0]) & (old["seed"] == job[1]))]
-        parts = [f for f in (old, new) if len(f)]
-        write_parquet(typed(pd.concat(parts, ignore_index=True)) if parts else old, folder / name)
+    merge_predictions(folder, predictions)
+    for name, new, typed in ((SIGNALS_FILE, signals, _typed_signals), (CURVES_FILE, curve, _typed_curves)):
+        update_parquet(folder / name, typed(new), ["strategy", "seed"], typed)
 
 
 def _done(curves: pd.DataFrame, n_steps: int, predictions: pd.DataFrame | None = None) -> set[tuple[str, int]]:
@@ -540,7 +533,7 @@ def run_pruning(run, strategies="all", progress: bool | None = None, signal_fn: 
     _save_original(folder, pruner)
     n_steps = len(pruner.all_layers) - 1
     done = _done(_read(folder / CURVES_FILE, CURVE_COLUMNS, _typed_curves), n_steps,
-                 pd.read_parquet(folder / PREDICTIONS_FILE, columns=["strategy", "seed", "step", "split"]))
+                 read_parquet(folder / PREDICTIONS_FILE, columns=["strategy", "seed", "step", "split"]))
     jobs = [(s, seed) for s in strategies
             for seed in (range(run.preset.random_seeds) if s.kind == "random" else [0])
             if (s.name, seed) not in done]

@@ -206,3 +206,46 @@ def test_subprocess_exit_status_and_stderr(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and proc.stderr.startswith("error: unknown dataset")
     assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------- options checked before any work
+
+@pytest.mark.parametrize("argv, words", [
+    (["prune", "--strategies", "Weight-Entropy,Nope"], ["unknown strategy", "Nope"]),
+    (["prune", "--strategies", "Random-Forest"], ["paperlib fuse"]),
+    (["distill", "--depths", "2,x"], ["--depths", "'2,x'"]),
+    (["distill", "--depths", "0"], ["--depths", "k >= 1"]),
+    (["distill", "--strategy", "Random-Forrest"], ["unknown --strategy", "Random-Forest"]),
+])
+def test_stage_options_are_checked_before_any_work(argv, words, tmp_path, capsys, monkeypatch):
+    import paperlib.experiment as experiment
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("data loaded or model trained before the options were checked")
+    monkeypatch.setattr(experiment, "prepare", no_work)
+    data = write_synthetic(tmp_path / "synth", n_per_class=40)
+    code, out, err = run_cli([*argv, "--dataset", data, "--model", "random:tiny", "--preset", "tiny",
+                              "--out", tmp_path / "out", "--quiet"], capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
+    assert all(w in lines[0] for w in words), lines[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_run_config_records_no_machine_paths(tmp_path, capsys, monkeypatch):
+    """config.json names the data by its folder (relative to the data dir) and its fingerprint only."""
+    data_dir = tmp_path / "data"
+    write_synthetic(data_dir / "mine", n_per_class=40)
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(finetune_args(data_dir / "mine", tmp_path / "runs", "--data-dir", data_dir), capsys)
+    assert code == 0, err
+    text = (tmp_path / "runs" / "mine" / "config.json").read_text()
+    config = json.loads(text)
+    assert str(tmp_path) not in text and config["source"] == "local:mine" and config["dataset_arg"] == "mine"
+    assert len(config["data_fingerprint"]) == 16
+    # the recorded name is enough to rebuild the run from the data dir (as notebook 06 does)
+    from paperlib.config import get_preset
+    from paperlib.experiment import prepare
+
+    run = prepare(config["dataset_arg"], config["model"], get_preset("tiny"), tmp_path / "runs", data_dir, progress=False)
+    assert run.splits.fingerprint() == config["data_fingerprint"]

@@ -258,37 +258,61 @@ def test_hub_name_with_hf_hub_offline_fails_without_touching_the_network(monkeyp
 
 
 def test_hub_probe_is_bounded_when_the_network_is_down(monkeypatch):
-    """Without HF_HUB_OFFLINE the reachability probe runs; a failing connection gives the error."""
+    """Without HF_HUB_OFFLINE the probe asks the hub client (with a short timeout); a failing connection
+    gives the error that names --data-dir."""
+    import huggingface_hub
+
     fake_datasets(monkeypatch)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
-    monkeypatch.setenv("HF_ENDPOINT", "https://hub.example.invalid:8443")
     seen = []
 
-    def fail(address, timeout=None, *args, **kwargs):
-        seen.append((address, timeout))
-        raise OSError("network is unreachable")
-    monkeypatch.setattr(socket, "create_connection", fail)
+    def fail(self, repo_id, *, timeout=None, **kwargs):
+        seen.append((repo_id, timeout))
+        raise ConnectionError("network is unreachable")
+    monkeypatch.setattr(huggingface_hub.HfApi, "dataset_info", fail)
     expect_error("--data-dir", load_splits, "yelp", TINY)
-    assert seen == [(("hub.example.invalid", 8443), seen[0][1])]
+    assert [r for r, _ in seen] == ["Yelp/yelp_review_full"]
     assert seen[0][1] is not None and seen[0][1] <= 5  # a few seconds, never a hang
 
 
 def test_hub_probe_gives_up_on_a_stalled_lookup(monkeypatch):
-    """A DNS lookup that never answers (socket timeouts do not cover it) still yields False."""
+    """A lookup that never answers (socket timeouts do not cover DNS) still yields False in time."""
     import threading
+    import time
+
+    import huggingface_hub
 
     release = threading.Event()
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
-    def stall(*args, **kwargs):
+
+    def stall(self, *args, **kwargs):
         release.wait(60)
         raise OSError("lookup abandoned")
-    monkeypatch.setattr(socket, "create_connection", stall)
+    monkeypatch.setattr(huggingface_hub.HfApi, "dataset_info", stall)
     try:
-        assert data_mod._hub_reachable(timeout=0.2) is False
+        t0 = time.monotonic()
+        assert data_mod._hub_reachable("fancyzhx/ag_news", timeout=0.2) is False
+        assert time.monotonic() - t0 < 5
     finally:
         release.set()
+
+
+def test_hub_probe_counts_an_http_answer_as_reachable(monkeypatch):
+    """A 404 (say, a renamed dataset) is an answer from the hub: load_dataset then says what is wrong."""
+    import huggingface_hub
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+
+    def not_found(self, repo_id, **kwargs):
+        exc = RepositoryNotFoundError.__new__(RepositoryNotFoundError)  # built without an HTTP response object
+        Exception.__init__(exc, f"{repo_id} not found")
+        raise exc
+    monkeypatch.setattr(huggingface_hub.HfApi, "dataset_info", not_found)
+    assert data_mod._hub_reachable("someone/gone") is True
 
 
 # ---------------------------------------------------------------- tokenisation and batches
@@ -331,6 +355,42 @@ def test_encode_is_cached_in_memory_and_on_disk(tmp_path, monkeypatch):
     assert WordTokenizer.calls == 2
 
 
+class _Planted:
+    """A pickle payload: unpickling it (torch.load without weights_only) would create ``marker``."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.parametrize("tamper", ["code", "labels", "garbage"])
+def test_a_tampered_token_cache_is_refused_and_rebuilt(tamper, tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setenv("PAPERLIB_CACHE_DIR", str(tmp_path / "cache"))
+    texts, labels = ["a b c", "d e", "f g h"], [0, 1, 0]
+    data_mod._MEMORY_CACHE.clear()
+    fresh = encode(texts, labels, WordTokenizer(), 8)
+    (path,) = (tmp_path / "cache" / "tokens").glob("*.pt")
+    marker = tmp_path / "code-ran"
+    saved = torch.load(path, weights_only=True)
+    if tamper == "code":
+        torch.save({**saved, "input_ids": _Planted(marker)}, path)
+    elif tamper == "labels":
+        torch.save({**saved, "labels": torch.tensor([1, 1, 1])}, path)
+    else:
+        path.write_bytes(b"not a torch file")
+    data_mod._MEMORY_CACHE.clear()
+    WordTokenizer.calls = 0
+    again = encode(texts, labels, WordTokenizer(), 8)
+    assert not marker.exists()  # weights_only: the planted code never ran
+    assert WordTokenizer.calls == 1  # refused and tokenised anew ...
+    assert again.labels.tolist() == labels and again.input_ids.tolist() == fresh.input_ids.tolist()
+    assert torch.load(path, weights_only=True)["labels"].tolist() == labels  # ... and the file rewritten
+
+
 def test_length_batches_cover_every_example_once_with_little_padding(tmp_path, monkeypatch):
     monkeypatch.setenv("PAPERLIB_CACHE_DIR", str(tmp_path / "cache"))
     rng = np.random.default_rng(0)
@@ -370,7 +430,7 @@ LOCAL_CLASSES = {"newsgroup": 20, "dbpedia": 14, "arxiv": 10, "patent": 9, "yaho
 @pytest.mark.parametrize("name", sorted(LOCAL_CLASSES))
 def test_shared_local_folders_have_the_spec_class_counts(shared_datasets, name):
     s = load_splits(name, TINY, data_dir=shared_datasets)  # tiny caps: 80 / 40 / 40 rows
-    assert s.source == f"local:{shared_datasets / REGISTRY[name].local_folder}"
+    assert s.source == f"local:{REGISTRY[name].local_folder}"  # the folder's name, no machine path
     assert s.num_classes == LOCAL_CLASSES[name]
     assert len(set(s.class_names)) == s.num_classes and not any(n.isdigit() for n in s.class_names)
     assert (len(s.train), len(s.val), len(s.test)) == (80, 40, 40)

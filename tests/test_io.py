@@ -1,0 +1,234 @@
+"""Result files (SPEC 9): atomic folder replace, the run-folder lock, a killed writer's leftovers, damaged files."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import REPO
+from paperlib.errors import PaperlibError
+from paperlib.io import atomic_dir, clean_leftovers, read_json, read_parquet, run_lock, update_parquet, write_parquet
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+# ---------------------------------------------------------------- atomic folder replace
+
+def test_atomic_dir_replaces_the_folder_and_never_leaves_it_missing(tmp_path):
+    target = tmp_path / "model"
+    with atomic_dir(target) as tmp:
+        (tmp / "weights").write_text("0")
+    seen_missing, stop = [], threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            if not target.is_dir():
+                seen_missing.append(time.monotonic())
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        for i in range(1, 200):
+            with atomic_dir(target) as tmp:
+                (tmp / "weights").write_text(str(i))
+    finally:
+        stop.set()
+        watcher.join()
+    assert (target / "weights").read_text() == "199"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no temporary or old folder left
+    if sys.platform.startswith("linux"):
+        assert seen_missing == []  # swapped in one step
+
+
+def test_a_failed_block_keeps_the_old_folder(tmp_path):
+    target = tmp_path / "model"
+    with atomic_dir(target) as tmp:
+        (tmp / "weights").write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_dir(target) as tmp:
+            (tmp / "weights").write_text("half")
+            raise RuntimeError("killed while saving")
+    assert (target / "weights").read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_fallback_swap_killed_between_renames_is_restored(tmp_path, monkeypatch):
+    """Without an atomic exchange, a run killed after moving the old folder aside leaves '.model.<pid>.x.old'
+    and no model/: the next run puts the old folder back."""
+    pid = dead_pid()
+    old = tmp_path / f".model.{pid}.abc123.old"
+    old.mkdir()
+    (old / "weights").write_text("old")
+    (tmp_path / f".curves.parquet.{pid}.zz9.tmp").write_bytes(b"PAR1 half")
+    (tmp_path / f".model.{pid}.q1w2.tmp").mkdir()
+    live = tmp_path / f".distill.parquet.{os.getpid()}.live.tmp"  # our own writer, still running
+    live.write_bytes(b"x")
+    (tmp_path / ".hidden_user_file").write_text("keep")
+    handled = clean_leftovers(tmp_path)
+    assert len(handled) == 3
+    assert (tmp_path / "model" / "weights").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["model", live.name, ".hidden_user_file"])
+
+
+def test_fallback_swap_path(tmp_path, monkeypatch):
+    from paperlib import io
+
+    monkeypatch.setattr(io, "_exchange", lambda a, b: False)
+    target = tmp_path / "model"
+    for i in range(3):
+        with atomic_dir(target) as tmp:
+            (tmp / "weights").write_text(str(i))
+    assert (target / "weights").read_text() == "2" and sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+# ---------------------------------------------------------------- damaged files
+
+def test_damaged_files_are_one_error_naming_the_file(tmp_path):
+    (tmp_path / "curves.parquet").write_bytes(b"PAR1 this is not parquet")
+    (tmp_path / "metrics.json").write_text('{"val_acc": 0.9')
+    for reader, name in ((read_parquet, "curves.parquet"), (read_json, "metrics.json")):
+        with pytest.raises(PaperlibError) as info:
+            reader(tmp_path / name)
+        msg = str(info.value)
+        assert "\n" not in msg and name in msg and "delete that file" in msg
+
+
+def test_cli_reports_a_damaged_run_file_in_one_line(tmp_path):
+    folder = tmp_path / "runs" / "synth"
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text("{not json")
+    write_parquet(pd.DataFrame({"strategy": ["Random"], "seed": [0], "step": [1]}), folder / "curves.parquet")
+    env = dict(os.environ, PYTHONPATH=str(REPO), PAPERLIB_QUIET="1")
+    proc = subprocess.run([sys.executable, "-m", "paperlib", "table", "--runs", str(tmp_path / "runs")],
+                          capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "metrics.json" in lines[0] and "delete" in lines[0]
+
+
+# ---------------------------------------------------------------- locked read-modify-write
+
+WRITER = r"""
+import sys, time
+import pandas as pd
+from paperlib.pruning import CURVE_COLUMNS, SIGNAL_COLUMNS, CURVES_FILE, _done, _read, _save, _typed_curves
+from pathlib import Path
+
+folder, strategy, n_jobs, mode = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+N_STEPS = 3
+
+def curve(seed):
+    # a deterministic stand-in for a pruning curve: what the job computes, known in advance
+    return pd.DataFrame([(strategy, seed, k, k, "0,1", seed + k / 10, seed - k / 10, 100 - k, 400 - 4 * k)
+                         for k in range(1, N_STEPS + 1)], columns=CURVE_COLUMNS)
+
+if mode == "kill":  # the 4th parquet write of this process stops half-way and waits to be killed
+    real, calls = pd.DataFrame.to_parquet, []
+    def to_parquet(self, path, *a, **k):
+        calls.append(path)
+        if len(calls) == 4:
+            Path(path).write_bytes(b"PAR1 half a file")
+            (folder / "READY").write_text(str(path))
+            time.sleep(600)
+        return real(self, path, *a, **k)
+    pd.DataFrame.to_parquet = to_parquet
+
+done = _done(_read(folder / CURVES_FILE, CURVE_COLUMNS, _typed_curves), N_STEPS)
+for seed in range(n_jobs):
+    if (strategy, seed) not in done:  # the resume rule of run_pruning
+        _save(folder, curve(seed), pd.DataFrame(columns=SIGNAL_COLUMNS), (strategy, seed))
+"""
+
+
+def writer(folder: Path, strategy: str, n_jobs: int, mode: str = "run") -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.Popen([sys.executable, "-c", WRITER, str(folder), strategy, str(n_jobs), mode], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def expected_curves(strategies: dict[str, int]) -> pd.DataFrame:
+    rows = [(s, seed, k, k, "0,1", seed + k / 10, seed - k / 10, 100 - k, 400 - 4 * k)
+            for s, n in strategies.items() for seed in range(n) for k in range(1, 4)]
+    from paperlib.pruning import CURVE_COLUMNS, _typed_curves
+
+    return _typed_curves(pd.DataFrame(rows, columns=CURVE_COLUMNS))
+
+
+def test_a_stage_killed_mid_write_is_completed_by_the_next_run(tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    proc = writer(folder, "Weight-Entropy", 6, "kill")
+    deadline = time.monotonic() + 120
+    while not (folder / "READY").exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    (folder / "READY").unlink()
+    leftovers = [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]
+    assert leftovers, "the kill should have hit a write in progress"
+    # the file on disk is the last complete one: readable, the finished jobs whole
+    partial = read_parquet(folder / "curves.parquet")
+    assert set(partial.groupby(["strategy", "seed"]).size()) == {3}
+    done_before = len(partial) // 3
+    assert 1 <= done_before < 6
+    rerun = writer(folder, "Weight-Entropy", 6)
+    out, err = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0, err
+    got = read_parquet(folder / "curves.parquet")
+    pd.testing.assert_frame_equal(got, expected_curves({"Weight-Entropy": 6}))  # nothing lost or duplicated
+    assert not [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]  # the dead writer's leftover is gone
+
+
+def test_two_stages_writing_one_run_folder_keep_both_results(tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    procs = [writer(folder, name, 12) for name in ("Random", "Linear-Regression")]
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+    got = read_parquet(folder / "curves.parquet")
+    pd.testing.assert_frame_equal(got, expected_curves({"Linear-Regression": 12, "Random": 12}))
+
+
+def test_update_parquet_replaces_rows_by_key_and_keeps_the_rest(tmp_path):
+    path = tmp_path / "distill.parquet"
+    update_parquet(path, pd.DataFrame({"depth": [1, 2], "mode": ["kd", "kd"], "acc": [0.1, 0.2]}), ["depth", "mode"])
+    update_parquet(path, pd.DataFrame({"depth": [2, 3], "mode": ["kd", "ce"], "acc": [0.25, 0.3]}), ["depth", "mode"])
+    got = read_parquet(path).sort_values(["depth"]).reset_index(drop=True)
+    assert got.to_dict("list") == {"depth": [1, 2, 3], "mode": ["kd", "kd", "ce"], "acc": [0.1, 0.25, 0.3]}
+
+
+def test_run_lock_is_reentrant_and_exclusive_between_threads(tmp_path):
+    order = []
+    with run_lock(tmp_path):
+        with run_lock(tmp_path):  # re-entrant: no deadlock
+            t = threading.Thread(target=lambda: run_lock_and_log(tmp_path, order))
+            t.start()
+            time.sleep(0.3)
+            order.append("main done")
+    t.join(10)
+    assert order == ["main done", "thread got the lock"]
+
+
+def test_the_lock_file_sits_beside_the_run_folder(tmp_path):
+    folder = tmp_path / "runs" / "agnews"
+    with run_lock(folder):
+        pass
+    assert list(folder.iterdir()) == [] and (tmp_path / "runs" / ".agnews.paperlib.lock").is_file()
+
+
+def run_lock_and_log(folder, order):
+    with run_lock(folder):
+        order.append("thread got the lock")
