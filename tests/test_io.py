@@ -122,7 +122,7 @@ def test_cli_reports_a_damaged_run_file_in_one_line(tmp_path):
 WRITER = r"""
 import sys, time
 import pandas as pd
-from paperlib.pruning import CURVE_COLUMNS, SIGNAL_COLUMNS, CURVES_FILE, _done, _read, _save, _typed_curves
+from paperlib.pruning import CURVE_COLUMNS, PREDICTION_COLUMNS, SIGNAL_COLUMNS, CURVES_FILE, _done, _read, _save, _typed_curves
 from pathlib import Path
 
 folder, strategy, n_jobs, mode = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
@@ -147,7 +147,7 @@ if mode == "kill":  # the 4th parquet write of this process stops half-way and w
 done = _done(_read(folder / CURVES_FILE, CURVE_COLUMNS, _typed_curves), N_STEPS)
 for seed in range(n_jobs):
     if (strategy, seed) not in done:  # the resume rule of run_pruning
-        _save(folder, curve(seed), pd.DataFrame(columns=SIGNAL_COLUMNS), (strategy, seed))
+        _save(folder, curve(seed), pd.DataFrame(columns=SIGNAL_COLUMNS), pd.DataFrame(columns=PREDICTION_COLUMNS), (strategy, seed))
 """
 
 
