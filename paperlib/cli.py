@@ -59,6 +59,12 @@ def cmd_finetune(args) -> None:
     m = run.metrics
     print(f"{run.splits.name}: fine-tuned {m['n_layers']}-layer model in {m['train_seconds']}s; "
           f"val acc {m['val_acc']:.4f}, test acc {m['test_acc']:.4f} -> {run.folder}")
+    from .baselines import read_baseline
+
+    b = read_baseline(run.folder)
+    if b:
+        print(f"{run.splits.name}: classical reference {b['method']} (C={b['C']:g}, chosen on validation): "
+              f"val acc {b['val_acc']:.4f}, test acc {b['test_acc']:.4f}")
 
 
 def cmd_prune(args) -> None:

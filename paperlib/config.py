@@ -60,7 +60,9 @@ PAPER_DATASETS = ("newsgroup", "dbpedia", "arxiv", "patent", "yahoo", "yelp", "a
 PRESETS: dict[str, Preset] = {
     # lr 1e-4: MiniLM is small and two epochs over 800 texts are few steps (our choice, SPEC is silent).
     "quick": Preset("quick", "minilm", ("bbc_news",), 64, 800, 200, 400, 128, 2, 2, 3, lr=1e-4),
-    "paper": Preset("paper", "bert-base-uncased", PAPER_DATASETS, 128, 8000, 1000, 2000, 512, 3, 3, 5, lr=3e-5),
+    # eval batch 512: evaluation of pruned variants dominates the prune stage; larger batches fill a GPU
+    "paper": Preset("paper", "bert-base-uncased", PAPER_DATASETS, 128, 8000, 1000, 2000, 512, 3, 3, 5, lr=3e-5,
+                    eval_batch_size=512),
     # for tests and smoke runs: a few dozen examples, seconds per stage
     "tiny": Preset("tiny", "random:tiny", ("bbc_news",), 32, 80, 40, 40, 16, 1, 1, 2, batch_size=16, lr=1e-3),
 }

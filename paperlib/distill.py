@@ -8,7 +8,8 @@ with T = 2, alpha = 0.5 (``preset.kd_temperature``, ``preset.kd_alpha``).  The t
 its logits are computed once per training example (``predict_logits``) and looked up by example
 index through the training loop's ``loss_fn`` hook every epoch.  alpha = 0 is the control: the same
 student and budget trained on the labels alone.  Training uses the shared loop (``paperlib.train``):
-AdamW at ``preset.kd_lr``, 10 % warm-up, ``preset.kd_epochs`` epochs, batch ``preset.batch_size``;
+AdamW at ``recovery_lr(preset.kd_lr, L, n_kept)`` = kd_lr * L / n_kept (a student that kept fewer
+layers takes larger steps), 10 % warm-up, ``preset.kd_epochs`` epochs, batch ``preset.batch_size``;
 fused AdamW, bf16 autocast where the hardware has it (``train.precision``), SDPA attention, optional
 ``torch.compile``; DDP under torchrun.
 """
@@ -25,7 +26,7 @@ from .errors import PaperlibError
 from .io import write_parquet
 from . import pruning
 from .models import count_parameters, fp32_bytes, kept_layers, load_model, remove_layers
-from .train import LossFn, evaluate, init_distributed, is_main_process, predict_logits, train
+from .train import LossFn, evaluate, init_distributed, is_main_process, predict_logits, recovery_lr, train
 
 DEFAULT_STRATEGY = "Random-Forest"
 MODES = ("none", "kd", "ce")  # pruned as is (alpha NaN); distilled (alpha = kd_alpha); label-only control (alpha = 0)
@@ -175,7 +176,8 @@ def distill_run(run, depths="all", strategy: str = DEFAULT_STRATEGY, compile: bo
         alpha = {"none": float("nan"), "kd": preset.kd_alpha, "ce": 0.0}[mode]  # 'none' is not trained
         if mode != "none":
             distill(student, run.encoded["train"], cached if mode == "kd" else None, alpha=alpha,
-                    temperature=preset.kd_temperature, epochs=preset.kd_epochs, lr=preset.kd_lr,
+                    temperature=preset.kd_temperature, epochs=preset.kd_epochs,
+                    lr=recovery_lr(preset.kd_lr, len(kept_layers(run.model)), len(kept)),
                     batch_size=preset.batch_size, seed=preset.seed, warmup_ratio=preset.warmup_ratio,
                     weight_decay=preset.weight_decay, device=device, compile=compile, progress=progress,
                     desc=f"{mode} k={k}")
