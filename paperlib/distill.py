@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from .config import DEPTH_POLICIES
 from .errors import PaperlibError
 from .io import write_parquet
 from . import pruning
@@ -110,17 +111,30 @@ def best_depth(curve: pd.DataFrame) -> int:
 
 
 def parse_depths(depths, curve: pd.DataFrame) -> list[int]:
-    """'all' (every k of the curve, k* included), 'best' (k* only) or a comma list / sequence of k."""
-    steps = [int(k) for k in curve["step"]]
+    """The depths k to distil, sorted: a named policy or a comma list / sequence of k on the curve.
+
+    With the curve's steps k = 1 .. K and k* = ``best_depth(curve)``:
+    'all' = every k (SPEC 6); 'every_other' = k = 1, 3, 5, ... plus k*; 'three' = k*, the middle step
+    (the ``K // 2 + 1``-th of the sorted steps, k = 3 of 1..5) and the deepest (k = K, one layer left);
+    'best' = k* only.  ``None`` means 'all'.  Policies other than 'all' are ours, to save time."""
+    steps = sorted(int(k) for k in curve["step"])
+    if not steps:
+        raise PaperlibError("the pruned curve has no steps to distil")
+    k_star = best_depth(curve)
     if depths in (None, "all"):
         chosen = steps
     elif depths == "best":
-        chosen = [best_depth(curve)]
+        chosen = [k_star]
+    elif depths == "every_other":
+        chosen = [k for k in steps if k % 2 == 1] + [k_star]
+    elif depths == "three":
+        chosen = [k_star, steps[len(steps) // 2], steps[-1]]
     else:
         try:
             chosen = [int(k) for k in (str(depths).split(",") if isinstance(depths, str) else depths) if str(k).strip()]
         except ValueError:
-            raise PaperlibError(f"--depths must be 'all', 'best' or a comma list of integers, got {depths!r}") from None
+            raise PaperlibError(f"--depths must be one of {', '.join(DEPTH_POLICIES)} or a comma list of integers, "
+                                f"got {depths!r}") from None
         bad = sorted(set(chosen) - set(steps))
         if bad:
             raise PaperlibError(f"depth(s) {bad} are not on the curve; choose k in {min(steps)}..{max(steps)}")
@@ -136,10 +150,11 @@ def _ats(acc: float, n_bytes: int) -> float:
 
 # ---------------------------------------------------------------- the stage
 
-def distill_run(run, depths="all", strategy: str = DEFAULT_STRATEGY, compile: bool = False,
+def distill_run(run, depths=None, strategy: str = DEFAULT_STRATEGY, compile: bool = False,
                 progress: bool | None = None, modes=MODES, verbose: bool = True) -> pd.DataFrame:
     """Distil the run's M_0 into ``strategy``'s pruned student at each depth; return distill.parquet's rows.
 
+    ``depths``: a policy of ``parse_depths`` or a list of k; None takes the preset's ``distill_depths``.
     For each depth k the student is the saved M_0 (``run.folder/'model'``) with the layers missing from
     the curve's ``kept`` removed, so it inherits the fine-tuned weights.  Rows already in
     ``distill.parquet`` are skipped; the file is rewritten atomically after each new row."""
@@ -149,7 +164,7 @@ def distill_run(run, depths="all", strategy: str = DEFAULT_STRATEGY, compile: bo
         raise PaperlibError(f"{curves_path} is missing: run `paperlib prune` and `paperlib fuse` on this dataset first")
     curve = pruned_curve(pd.read_parquet(curves_path), strategy)
     k_star = best_depth(curve)
-    chosen = parse_depths(depths, curve)
+    chosen = parse_depths(run.preset.distill_depths if depths is None else depths, curve)
     chosen = sorted(chosen, key=lambda k: (k != k_star, k))  # k* first: the headline row lands early
     preset, dataset = run.preset, run.splits.name
     out_path = run.folder / "distill.parquet"
@@ -213,7 +228,7 @@ def distill_table(df: pd.DataFrame) -> pd.DataFrame:
     return wide.reset_index()
 
 
-def distill_command(run, depths="all", compile: bool = False, progress: bool | None = None,
+def distill_command(run, depths=None, compile: bool = False, progress: bool | None = None,
                     strategy: str = DEFAULT_STRATEGY) -> pd.DataFrame:
     """``paperlib distill``: distil every requested depth and print the table (rank 0 only)."""
     df = distill_run(run, depths=depths, strategy=strategy, compile=compile, progress=progress)

@@ -50,8 +50,16 @@ def _run_config(dataset: str, model: str, preset: Preset, splits: Splits) -> dic
             "preset": preset.to_dict()}
 
 
+LATER_STAGE_FIELDS = ("distill_depths", "kd_patience")  # preset fields M_0 does not depend on, added later
+
+
 def _compare(old: dict, new: dict, folder: Path) -> None:
+    """Refuse a run folder made with another config.  A distillation-only preset field that the old
+    config does not record (added to ``Preset`` since, ``LATER_STAGE_FIELDS``) is not a difference."""
     keys = ("dataset", "model", "data_fingerprint", "preset")
+    if "preset" in old and "preset" in new:
+        new = {**new, "preset": {k: v for k, v in new["preset"].items()
+                                 if k in old["preset"] or k not in LATER_STAGE_FIELDS}}
     diff = [k for k in keys if old.get(k) != new.get(k)]
     if diff:
         detail = ", ".join(diff)

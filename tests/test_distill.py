@@ -99,6 +99,32 @@ def test_best_depth_takes_the_highest_val_acc_and_the_smallest_k_on_ties():
         parse_depths("7", _curve())
 
 
+def test_depth_policies_pick_the_documented_steps():
+    # steps 1..5 (a 6-layer model), k* = 2 (the first maximum of val_acc)
+    steps = lambda val: pd.DataFrame({"step": range(1, len(val) + 1), "val_acc": list(val)})
+    curve = steps((0.5, 0.9, 0.9, 0.4, 0.3))
+    assert parse_depths("all", curve) == [1, 2, 3, 4, 5]
+    assert parse_depths("every_other", curve) == [1, 2, 3, 5]  # odd k plus k* = 2
+    assert parse_depths("three", curve) == [2, 3, 5]            # k*, the middle (3 of 1..5), the deepest (5)
+    assert parse_depths("best", curve) == [2]
+    # steps 1..11 (12 layers), k* = 11: every_other is the six odd k, k* already among them
+    twelve = steps([0.1 * i for i in range(1, 12)])
+    assert parse_depths("every_other", twelve) == [1, 3, 5, 7, 9, 11]
+    assert parse_depths("three", twelve) == [6, 11]  # k* is the deepest: two distinct depths
+    with pytest.raises(PaperlibError, match="every_other"):
+        parse_depths("most", curve)
+
+
+def test_presets_choose_a_depth_policy_and_reject_a_bad_one():
+    from paperlib.config import get_preset
+
+    assert get_preset("quick").distill_depths == "three"
+    assert get_preset("paper").distill_depths in ("all", "every_other")
+    assert get_preset("tiny", distill_depths="1,3").distill_depths == "1,3"
+    with pytest.raises(PaperlibError, match="distill_depths"):
+        get_preset("quick", distill_depths="most")
+
+
 def test_parse_kept_reads_every_representation():
     assert parse_kept([0, 3]) == parse_kept(np.array([0, 3])) == parse_kept("[0, 3]") == parse_kept("0,3") == [0, 3]
 
