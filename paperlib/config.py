@@ -38,6 +38,7 @@ class Preset:
     finetune_between: int = 0
     eval_batch_size: int = 128
     distill_depths: str = "all"  # which depths k to distil: a policy of distill.parse_depths or a comma list
+    kd_patience: int = 0  # early stopping of distillation on val accuracy after this many epochs without a best; 0: off
     seed: int = 0
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
@@ -76,6 +77,8 @@ def get_preset(name: str, **overrides) -> Preset:
     if preset.max_length < 8:
         raise PaperlibError(f"max_length must be at least 8 tokens, got {preset.max_length}")
     _check_depths(preset.distill_depths)
+    if preset.kd_patience < 0:
+        raise PaperlibError(f"kd_patience must be 0 (off) or a number of epochs, got {preset.kd_patience}")
     return preset
 
 

@@ -74,14 +74,52 @@ def teacher_logits(teacher: torch.nn.Module, data, batch_size: int = 128, device
 def distill(student: torch.nn.Module, data, teacher_logits: torch.Tensor | None, *, alpha: float = 0.5,
             temperature: float = 2.0, epochs: int = 3, lr: float = 3e-5, batch_size: int = 32, seed: int = 0,
             warmup_ratio: float = 0.1, weight_decay: float = 0.01, device=None, compile: bool | str = False,
-            progress: bool | None = None, desc: str = "distill") -> dict:
-    """Train ``student`` in place on ``data`` with the KD loss (alpha = 0: labels only); return train()'s info."""
+            progress: bool | None = None, desc: str = "distill", val_data=None, patience: int = 0,
+            eval_batch_size: int = 128) -> dict:
+    """Train ``student`` in place on ``data`` with the KD loss (alpha = 0: labels only); return train()'s info.
+
+    Early stopping (``patience`` > 0 and ``val_data``): validation accuracy after every epoch; training
+    stops once ``patience`` epochs in a row have not beaten the best, and the best epoch's weights are
+    put back.  The info then also holds 'val_acc' (the kept weights' validation accuracy), 'best_epoch'
+    and 'epochs_run'.  The learning-rate schedule is the full ``epochs`` one either way."""
     if teacher_logits is not None and len(teacher_logits) != len(data):
         raise PaperlibError(f"{len(teacher_logits)} teacher logits for {len(data)} training examples; "
                             f"compute them on the same training set")
-    return train(student, data, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, warmup_ratio=warmup_ratio,
+    stop = EarlyStopping(student, val_data, patience, eval_batch_size, device) if patience > 0 and val_data is not None else None
+    info = train(student, data, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, warmup_ratio=warmup_ratio,
                  weight_decay=weight_decay, loss_fn=kd_loss_fn(teacher_logits, alpha, temperature), device=device,
-                 progress=progress, compile=compile, multiple_of=COMPILE_MULTIPLE_OF if compile else 1, desc=desc)
+                 progress=progress, compile=compile, multiple_of=COMPILE_MULTIPLE_OF if compile else 1, desc=desc,
+                 on_epoch_end=stop)
+    if stop is not None:
+        info.update(stop.restore())
+    return info
+
+
+class EarlyStopping:
+    """``train``'s ``on_epoch_end`` hook: track validation accuracy, stop after ``patience`` epochs
+    without a new best (strictly higher), remember the best weights (a copy on the model's device)."""
+
+    def __init__(self, model: torch.nn.Module, val_data, patience: int, batch_size: int = 128, device=None):
+        if patience < 1:
+            raise PaperlibError(f"early-stopping patience must be at least 1 epoch, got {patience}")
+        self.model, self.val_data, self.patience = model, val_data, patience
+        self.batch_size, self.device = batch_size, device
+        self.best, self.best_epoch, self.epochs_run, self.weights = -1.0, -1, 0, None
+
+    def __call__(self, epoch: int) -> bool:
+        acc = evaluate(self.model, self.val_data, self.batch_size, self.device)["accuracy"]
+        self.epochs_run = epoch + 1
+        if acc > self.best:
+            self.best, self.best_epoch = acc, epoch
+            self.weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        return epoch - self.best_epoch >= self.patience
+
+    def restore(self) -> dict:
+        """Put the best epoch's weights back; return {'val_acc', 'best_epoch', 'epochs_run'}."""
+        if self.weights is not None and self.best_epoch != self.epochs_run - 1:
+            self.model.load_state_dict(self.weights)
+        self.weights = None
+        return {"val_acc": self.best, "best_epoch": self.best_epoch, "epochs_run": self.epochs_run}
 
 
 # ---------------------------------------------------------------- the pruned curve to distil
@@ -188,13 +226,16 @@ def distill_run(run, depths=None, strategy: str = DEFAULT_STRATEGY, compile: boo
             remove_layers(student, removed)
         student.to(device)
         alpha = {"none": float("nan"), "kd": preset.kd_alpha, "ce": 0.0}[mode]  # 'none' is not trained
+        info = {}
         if mode != "none":
-            distill(student, run.encoded["train"], cached if mode == "kd" else None, alpha=alpha,
-                    temperature=preset.kd_temperature, epochs=preset.kd_epochs, lr=preset.kd_lr,
-                    batch_size=preset.batch_size, seed=preset.seed, warmup_ratio=preset.warmup_ratio,
-                    weight_decay=preset.weight_decay, device=device, compile=compile, progress=progress,
-                    desc=f"{mode} k={k}")
-        val = evaluate(student, run.encoded["val"], preset.eval_batch_size, device)["accuracy"]
+            info = distill(student, run.encoded["train"], cached if mode == "kd" else None, alpha=alpha,
+                           temperature=preset.kd_temperature, epochs=preset.kd_epochs, lr=preset.kd_lr,
+                           batch_size=preset.batch_size, seed=preset.seed, warmup_ratio=preset.warmup_ratio,
+                           weight_decay=preset.weight_decay, device=device, compile=compile, progress=progress,
+                           desc=f"{mode} k={k}", val_data=run.encoded["val"], patience=preset.kd_patience,
+                           eval_batch_size=preset.eval_batch_size)
+        # early stopping already measured the kept weights on val: no second pass
+        val = info["val_acc"] if "val_acc" in info else evaluate(student, run.encoded["val"], preset.eval_batch_size, device)["accuracy"]
         test = evaluate(student, run.encoded["test"], preset.eval_batch_size, device)["accuracy"]
         n_bytes = fp32_bytes(student)
         rows.append({"dataset": dataset, "strategy": strategy, "depth": int(k), "n_layers": len(kept),

@@ -3,6 +3,7 @@ and one real check that distillation helps a pruned MiniLM."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import os
@@ -176,6 +177,31 @@ def test_distill_run_writes_every_mode_and_resumes(tiny_copy, monkeypatch):
     monkeypatch.setattr("paperlib.distill.train", lambda *a, **k: pytest.fail("resumed run trained again"))
     again = distill_run(run, depths="all", strategy="Weight-Entropy", verbose=False)
     pd.testing.assert_frame_equal(again, on_disk)
+
+
+def test_early_stopping_stops_after_patience_epochs_and_keeps_the_best_weights(tiny_run, monkeypatch):
+    from paperlib.distill import distill
+
+    student = copy.deepcopy(tiny_run.model)
+    scores, seen = iter([0.5, 0.7, 0.6, 0.7, 0.9, 0.9]), []
+
+    def fake_evaluate(model, data, batch_size=128, device=None):  # a known val curve; record each epoch's weights
+        seen.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        return {"accuracy": next(scores)}
+
+    monkeypatch.setattr("paperlib.distill.evaluate", fake_evaluate)
+    info = distill(student, tiny_run.encoded["train"], None, alpha=0.0, epochs=6, lr=1e-3, batch_size=16,
+                   device="cpu", val_data=tiny_run.encoded["val"], patience=2)
+    # best 0.7 after epoch 2 (index 1); epochs 3 and 4 do not beat it (0.7 ties) -> stop after 4 of 6
+    assert (info["epochs_run"], info["best_epoch"], info["val_acc"]) == (4, 1, 0.7)
+    assert len(seen) == 4 and info["steps"] == 4 * math.ceil(len(tiny_run.encoded["train"]) / 16)
+    assert not torch.equal(seen[1]["classifier.weight"], seen[3]["classifier.weight"])  # training went on after the best
+    for name, value in student.state_dict().items():
+        torch.testing.assert_close(value, seen[1][name], rtol=0, atol=0)  # ... and the best epoch's weights came back
+    with pytest.raises(PaperlibError, match="patience"):
+        from paperlib.config import get_preset
+
+        get_preset("tiny", kd_patience=-1)
 
 
 def test_distill_run_without_curves_says_what_to_run(tiny_copy):
