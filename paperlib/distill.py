@@ -15,6 +15,7 @@ fused AdamW, bf16 autocast where the hardware has it (``train.precision``), SDPA
 
 from __future__ import annotations
 
+import copy
 import time
 
 import pandas as pd
@@ -25,7 +26,7 @@ from .config import DEPTH_POLICIES
 from .errors import PaperlibError
 from .io import write_parquet
 from . import pruning
-from .models import count_parameters, fp32_bytes, kept_layers, load_model, remove_layers
+from .models import count_parameters, fp32_bytes, kept_layers, remove_layers
 from .train import LossFn, evaluate, init_distributed, is_main_process, predict_logits, train
 
 DEFAULT_STRATEGY = "Random-Forest"
@@ -193,8 +194,8 @@ def distill_run(run, depths=None, strategy: str = DEFAULT_STRATEGY, compile: boo
     """Distil the run's M_0 into ``strategy``'s pruned student at each depth; return distill.parquet's rows.
 
     ``depths``: a policy of ``parse_depths`` or a list of k; None takes the preset's ``distill_depths``.
-    For each depth k the student is the saved M_0 (``run.folder/'model'``) with the layers missing from
-    the curve's ``kept`` removed, so it inherits the fine-tuned weights.  Rows already in
+    For each depth k the student is a copy of M_0 (``run.model``, the saved ``run.folder/'model'``) with
+    the layers missing from the curve's ``kept`` removed, so it inherits the fine-tuned weights.  Rows already in
     ``distill.parquet`` are skipped; the file is rewritten atomically after each new row."""
     rank, world = init_distributed()
     curves_path = run.folder / "curves.parquet"
@@ -220,11 +221,7 @@ def distill_run(run, depths=None, strategy: str = DEFAULT_STRATEGY, compile: boo
         t0 = time.perf_counter()
         step = curve.loc[curve["step"] == k].iloc[0]
         kept = parse_kept(step["kept"])
-        student, _ = load_model(str(run.folder / "model"))
-        removed = [i for i in kept_layers(student) if i not in kept]
-        if removed:
-            remove_layers(student, removed)
-        student.to(device)
+        student = pruned_copy(run.model, kept).to(device)
         alpha = {"none": float("nan"), "kd": preset.kd_alpha, "ce": 0.0}[mode]  # 'none' is not trained
         info = {}
         if mode != "none":
@@ -249,6 +246,20 @@ def distill_run(run, depths=None, strategy: str = DEFAULT_STRATEGY, compile: boo
                   f"({time.perf_counter() - t0:.1f}s)", flush=True)
         del student
     return _tidy(rows)
+
+
+def pruned_copy(model: torch.nn.Module, kept) -> torch.nn.Module:
+    """A trainable copy of ``model`` keeping only the original layers ``kept`` (its inherited weights).
+
+    Copied in memory from the run's M_0 (the weights ``prepare`` saved or loaded), not re-read from disk."""
+    student = copy.deepcopy(model)
+    removed = [i for i in kept_layers(student) if i not in kept]
+    if removed:
+        remove_layers(student, removed)
+    student.train()
+    for p in student.parameters():
+        p.requires_grad_(True)
+    return student
 
 
 def _tidy(rows: list[dict]) -> pd.DataFrame:
