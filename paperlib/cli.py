@@ -137,7 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Distil the teacher M_0 into the RF-pruned student at each depth (and the alpha=0 control); "
                                    "writes distill.parquet.")
     _common(p)
-    p.add_argument("--depths", default="all", help="'all' (k = 1..L-1 and k*), 'best' (k* only) or a comma list of k")
+    p.add_argument("--depths", default=None,
+                   help="'all' (k = 1..L-1), 'every_other' (k = 1,3,5,... and k*), 'three' (k*, the middle, the deepest), "
+                        "'best' (k* only) or a comma list of k (default: the preset's; quick: three, paper: all)")
     p.add_argument("--compile", action="store_true", help="torch.compile the student (CUDA)")
     p.add_argument("--strategy", default="Random-Forest", help="whose pruned curve to distil (any strategy in curves.parquet)")
     p.set_defaults(func=cmd_distill)

@@ -53,12 +53,17 @@ def _run_config(dataset: str, model: str, preset: Preset, splits: Splits, device
             "preset": preset.to_dict()}
 
 
+LATER_STAGE_FIELDS = ("distill_depths", "kd_patience")  # preset fields M_0 does not depend on, added later
+
+
 def _compare(old: dict, new: dict, folder: Path) -> None:
     """Every stage resumes from the folder's files, so a folder holds one config: dataset, model, data,
     preset, device type and precision.  A key or preset field that an older config.json lacks is taken
     at its default (device and precision: unknown, so not compared)."""
+    old_preset = old.get("preset", {})  # distillation-only fields an older config lacks: no difference
+    new = {**new, "preset": {k: v for k, v in new["preset"].items() if k in old_preset or k not in LATER_STAGE_FIELDS}}
     defaults = {f.name: f.default for f in dataclasses.fields(Preset)}
-    old = {**old, "preset": {k: old.get("preset", {}).get(k, defaults.get(k)) for k in new["preset"]}}
+    old = {**old, "preset": {k: old_preset.get(k, defaults.get(k)) for k in new["preset"]}}
     keys = ("dataset", "model", "data_fingerprint", "preset") + tuple(k for k in ("device", "precision") if k in old)
     diff = [k for k in keys if old.get(k) != new.get(k)]
     if diff:

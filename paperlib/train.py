@@ -127,15 +127,15 @@ def cross_entropy_loss(logits: torch.Tensor, batch: dict, index: torch.Tensor) -
 def train(model: nn.Module, data: Encoded, *, epochs: int, lr: float, batch_size: int = 32, seed: int = 0,
           warmup_ratio: float = 0.1, weight_decay: float = 0.01, loss_fn: LossFn = cross_entropy_loss,
           device: torch.device | str | None = None, progress: bool | None = None, compile: bool | str = False,
-          multiple_of: int = 1, desc: str = "train", on_epoch_end: Callable[[int], None] | None = None) -> dict:
+          multiple_of: int = 1, desc: str = "train", on_epoch_end: Callable[[int], bool] | None = None) -> dict:
     """Train ``model`` in place on ``data``; return {'steps', 'final_loss', 'examples', 'epoch_seconds'}.
 
     ``loss_fn(logits, batch, index)`` gets the batch tensors and the examples' indices into ``data``
     (on the training device; distillation uses them to look up cached teacher logits).
     ``compile`` wraps the forward in ``torch.compile(dynamic=False)`` (a string picks the mode, e.g.
     ``"reduce-overhead"`` for CUDA graphs): give ``multiple_of`` (e.g. 32) so that length buckets keep
-    the number of shapes, hence recompiles, small.  ``on_epoch_end(epoch)`` is called after each epoch
-    (fine-tuning uses it for validation-based model selection)."""
+    the number of shapes, hence recompiles, small.  ``on_epoch_end(epoch)`` (0-based) runs after each
+    epoch on every rank; when it returns True training stops there (early stopping)."""
     rank, world = init_distributed()
     device = torch.device(device) if device is not None else default_device()
     torch.manual_seed(seed)
@@ -187,9 +187,8 @@ def train(model: nn.Module, data: Encoded, *, epochs: int, lr: float, batch_size
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         epoch_seconds.append(time.perf_counter() - t0)
-        if on_epoch_end is not None:
-            on_epoch_end(epoch)
-            model.train()
+        if on_epoch_end is not None and on_epoch_end(epoch):
+            break
     bar.close()
     model.eval()
     return {"steps": step, "final_loss": float(loss.detach()) if loss is not None else float("nan"),
