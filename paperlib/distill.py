@@ -29,7 +29,7 @@ from .errors import PaperlibError
 from .io import write_parquet
 from . import pruning
 from .models import count_parameters, fp32_bytes, kept_layers, remove_layers
-from .train import LossFn, init_distributed, is_main_process, predict_logits, recovery_lr, train
+from .train import LossFn, evaluate, init_distributed, is_main_process, predict_logits, recovery_lr, train
 
 DEFAULT_STRATEGY = "Random-Forest"
 MODES = ("none", "kd", "ce")  # pruned as is (alpha NaN); distilled (alpha = kd_alpha); label-only control (alpha = 0)

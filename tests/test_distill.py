@@ -256,8 +256,8 @@ def test_distill_rows_are_keyed_by_kept_layers(tiny_copy, monkeypatch):
     _curve("Weight-Entropy", kept=([0, 2, 3], [2, 3], [3])).to_parquet(run.folder / "curves.parquet")
     from paperlib import distill as module
 
-    loads, real = [], module.load_model
-    monkeypatch.setattr(module, "load_model", lambda *a, **k: loads.append(a) or real(*a, **k))
+    loads, real = [], module.pruned_copy
+    monkeypatch.setattr(module, "pruned_copy", lambda *a, **k: loads.append(a) or real(*a, **k))
     df = distill_run(run, depths="all", strategy="Weight-Entropy", modes=("none",), verbose=False)
     assert len(loads) == 1  # only the stale depth's student was rebuilt
     assert df.set_index("depth").loc[2, "kept"] == "2,3" and len(df) == 3

@@ -5,8 +5,10 @@
 # the run folders without models into $OUT/mpnet-paper.tar.gz.  Run from .carry/code.
 set -uo pipefail
 mode=$1; budget=${2:-540}; RUNS=${RUNS:-/tmp/runs/mpnet-paper}; mkdir -p "$RUNS/logs"
-if [ "$mode" = start ]; then
-  setsid nohup bash -c "bash tools/gpu_mpnet_run.sh; touch $RUNS/logs/DONE" > "$RUNS/logs/run.log" 2>&1 < /dev/null &
+if [ "$mode" = start ]; then  # the repository copy is laid anew for each call: run from copies in /tmp
+  rm -rf /tmp/code && cp -r . /tmp/code && mkdir -p /tmp/ref && tar -C /tmp/ref -xJf /tmp/data.tar.xz
+  (cd /tmp/code && PYTHONPATH=/tmp/code setsid nohup bash -c "bash tools/gpu_mpnet_run.sh; touch $RUNS/logs/DONE" \
+     > "$RUNS/logs/run.log" 2>&1 < /dev/null &)
 fi
 t0=$(date +%s)
 while [ ! -f "$RUNS/logs/DONE" ] && [ $(( $(date +%s) - t0 )) -lt "$budget" ]; do sleep 5; done

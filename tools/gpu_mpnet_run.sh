@@ -1,13 +1,12 @@
 #!/usr/bin/env bash
 # The 12-layer reference run (paper preset, MPNet-base, the nine local datasets) on one H200 through the device
-# tool, run from a copy of the code in .carry/code (cwd) with PYTHONPATH=$PWD.  Expects /tmp/mpnet16 (reassembled
-# by tools/mpnet_to_device.sh's fourth call) and ../data.tar.xz (tools/pack_data.py: texts cut to 1,000
-# characters).  Stages run as nine parallel processes on the one GPU; each stage's end time goes to
+# tool, started by tools/gpu_mpnet_launch.sh from a copy of the code in /tmp/code (cwd, PYTHONPATH).  Expects
+# /tmp/mpnet16 (reassembled by tools/mpnet_to_device.sh's fourth call) and /tmp/ref/data (tools/pack_data.py:
+# texts cut to 1,000 characters).  Stages run as nine parallel processes on the one GPU; each stage's end time goes to
 # $RUNS/logs/stages.tsv.  Distillation: k* first, then every other depth (SPEC 6, 12 layers).
 set -uo pipefail
 RUNS=${RUNS:-/tmp/runs/mpnet-paper}
-mkdir -p /tmp/ref "$RUNS/logs"
-[ -d /tmp/ref/data ] || tar -C /tmp/ref -xJf ../data.tar.xz
+mkdir -p "$RUNS/logs"
 export PAPERLIB_QUIET=1 PAPERLIB_CACHE_DIR=/tmp/ref/cache PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2 TOKENIZERS_PARALLELISM=false
 # SDPA path for MPNet: check it against eager on the GPU first (bf16 forward + one backward); else run eager
 if ! python3 - <<'PY' > "$RUNS/logs/sdpa_check.log" 2>&1; then export PAPERLIB_MPNET_SDPA=0; echo "SDPA check failed: eager MPNet"; fi
@@ -51,7 +50,7 @@ stage finetune finetune
 stage prune prune --strategies all
 stage fuse-within fuse --protocol within
 stage fuse-transfer fuse --protocol transfer
-[ -n "${SKIP_DISTILL:-}" ] || { stage distill-kstar distill --depths best; stage distill-other distill --depths ${DEPTHS:-1,3,5,7,9,11}; }
+[ -n "${SKIP_DISTILL:-}" ] || { stage distill-kstar distill --depths best; stage distill-other distill --depths ${DEPTHS:-every_other}; }
 python3 -m paperlib table --runs "$RUNS" --save "$RUNS/summary" > "$RUNS/logs/table.log" 2>&1 || echo "FAILED table"
 printf 'wall\t%s\n' "$(( $(date +%s) - start ))" >> "$RUNS/logs/stages.tsv"
 echo "wall $(( $(date +%s) - start ))s"

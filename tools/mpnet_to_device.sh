@@ -5,8 +5,9 @@
 # (`split -n 4 -d`, ~52 MiB each) into REPO/.carry/mp0 .. mp3 (REPO: the checkout the device tool sends, default
 # /work/main; .carry/ must be git-ignored there); config and tokenizer files go to REPO/.carry/mpnet16/ with the
 # SHA-256 of the fp16 file.  Then four consecutive device calls, back to back (/tmp stays while the machine is kept):
-#   1-3: carry [".carry/mpI"],  command: bash .carry/mpnet16/device_part.sh I
-#   4:   carry [".carry/mp3", ".carry/mpnet16", ...],  command: bash .carry/mpnet16/device_part.sh 3 && ... run
+#   1-3: carry [".carry/mpI"],  command: mkdir -p /tmp/parts && cp .carry/mpI/part0I /tmp/parts/
+#        (the first also carries .carry/data.tar.xz and copies it to /tmp: the fourth has no room left for it)
+#   4:   carry [".carry/mp3", ".carry/mpnet16", ".carry/code"],  command: bash .carry/mpnet16/device_part.sh 3 && ...
 # The fourth reassembles into /tmp/mpnet16 and checks the SHA-256 computed here (device_part.sh exits 2 on a mismatch).
 set -euo pipefail
 cmd=${1:-}; SRC=${2:-${PAPERLIB_MPNET_DIR:-$HOME/.cache/paperlib/all-mpnet-base-v2}}; REPO=${3:-/work/main}
