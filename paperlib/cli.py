@@ -59,6 +59,12 @@ def cmd_finetune(args) -> None:
     m = run.metrics
     print(f"{run.splits.name}: fine-tuned {m['n_layers']}-layer model in {m['train_seconds']}s; "
           f"val acc {m['val_acc']:.4f}, test acc {m['test_acc']:.4f} -> {run.folder}")
+    from .baselines import read_baseline
+
+    b = read_baseline(run.folder)
+    if b:
+        print(f"{run.splits.name}: classical reference {b['method']} (C={b['C']:g}, chosen on validation): "
+              f"val acc {b['val_acc']:.4f}, test acc {b['test_acc']:.4f}")
 
 
 def _check_strategies(spec: str) -> None:
@@ -155,7 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Distil the teacher M_0 into the RF-pruned student at each depth (and the alpha=0 control); "
                                    "writes distill.parquet.")
     _common(p)
-    p.add_argument("--depths", default="all", help="'all' (k = 1..L-1 and k*), 'best' (k* only) or a comma list of k")
+    p.add_argument("--depths", default=None,
+                   help="'all' (k = 1..L-1), 'every_other' (k = 1,3,5,... and k*), 'three' (k*, the middle, the deepest), "
+                        "'best' (k* only) or a comma list of k (default: the preset's; quick: three, paper: all)")
     p.add_argument("--compile", action="store_true", help="torch.compile the student (CUDA)")
     p.add_argument("--strategy", default="Random-Forest", help="whose pruned curve to distil (any strategy in curves.parquet)")
     p.set_defaults(func=cmd_distill)

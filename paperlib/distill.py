@@ -8,13 +8,15 @@ with T = 2, alpha = 0.5 (``preset.kd_temperature``, ``preset.kd_alpha``).  The t
 its logits are computed once per training example (``predict_logits``) and looked up by example
 index through the training loop's ``loss_fn`` hook every epoch.  alpha = 0 is the control: the same
 student and budget trained on the labels alone.  Training uses the shared loop (``paperlib.train``):
-AdamW at ``preset.kd_lr``, 10 % warm-up, ``preset.kd_epochs`` epochs, batch ``preset.batch_size``;
+AdamW at ``recovery_lr(preset.kd_lr, L, n_kept)`` = kd_lr * L / n_kept (a student that kept fewer
+layers takes larger steps), 10 % warm-up, ``preset.kd_epochs`` epochs, batch ``preset.batch_size``;
 fused AdamW, bf16 autocast where the hardware has it (``train.precision``), SDPA attention, optional
 ``torch.compile``; DDP under torchrun.
 """
 
 from __future__ import annotations
 
+import copy
 import time
 
 import numpy as np
@@ -22,11 +24,12 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from .config import DEPTH_POLICIES
 from .errors import PaperlibError
 from .io import read_parquet, update_parquet
 from . import pruning
-from .models import count_parameters, fp32_bytes, kept_layers, load_model, remove_layers
-from .train import LossFn, init_distributed, is_main_process, predict_logits, train
+from .models import count_parameters, fp32_bytes, kept_layers, remove_layers
+from .train import LossFn, evaluate, init_distributed, is_main_process, predict_logits, recovery_lr, train
 
 DEFAULT_STRATEGY = "Random-Forest"
 MODES = ("none", "kd", "ce")  # pruned as is (alpha NaN); distilled (alpha = kd_alpha); label-only control (alpha = 0)
@@ -76,14 +79,52 @@ def teacher_logits(teacher: torch.nn.Module, data, batch_size: int = 128, device
 def distill(student: torch.nn.Module, data, teacher_logits: torch.Tensor | None, *, alpha: float = 0.5,
             temperature: float = 2.0, epochs: int = 3, lr: float = 3e-5, batch_size: int = 32, seed: int = 0,
             warmup_ratio: float = 0.1, weight_decay: float = 0.01, device=None, compile: bool | str = False,
-            progress: bool | None = None, desc: str = "distill") -> dict:
-    """Train ``student`` in place on ``data`` with the KD loss (alpha = 0: labels only); return train()'s info."""
+            progress: bool | None = None, desc: str = "distill", val_data=None, patience: int = 0,
+            eval_batch_size: int = 128) -> dict:
+    """Train ``student`` in place on ``data`` with the KD loss (alpha = 0: labels only); return train()'s info.
+
+    Early stopping (``patience`` > 0 and ``val_data``): validation accuracy after every epoch; training
+    stops once ``patience`` epochs in a row have not beaten the best, and the best epoch's weights are
+    put back.  The info then also holds 'val_acc' (the kept weights' validation accuracy), 'best_epoch'
+    and 'epochs_run'.  The learning-rate schedule is the full ``epochs`` one either way."""
     if teacher_logits is not None and len(teacher_logits) != len(data):
         raise PaperlibError(f"{len(teacher_logits)} teacher logits for {len(data)} training examples; "
                             f"compute them on the same training set")
-    return train(student, data, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, warmup_ratio=warmup_ratio,
+    stop = EarlyStopping(student, val_data, patience, eval_batch_size, device) if patience > 0 and val_data is not None else None
+    info = train(student, data, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, warmup_ratio=warmup_ratio,
                  weight_decay=weight_decay, loss_fn=kd_loss_fn(teacher_logits, alpha, temperature), device=device,
-                 progress=progress, compile=compile, multiple_of=COMPILE_MULTIPLE_OF if compile else 1, desc=desc)
+                 progress=progress, compile=compile, multiple_of=COMPILE_MULTIPLE_OF if compile else 1, desc=desc,
+                 on_epoch_end=stop)
+    if stop is not None:
+        info.update(stop.restore())
+    return info
+
+
+class EarlyStopping:
+    """``train``'s ``on_epoch_end`` hook: track validation accuracy, stop after ``patience`` epochs
+    without a new best (strictly higher), remember the best weights (a copy on the model's device)."""
+
+    def __init__(self, model: torch.nn.Module, val_data, patience: int, batch_size: int = 128, device=None):
+        if patience < 1:
+            raise PaperlibError(f"early-stopping patience must be at least 1 epoch, got {patience}")
+        self.model, self.val_data, self.patience = model, val_data, patience
+        self.batch_size, self.device = batch_size, device
+        self.best, self.best_epoch, self.epochs_run, self.weights = -1.0, -1, 0, None
+
+    def __call__(self, epoch: int) -> bool:
+        acc = evaluate(self.model, self.val_data, self.batch_size, self.device)["accuracy"]
+        self.epochs_run = epoch + 1
+        if acc > self.best:
+            self.best, self.best_epoch = acc, epoch
+            self.weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        return epoch - self.best_epoch >= self.patience
+
+    def restore(self) -> dict:
+        """Put the best epoch's weights back; return {'val_acc', 'best_epoch', 'epochs_run'}."""
+        if self.weights is not None and self.best_epoch != self.epochs_run - 1:
+            self.model.load_state_dict(self.weights)
+        self.weights = None
+        return {"val_acc": self.best, "best_epoch": self.best_epoch, "epochs_run": self.epochs_run}
 
 
 # ---------------------------------------------------------------- the pruned curve to distil
@@ -113,17 +154,30 @@ def best_depth(curve: pd.DataFrame) -> int:
 
 
 def parse_depths(depths, curve: pd.DataFrame) -> list[int]:
-    """'all' (every k of the curve, k* included), 'best' (k* only) or a comma list / sequence of k."""
-    steps = [int(k) for k in curve["step"]]
+    """The depths k to distil, sorted: a named policy or a comma list / sequence of k on the curve.
+
+    With the curve's steps k = 1 .. K and k* = ``best_depth(curve)``:
+    'all' = every k (SPEC 6); 'every_other' = k = 1, 3, 5, ... plus k*; 'three' = k*, the middle step
+    (the ``K // 2 + 1``-th of the sorted steps, k = 3 of 1..5) and the deepest (k = K, one layer left);
+    'best' = k* only.  ``None`` means 'all'.  Policies other than 'all' are ours, to save time."""
+    steps = sorted(int(k) for k in curve["step"])
+    if not steps:
+        raise PaperlibError("the pruned curve has no steps to distil")
+    k_star = best_depth(curve)
     if depths in (None, "all"):
         chosen = steps
     elif depths == "best":
-        chosen = [best_depth(curve)]
+        chosen = [k_star]
+    elif depths == "every_other":
+        chosen = [k for k in steps if k % 2 == 1] + [k_star]
+    elif depths == "three":
+        chosen = [k_star, steps[len(steps) // 2], steps[-1]]
     else:
         try:
             chosen = [int(k) for k in (str(depths).split(",") if isinstance(depths, str) else depths) if str(k).strip()]
         except ValueError:
-            raise PaperlibError(f"--depths must be 'all', 'best' or a comma list of integers, got {depths!r}") from None
+            raise PaperlibError(f"--depths must be one of {', '.join(DEPTH_POLICIES)} or a comma list of integers, "
+                                f"got {depths!r}") from None
         bad = sorted(set(chosen) - set(steps))
         if bad:
             raise PaperlibError(f"depth(s) {bad} are not on the curve; choose k in {min(steps)}..{max(steps)}")
@@ -153,12 +207,14 @@ def _current(rows: list[dict], curve: pd.DataFrame, strategy: str) -> list[dict]
     return [r for r in rows if r["strategy"] != strategy
             or kept_at.get(int(r["depth"])) == pruning.format_kept(parse_kept(r["kept"]))]
 
-def distill_run(run, depths="all", strategy: str = DEFAULT_STRATEGY, compile: bool = False,
+
+def distill_run(run, depths=None, strategy: str = DEFAULT_STRATEGY, compile: bool = False,
                 progress: bool | None = None, modes=MODES, verbose: bool = True) -> pd.DataFrame:
     """Distil the run's M_0 into ``strategy``'s pruned student at each depth; return distill.parquet's rows.
 
-    For each depth k the student is the saved M_0 (``run.folder/'model'``) with the layers missing from
-    the curve's ``kept`` removed, so it inherits the fine-tuned weights.  Rows already in
+    ``depths``: a policy of ``parse_depths`` or a list of k; None takes the preset's ``distill_depths``.
+    For each depth k the student is a copy of M_0 (``run.model``, the saved ``run.folder/'model'``) with
+    the layers missing from the curve's ``kept`` removed, so it inherits the fine-tuned weights.  Rows already in
     ``distill.parquet`` are skipped; the file is rewritten atomically after each new row."""
     rank, world = init_distributed()
     curves_path = run.folder / "curves.parquet"
@@ -166,7 +222,7 @@ def distill_run(run, depths="all", strategy: str = DEFAULT_STRATEGY, compile: bo
         raise PaperlibError(f"{curves_path} is missing: run `paperlib prune` and `paperlib fuse` on this dataset first")
     curve = pruned_curve(read_parquet(curves_path), strategy)
     k_star = best_depth(curve)
-    chosen = parse_depths(depths, curve)
+    chosen = parse_depths(run.preset.distill_depths if depths is None else depths, curve)
     chosen = sorted(chosen, key=lambda k: (k != k_star, k))  # k* first: the headline row lands early
     preset, dataset = run.preset, run.splits.name
     out_path = run.folder / "distill.parquet"
@@ -191,18 +247,16 @@ def distill_run(run, depths="all", strategy: str = DEFAULT_STRATEGY, compile: bo
         t0 = time.perf_counter()
         step = curve.loc[curve["step"] == k].iloc[0]
         kept = parse_kept(step["kept"])
-        student, _ = load_model(str(run.folder / "model"))
-        removed = [i for i in kept_layers(student) if i not in kept]
-        if removed:
-            remove_layers(student, removed)
-        student.to(device)
+        student = pruned_copy(run.model, kept).to(device)
         alpha = {"none": float("nan"), "kd": preset.kd_alpha, "ce": 0.0}[mode]  # 'none' is not trained
         if mode != "none":
             distill(student, run.encoded["train"], cached if mode == "kd" else None, alpha=alpha,
-                    temperature=preset.kd_temperature, epochs=preset.kd_epochs, lr=preset.kd_lr,
-                    batch_size=preset.batch_size, seed=preset.seed, warmup_ratio=preset.warmup_ratio,
-                    weight_decay=preset.weight_decay, device=device, compile=compile, progress=progress,
-                    desc=f"{mode} k={k}")
+                           temperature=preset.kd_temperature, epochs=preset.kd_epochs,
+                           lr=recovery_lr(preset.kd_lr, len(kept_layers(run.model)), len(kept)),
+                           batch_size=preset.batch_size, seed=preset.seed, warmup_ratio=preset.warmup_ratio,
+                           weight_decay=preset.weight_decay, device=device, compile=compile, progress=progress,
+                           desc=f"{mode} k={k}", val_data=run.encoded["val"], patience=preset.kd_patience,
+                           eval_batch_size=preset.eval_batch_size)
         (val, val_pred), (test, test_pred) = (_scored(student, run.encoded[split], preset.eval_batch_size, device)
                                               for split in ("val", "test"))
         n_bytes = fp32_bytes(student)
@@ -231,6 +285,20 @@ def _tidy_predictions(parts: list[pd.DataFrame]) -> pd.DataFrame:
     return df.sort_values(["strategy", "depth", "mode", "split", "example"], kind="stable").reset_index(drop=True)
 
 
+def pruned_copy(model: torch.nn.Module, kept) -> torch.nn.Module:
+    """A trainable copy of ``model`` keeping only the original layers ``kept`` (its inherited weights).
+
+    Copied in memory from the run's M_0 (the weights ``prepare`` saved or loaded), not re-read from disk."""
+    student = copy.deepcopy(model)
+    removed = [i for i in kept_layers(student) if i not in kept]
+    if removed:
+        remove_layers(student, removed)
+    student.train()
+    for p in student.parameters():
+        p.requires_grad_(True)
+    return student
+
+
 def _tidy(rows: list[dict]) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=COLUMNS)
     df["kept"] = [pruning.format_kept(parse_kept(k)) for k in df["kept"]]
@@ -250,7 +318,7 @@ def distill_table(df: pd.DataFrame) -> pd.DataFrame:
     return wide.reset_index()
 
 
-def distill_command(run, depths="all", compile: bool = False, progress: bool | None = None,
+def distill_command(run, depths=None, compile: bool = False, progress: bool | None = None,
                     strategy: str = DEFAULT_STRATEGY) -> pd.DataFrame:
     """``paperlib distill``: distil every requested depth and print the table (rank 0 only)."""
     df = distill_run(run, depths=depths, strategy=strategy, compile=compile, progress=progress)

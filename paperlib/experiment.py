@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from . import __version__
+from .baselines import baseline_run
 from .config import Preset
 from .data import Encoded, Splits, dataset_name, dataset_ref, encode_splits, load_splits
 from .errors import PaperlibError
@@ -59,12 +60,17 @@ def _model_ref(model: str) -> str:
     return path.name if path.is_absolute() else model
 
 
+LATER_STAGE_FIELDS = ("distill_depths", "kd_patience")  # preset fields M_0 does not depend on, added later
+
+
 def _compare(old: dict, new: dict, folder: Path) -> None:
     """Every stage resumes from the folder's files, so a folder holds one config: dataset, model, data,
     preset, device type and precision.  A key or preset field that an older config.json lacks is taken
     at its default (device and precision: unknown, so not compared)."""
+    old_preset = old.get("preset", {})  # distillation-only fields an older config lacks: no difference
+    new = {**new, "preset": {k: v for k, v in new["preset"].items() if k in old_preset or k not in LATER_STAGE_FIELDS}}
     defaults = {f.name: f.default for f in dataclasses.fields(Preset)}
-    old = {**old, "preset": {k: old.get("preset", {}).get(k, defaults.get(k)) for k in new["preset"]}}
+    old = {**old, "preset": {k: old_preset.get(k, defaults.get(k)) for k in new["preset"]}}
     keys = ("dataset", "model", "data_fingerprint", "preset") + tuple(k for k in ("device", "precision") if k in old)
     diff = [k for k in keys if old.get(k) != new.get(k)]
     if diff:
@@ -90,24 +96,55 @@ def prepare(dataset: str, model: str | None, preset: Preset, out: str | Path, da
         m, tok = load_model(str(model_dir))
         m.to(device).eval()
         encoded = encode_splits(splits, tok, preset.max_length)
-        return Run(folder, preset, splits, encoded, m, tok, read_json(folder / "metrics.json"))
+        run = Run(folder, preset, splits, encoded, m, tok, read_json(folder / "metrics.json"))
+        if is_main_process():
+            baseline_run(run)  # the classical reference beside M_0 (seconds; read back when present)
+        return run
     m, tok = load_model(model, class_names=splits.class_names)  # a bad model name fails before anything is written
     encoded = encode_splits(splits, tok, preset.max_length)
     t0 = time.perf_counter()
+    select = _EpochSelection(m, encoded["val"], preset.eval_batch_size, device)
     info = train(m, encoded["train"], epochs=preset.finetune_epochs, lr=preset.lr, batch_size=preset.batch_size,
                  seed=preset.seed, warmup_ratio=preset.warmup_ratio, weight_decay=preset.weight_decay,
-                 device=device, progress=progress, desc=f"fine-tune {splits.name}")
+                 device=device, progress=progress, desc=f"fine-tune {splits.name}", on_epoch_end=select)
+    select.restore_best()
     seconds = time.perf_counter() - t0
     val = evaluate(m, encoded["val"], preset.eval_batch_size, device)
     test = evaluate(m, encoded["test"], preset.eval_batch_size, device)
     metrics = {"val_acc": val["accuracy"], "val_loss": val["loss"], "test_acc": test["accuracy"],
                "test_loss": test["loss"], "n_params": count_parameters(m), "bytes": fp32_bytes(m),
                "n_layers": len(m.config.kept_layers), "train_seconds": round(seconds, 2), "train_steps": info["steps"],
+               "best_epoch": select.best_epoch + 1, "val_acc_by_epoch": select.history,
                "device": str(device), "precision": precision(device), "torch": torch.__version__, "paperlib": __version__}
     if is_main_process():  # under torchrun every rank trained the same weights; one writes them
         _save_run(folder, m, tok, config, metrics, progress)
+    run = Run(folder, preset, splits, encoded, m, tok, metrics)
+    if is_main_process():
+        baseline_run(run)
     barrier()
-    return Run(folder, preset, splits, encoded, m, tok, metrics)
+    return run
+
+
+class _EpochSelection:
+    """Validation-based model selection for fine-tuning: after each epoch the validation accuracy is measured
+    and the weights of the best epoch so far are kept (a copy on the model's device); ties keep the earlier
+    epoch.  ``restore_best`` loads them back.  The test split is never looked at."""
+
+    def __init__(self, model, val, batch_size, device):
+        self.model, self.val, self.batch_size, self.device = model, val, batch_size, device
+        self.best_epoch, self.best_acc, self.best_state, self.history = -1, -1.0, None, []
+
+    def __call__(self, epoch: int) -> None:
+        acc = evaluate(self.model, self.val, self.batch_size, self.device)["accuracy"]
+        self.history.append(round(acc, 6))
+        if acc > self.best_acc:
+            self.best_epoch, self.best_acc = epoch, acc
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    def restore_best(self) -> None:
+        if self.best_state is not None and self.best_epoch != len(self.history) - 1:
+            self.model.load_state_dict(self.best_state)
+        self.best_state = None
 
 
 def _save_run(folder: Path, model, tokenizer, config: dict, metrics: dict, progress: bool | None = None) -> None:

