@@ -39,7 +39,8 @@ def test_saved_run_loads_in_a_plain_transformers_pipeline(quick_run):
     assert sport["label"] == "sports"  # a real class name, not LABEL_3
     # the pipeline agrees with the labels about as well as the run's own evaluation did
     test = load_splits("bbc_news", get_preset("quick")).test.iloc[:120]
-    predicted = [r["label"] for r in classify(test["text"].tolist(), truncation=True, max_length=64, batch_size=32)]
+    predicted = [r["label"] for r in classify(test["text"].tolist(), truncation=True,
+                                                    max_length=get_preset("quick").max_length, batch_size=32)]
     assert set(predicted) <= set(CLASSES)
     accuracy = sum(p == CLASSES[y] for p, y in zip(predicted, test["label"])) / len(test)
     assert accuracy >= 0.85
