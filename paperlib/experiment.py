@@ -147,6 +147,43 @@ class _EpochSelection:
         self.best_state = None
 
 
+def preset_of(folder: str | Path) -> Preset:
+    """The preset a run folder was made with, rebuilt from its config.json (fields added since take their defaults)."""
+    import dataclasses
+
+    config = _finished_config(Path(folder))
+    known = {f.name for f in dataclasses.fields(Preset)}
+    saved = {k: v for k, v in config["preset"].items() if k in known}
+    return Preset(**{**saved, "datasets": tuple(saved["datasets"])})
+
+
+def _finished_config(folder: Path) -> dict:
+    if not (folder / "config.json").is_file() or not (folder / "metrics.json").is_file() or not (folder / "model").is_dir():
+        raise PaperlibError(f"{str(folder)!r} holds no fine-tuned M_0 (config.json, metrics.json, model/): "
+                            f"run `paperlib finetune` or notebook 01 for this dataset first")
+    return read_json(folder / "config.json")
+
+
+def load_run(runs: str | Path, dataset: str, data_dir=None, device=None) -> Run:
+    """The saved run ``runs/<dataset>``: its M_0, splits and tokenised tensors, with the preset and model
+    its config.json records; never trains (a folder without M_0 is an error saying what to run).
+
+    What a later notebook needs without repeating notebook 01's arguments.  Tokenised tensors come
+    from the token cache (``data.encode``: memory, then ``$PAPERLIB_CACHE_DIR``), and a second call in the
+    same process for the same finished folder returns the same ``Run`` (its model is shared, not reloaded)."""
+    folder = run_folder(runs, dataset)
+    config = _finished_config(folder)
+    key = (str(folder.resolve()), (folder / "metrics.json").stat().st_mtime_ns, str(data_dir), str(device))
+    if key not in _LOADED:
+        _LOADED.clear()  # one run per process at a time: a model is tens of MB and up
+        _LOADED[key] = prepare(config["dataset_arg"], config["model"], preset_of(folder), folder.parent, data_dir,
+                               device=device, progress=False)
+    return _LOADED[key]
+
+
+_LOADED: dict[tuple, Run] = {}
+
+
 def _save_run(folder: Path, model, tokenizer, config: dict, metrics: dict, progress: bool | None = None) -> None:
     """Write model/, config.json, then metrics.json (the mark of a complete M_0).
 

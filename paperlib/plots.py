@@ -269,7 +269,10 @@ def distillation_plot(distill: pd.DataFrame, original_acc: float | None = None, 
         rows = distill[distill["mode"] == mode].groupby("depth")[metric].mean()
         ax.plot(rows.index, rows.to_numpy(), marker="o", label=MODE_LABELS[mode], color=MODE_COLOURS[mode])
     if "best_depth" in distill and distill["best_depth"].notna().any():
-        ax.axvline(int(distill["best_depth"].dropna().iloc[0]), color="#2ca02c", ls=":", lw=1.2, label="k* (RF peak on val)")
+        flag = distill["best_depth"].dropna()  # distill.parquet: a bool per row (True at k*); or k* itself
+        k_star = distill.loc[flag.index[flag.astype(bool)], "depth"] if flag.dtype == bool else flag
+        if len(k_star):
+            ax.axvline(int(k_star.iloc[0]), color="#2ca02c", ls=":", lw=1.2, label="k* (RF peak on val)")
     if original_acc is not None:
         ax.axhline(original_acc, color="black", ls="--", lw=1, label="original (unpruned)")
     ax.set_xticks(np.sort(distill["depth"].unique()))

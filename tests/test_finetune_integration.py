@@ -39,7 +39,8 @@ def test_saved_run_loads_in_a_plain_transformers_pipeline(quick_run):
     assert sport["label"] == "sports"  # a real class name, not LABEL_3
     # the pipeline agrees with the labels about as well as the run's own evaluation did
     test = load_splits("bbc_news", get_preset("quick")).test.iloc[:120]
-    predicted = [r["label"] for r in classify(test["text"].tolist(), truncation=True, max_length=64, batch_size=32)]
+    predicted = [r["label"] for r in classify(test["text"].tolist(), truncation=True,
+                                                    max_length=get_preset("quick").max_length, batch_size=32)]
     assert set(predicted) <= set(CLASSES)
     accuracy = sum(p == CLASSES[y] for p, y in zip(predicted, test["label"])) / len(test)
     assert accuracy >= 0.85
@@ -58,3 +59,22 @@ def test_rerun_reuses_the_saved_model(quick_run, capsys, monkeypatch):
     out = capsys.readouterr().out
     metrics = json.loads((folder / "metrics.json").read_text())
     assert f"test acc {metrics['test_acc']:.4f}" in out
+
+
+def test_load_run_rebuilds_the_saved_run_without_training(tiny_run, monkeypatch, tmp_path):
+    import torch
+
+    import paperlib.experiment as experiment
+    from paperlib.errors import PaperlibError
+
+    monkeypatch.setattr(experiment, "train", lambda *a, **k: pytest.fail("load_run must not train"))
+    run = experiment.load_run(tiny_run.folder.parent, tiny_run.folder.name, device="cpu")
+    assert run.preset == tiny_run.preset  # the overrides the run was made with (15 epochs, lr 3e-3), not 'tiny' as named
+    assert run.preset.finetune_epochs == 15 and run.metrics == tiny_run.metrics
+    for (name, a), b in zip(run.model.state_dict().items(), tiny_run.model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+    for split in ("train", "val", "test"):
+        torch.testing.assert_close(run.encoded[split].input_ids, tiny_run.encoded[split].input_ids)
+    assert experiment.load_run(tiny_run.folder.parent, tiny_run.folder.name, device="cpu") is run  # cached in-process
+    with pytest.raises(PaperlibError, match="paperlib finetune"):
+        experiment.load_run(tmp_path, "nothing_here")

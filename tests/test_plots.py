@@ -168,6 +168,15 @@ def test_distillation_plot_one_line_per_mode():
     plt.close(fig)
 
 
+def test_distillation_plot_marks_k_star_from_the_parquet_flags():
+    # distill.parquet flags k* with a bool per row; here k* = 3 of the distilled depths 2, 3, 5
+    rows = [{"depth": k, "mode": mode, "test_acc": 0.5, "best_depth": k == 3} for k in (2, 3, 5) for mode in ("kd", "ce")]
+    fig = plots.distillation_plot(pd.DataFrame(rows))
+    marks = [l for l in fig.axes[0].get_lines() if l.get_label().startswith("k*")]
+    assert len(marks) == 1 and list(marks[0].get_xdata()) == [3, 3]
+    plt.close(fig)
+
+
 def test_ats_bars_heights():
     ats = pd.DataFrame({"model": ["original", "RF k*", "KD k*"], "ats": [1.0, 2.5, 3.0]})
     fig = plots.ats_bars(ats)
