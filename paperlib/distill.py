@@ -251,12 +251,12 @@ def distill_run(run, depths=None, strategy: str = DEFAULT_STRATEGY, compile: boo
         alpha = {"none": float("nan"), "kd": preset.kd_alpha, "ce": 0.0}[mode]  # 'none' is not trained
         if mode != "none":
             distill(student, run.encoded["train"], cached if mode == "kd" else None, alpha=alpha,
-                           temperature=preset.kd_temperature, epochs=preset.kd_epochs,
-                           lr=recovery_lr(preset.kd_lr, len(kept_layers(run.model)), len(kept)),
-                           batch_size=preset.batch_size, seed=preset.seed, warmup_ratio=preset.warmup_ratio,
-                           weight_decay=preset.weight_decay, device=device, compile=compile, progress=progress,
-                           desc=f"{mode} k={k}", val_data=run.encoded["val"], patience=preset.kd_patience,
-                           eval_batch_size=preset.eval_batch_size)
+                    temperature=preset.kd_temperature, epochs=preset.kd_epochs,
+                    lr=recovery_lr(preset.kd_lr, len(kept_layers(run.model)), len(kept)),
+                    batch_size=preset.batch_size, seed=preset.seed, warmup_ratio=preset.warmup_ratio,
+                    weight_decay=preset.weight_decay, device=device, compile=compile, progress=progress,
+                    desc=f"{mode} k={k}", val_data=run.encoded["val"], patience=preset.kd_patience,
+                    eval_batch_size=preset.eval_batch_size)
         (val, val_pred), (test, test_pred) = (_scored(student, run.encoded[split], preset.eval_batch_size, device)
                                               for split in ("val", "test"))
         n_bytes = fp32_bytes(student)
