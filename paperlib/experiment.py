@@ -17,7 +17,7 @@ import torch
 from . import __version__
 from .baselines import baseline_run
 from .config import Preset
-from .data import Encoded, Splits, dataset_name, dataset_ref, encode_splits, load_splits
+from .data import REGISTRY, Encoded, Splits, dataset_name, dataset_ref, encode_splits, load_splits
 from .errors import PaperlibError
 from .io import atomic_dir, read_json, write_json
 from .models import count_parameters, fp32_bytes, load_model
@@ -168,6 +168,9 @@ def load_run(runs: str | Path, dataset: str, data_dir=None, device=None) -> Run:
     """The saved run ``runs/<dataset>``: its M_0, splits and tokenised tensors, with the preset and model
     its config.json records; never trains (a folder without M_0 is an error saying what to run).
 
+    ``dataset`` as given to ``prepare`` (a registry name or a data folder); a bare run-folder name falls
+    back to the config's ``dataset_arg``, which is relative to the data dir (configs hold no machine paths).
+
     What a later notebook needs without repeating notebook 01's arguments.  Tokenised tensors come
     from the token cache (``data.encode``: memory, then ``$PAPERLIB_CACHE_DIR``), and a second call in the
     same process for the same finished folder returns the same ``Run`` (its model is shared, not reloaded)."""
@@ -176,7 +179,8 @@ def load_run(runs: str | Path, dataset: str, data_dir=None, device=None) -> Run:
     key = (str(folder.resolve()), (folder / "metrics.json").stat().st_mtime_ns, str(data_dir), str(device))
     if key not in _LOADED:
         _LOADED.clear()  # one run per process at a time: a model is tens of MB and up
-        _LOADED[key] = prepare(config["dataset_arg"], config["model"], preset_of(folder), folder.parent, data_dir,
+        source = dataset if Path(dataset).expanduser().is_dir() or dataset in REGISTRY else config["dataset_arg"]
+        _LOADED[key] = prepare(source, config["model"], preset_of(folder), folder.parent, data_dir,
                                device=device, progress=False)
     return _LOADED[key]
 

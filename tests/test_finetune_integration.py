@@ -68,13 +68,14 @@ def test_load_run_rebuilds_the_saved_run_without_training(tiny_run, monkeypatch,
     from paperlib.errors import PaperlibError
 
     monkeypatch.setattr(experiment, "train", lambda *a, **k: pytest.fail("load_run must not train"))
-    run = experiment.load_run(tiny_run.folder.parent, tiny_run.folder.name, device="cpu")
+    data = tiny_run.folder.parent.parent / "synth"  # the data folder the fixture fine-tuned on
+    run = experiment.load_run(tiny_run.folder.parent, str(data), device="cpu")
     assert run.preset == tiny_run.preset  # the overrides the run was made with (15 epochs, lr 3e-3), not 'tiny' as named
     assert run.preset.finetune_epochs == 15 and run.metrics == tiny_run.metrics
     for (name, a), b in zip(run.model.state_dict().items(), tiny_run.model.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
     for split in ("train", "val", "test"):
         torch.testing.assert_close(run.encoded[split].input_ids, tiny_run.encoded[split].input_ids)
-    assert experiment.load_run(tiny_run.folder.parent, tiny_run.folder.name, device="cpu") is run  # cached in-process
+    assert experiment.load_run(tiny_run.folder.parent, str(data), device="cpu") is run  # cached in-process
     with pytest.raises(PaperlibError, match="paperlib finetune"):
         experiment.load_run(tmp_path, "nothing_here")
