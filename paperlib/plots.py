@@ -308,6 +308,25 @@ def pruning_order_grid(curves: pd.DataFrame, title: str | None = None):
 
 
 @styled
+def direction_check_plot(check: pd.DataFrame, rule: str = "rule mean", flipped: str = "flipped mean",
+                         title: str | None = None):
+    """Direction check: per signal, the curve mean of its rule beside the rule with its direction
+    flipped (index = signal).  The SPEC direction holds where the rule's bar is the taller."""
+    _require(check, [rule, flipped], "direction check frame")
+    fig, ax = plt.subplots(figsize=(9, 4.2))
+    x = np.arange(len(check))
+    ax.bar(x - 0.2, check[rule].to_numpy(), width=0.4, color=TOL["blue"], label="rule as in SPEC")
+    ax.bar(x + 0.2, check[flipped].to_numpy(), width=0.4, color=TOL["orange"], label="direction flipped")
+    ax.set_xticks(x, list(check.index), rotation=45, ha="right")
+    ax.set_ylabel("curve mean over k (test accuracy)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, borderaxespad=0)
+    ax.set_title(title or "Direction check: each rule against its flipped twin")
+    fig.tight_layout()
+    return fig
+
+
+@styled
 def figure1_grid(curves: pd.DataFrame, originals: dict | None = None, metric: str = "test_acc",
                  strategies=None, ncols: int = 3):
     """Figure 1 over datasets: small multiples of accuracy vs layers pruned, one panel per dataset.

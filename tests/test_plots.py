@@ -222,3 +222,12 @@ def test_missing_columns_and_empty_frames_raise():
         plots.pruning_curves(pd.DataFrame({"strategy": ["a"]}))
     with pytest.raises(PaperlibError, match="empty"):
         plots.signal_heatmap(make_signals().iloc[:0])
+
+
+def test_direction_check_plot_bars_match_the_frame():
+    check = pd.DataFrame({"rule mean": [0.8, 0.3], "flipped mean": [0.4, 0.6]}, index=["Activation-Mean", "Redundancy-MI"])
+    fig = plots.direction_check_plot(check)
+    heights = [p.get_height() for p in fig.axes[0].patches]
+    assert heights == [0.8, 0.3, 0.4, 0.6]  # the rules' bars, then the flipped ones
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["Activation-Mean", "Redundancy-MI"]
+    plt.close(fig)
