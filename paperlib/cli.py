@@ -63,7 +63,9 @@ def cmd_finetune(args) -> None:
 
 def cmd_prune(args) -> None:
     from .pruning import prune_command
+    from .strategies import parse_strategies
 
+    parse_strategies(args.strategies)  # a bad --strategies fails here, before the model loads (and draws its bar)
     prune_command(_prepare(args), strategies=args.strategies, progress=False if args.quiet else None)
 
 
