@@ -59,6 +59,7 @@ STYLE = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.font
          "xtick.labelsize": 8, "ytick.labelsize": 8, "axes.unicode_minus": True, "lines.markersize": 4,
          "axes.spines.top": False, "axes.spines.right": False, "figure.dpi": 100, "savefig.dpi": 150}
 DODGE = 0.07  # horizontal offset (in steps) between curves that coincide exactly
+MAX_DODGE = 0.35  # ... and the widest spread of one group of coinciding curves
 
 
 def styled(func):
@@ -244,6 +245,9 @@ def _draw_curves(ax, curves: pd.DataFrame, metric: str, original: float | None, 
     series = strategy_series(curves, metric, strategies)
     same = coinciding(series)
     offsets: dict[str, int] = {}
+    twins = pd.Series(list(same.values()), dtype=object).value_counts().to_dict()  # first name -> number of twins
+    # at most MAX_DODGE steps between a curve and its last twin, however many coincide
+    gap = {first: min(DODGE, MAX_DODGE / n) for first, n in twins.items()}
     for name, values in series.items():
         style = strategy_style(name)
         style.setdefault("markersize", 3.5 if style.get("lw", 1.2) < 2 else 4.5)
@@ -251,7 +255,7 @@ def _draw_curves(ax, curves: pd.DataFrame, metric: str, original: float | None, 
         if name in same:
             first = same[name]
             offsets[first] = offsets.get(first, 0) + 1
-            values = values.set_axis(values.index + DODGE * offsets[first])
+            values = values.set_axis(values.index + gap[first] * offsets[first])
             label = f"{name} (= {first})"
         if name == RANDOM:
             band = random_band(curves, metric)

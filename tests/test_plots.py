@@ -187,6 +187,12 @@ def test_coinciding_curves_are_offset_and_named_in_the_legend():
     np.testing.assert_allclose(we.get_ydata(), rf.get_ydata())
     assert not any("(=" in name for name in lines if name.startswith("Random ("))  # Random differs: no note
     plt.close(fig)
+    # many coinciding curves stay within MAX_DODGE of the first: no curve drifts towards the next step
+    many = pd.concat([curves] + [curves[curves["strategy"] == "Weight-Entropy"].assign(strategy=s) for s in SIGNALS[:9]])
+    fig = plots.pruning_curves(many)
+    spread = max(l.get_xdata()[0] for l in labelled_lines(fig.axes[0])) - 1
+    assert 0 < spread <= plots.MAX_DODGE + 1e-9
+    plt.close(fig)
 
 
 def test_legend_labels_use_plus_minus_and_minus_signs():
