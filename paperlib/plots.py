@@ -313,18 +313,25 @@ def pruning_order_grid(curves: pd.DataFrame, title: str | None = None):
 
 @styled
 def direction_check_plot(check: pd.DataFrame, rule: str = "rule mean", flipped: str = "flipped mean",
-                         title: str | None = None):
-    """Direction check: per signal, the curve mean of its rule beside the rule with its direction
-    flipped (index = signal).  The SPEC direction holds where the rule's bar is the taller."""
+                         title: str | None = None, what: str = "curve mean over k", low: str | None = None,
+                         high: str | None = None):
+    """Direction check: per signal (index), the rule's ``what`` minus its flipped twin's, in points,
+    d = 100 (rule - flipped): blue where SPEC's direction wins, orange where the flip wins.  With
+    ``low``/``high`` (columns of a confidence interval of the difference, as fractions) the interval
+    is drawn as an error bar."""
     _require(check, [rule, flipped], "direction check frame")
-    fig, ax = plt.subplots(figsize=(9, 4.2))
-    x = np.arange(len(check))
-    ax.bar(x - 0.2, check[rule].to_numpy(), width=0.4, color=TOL["blue"], label="rule as in SPEC")
-    ax.bar(x + 0.2, check[flipped].to_numpy(), width=0.4, color=TOL["orange"], label="direction flipped")
-    ax.set_xticks(x, list(check.index), rotation=45, ha="right")
-    ax.set_ylabel("curve mean over k (test accuracy)")
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, borderaxespad=0)
+    diff = 100 * (check[rule] - check[flipped]).to_numpy(dtype=float)
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.32 * len(check)))
+    y = np.arange(len(check))[::-1]
+    colours = [TOL["blue"] if d > 0 else TOL["orange"] if d < 0 else TOL["grey"] for d in diff]
+    ax.barh(y, diff, color=colours, height=0.6)
+    if low in check and high in check:
+        lo, hi = 100 * check[low].to_numpy(dtype=float), 100 * check[high].to_numpy(dtype=float)
+        ax.errorbar(diff, y, xerr=np.vstack([diff - lo, hi - diff]), fmt="none", ecolor="black", elinewidth=1, capsize=2)
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_yticks(y, list(check.index))
+    ax.set_xlabel(f"{what}: rule as in SPEC \u2212 flipped rule (points); right of 0: SPEC's direction is better")
+    ax.grid(axis="x", alpha=0.3)
     ax.set_title(title or "Direction check: each rule against its flipped twin")
     fig.tight_layout()
     return fig

@@ -230,10 +230,15 @@ def test_missing_columns_and_empty_frames_raise():
         plots.signal_heatmap(make_signals().iloc[:0])
 
 
-def test_direction_check_plot_bars_match_the_frame():
-    check = pd.DataFrame({"rule mean": [0.8, 0.3], "flipped mean": [0.4, 0.6]}, index=["Activation-Mean", "Redundancy-MI"])
-    fig = plots.direction_check_plot(check)
-    heights = [p.get_height() for p in fig.axes[0].patches]
-    assert heights == [0.8, 0.3, 0.4, 0.6]  # the rules' bars, then the flipped ones
-    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["Activation-Mean", "Redundancy-MI"]
+def test_direction_check_plot_bars_are_differences_in_points():
+    check = pd.DataFrame({"rule mean": [0.8, 0.3, 0.5], "flipped mean": [0.4, 0.6, 0.5],
+                          "lo": [0.3, -0.4, -0.1], "hi": [0.5, -0.2, 0.1]},
+                         index=["Activation-Mean", "Redundancy-MI", "Weight-Entropy"])
+    fig = plots.direction_check_plot(check, low="lo", high="hi")
+    ax = fig.axes[0]
+    widths = [p.get_width() for p in ax.patches]
+    np.testing.assert_allclose(widths, [40.0, -30.0, 0.0])  # 100 * (rule - flipped), top to bottom
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(check.index)
+    assert ax.patches[0].get_facecolor() != ax.patches[1].get_facecolor()  # SPEC wins / flip wins differ
+    assert len(ax.collections) == 1  # the interval error bars
     plt.close(fig)
