@@ -38,6 +38,8 @@ class Preset:
     finetune_between: int = 0
     eval_batch_size: int = 128
     seed: int = 0
+    # Table 1's validation-chosen depth: the most layers removed with val acc >= M_0's minus this (1 point)
+    val_tolerance: float = 0.01
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     def replace(self, **changes) -> "Preset":

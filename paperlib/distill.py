@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -25,12 +26,14 @@ from .errors import PaperlibError
 from .io import write_parquet
 from . import pruning
 from .models import count_parameters, fp32_bytes, kept_layers, load_model, remove_layers
-from .train import LossFn, evaluate, init_distributed, is_main_process, predict_logits, progress_enabled, tqdm, train
+from .train import LossFn, init_distributed, is_main_process, predict_logits, progress_enabled, tqdm, train
 
 DEFAULT_STRATEGY = "Random-Forest"
 MODES = ("none", "kd", "ce")  # pruned as is (alpha NaN); distilled (alpha = kd_alpha); label-only control (alpha = 0)
 COLUMNS = ["dataset", "strategy", "depth", "n_layers", "kept", "mode", "alpha", "val_acc", "test_acc",
            "n_params", "bytes", "ats", "best_depth"]
+PREDICTION_COLUMNS = ["strategy", "depth", "kept", "mode", "split", "example", "pred"]
+PREDICTIONS_FILE = "distill_predictions.parquet"
 COMPILE_MULTIPLE_OF = 32  # length bucket under torch.compile: at most max_length/32 shapes per batch size
 
 
@@ -136,6 +139,20 @@ def _ats(acc: float, n_bytes: int) -> float:
 
 # ---------------------------------------------------------------- the stage
 
+def _scored(model: torch.nn.Module, data, batch_size: int, device) -> tuple[float, "np.ndarray"]:
+    """(accuracy exactly as ``train.evaluate``, predicted labels as int16 in ``data``'s order)."""
+    pred = predict_logits(model, data, batch_size, device).argmax(-1)
+    acc = float((pred == data.labels.to(pred.device)).float().mean())
+    return acc, pred.to(torch.int16).cpu().numpy()
+
+
+def _current(rows: list[dict], curve: pd.DataFrame, strategy: str) -> list[dict]:
+    """Rows still valid for ``curve``: another strategy's, or this strategy's whose kept layers are the
+    curve's at that depth (a refitted curve that now keeps other layers makes the old row stale)."""
+    kept_at = {int(k): pruning.format_kept(parse_kept(v)) for k, v in zip(curve["step"], curve["kept"])}
+    return [r for r in rows if r["strategy"] != strategy
+            or kept_at.get(int(r["depth"])) == pruning.format_kept(parse_kept(r["kept"]))]
+
 def distill_run(run, depths="all", strategy: str = DEFAULT_STRATEGY, compile: bool = False,
                 progress: bool | None = None, modes=MODES, verbose: bool = True) -> pd.DataFrame:
     """Distil the run's M_0 into ``strategy``'s pruned student at each depth; return distill.parquet's rows.
@@ -153,12 +170,19 @@ def distill_run(run, depths="all", strategy: str = DEFAULT_STRATEGY, compile: bo
     chosen = sorted(chosen, key=lambda k: (k != k_star, k))  # k* first: the headline row lands early
     preset, dataset = run.preset, run.splits.name
     out_path = run.folder / "distill.parquet"
+    pred_path = run.folder / PREDICTIONS_FILE
     done = pd.read_parquet(out_path) if out_path.is_file() else pd.DataFrame(columns=COLUMNS)
+    preds = (pd.read_parquet(pred_path) if pred_path.is_file() else pd.DataFrame(columns=PREDICTION_COLUMNS))
     if world > 1:
         torch.distributed.barrier()  # every rank has read the same finished rows before rank 0 writes more
-    finished = {(r.strategy, int(r.depth), r.mode) for r in done.itertuples()}
+    rows = _current([] if done.empty else done.to_dict("records"), curve, strategy)
+    have = {(r.strategy, int(r.depth), r.kept, r.mode) for r in preds.drop_duplicates(["strategy", "depth", "kept", "mode"]).itertuples()}
+    rows = [r for r in rows if (r["strategy"], int(r["depth"]), pruning.format_kept(parse_kept(r["kept"])), r["mode"]) in have]
+    finished = {(r["strategy"], int(r["depth"]), r["mode"]) for r in rows}
+    keys = {(r["strategy"], int(r["depth"]), pruning.format_kept(parse_kept(r["kept"])), r["mode"]) for r in rows}
+    preds = preds[[(t.strategy, int(t.depth), t.kept, t.mode) in keys for t in preds.itertuples()]] if len(preds) else preds
+    pred_parts = [preds] if len(preds) else []
     todo = [(k, m) for k in chosen for m in modes if (strategy, k, m) not in finished]
-    rows = [] if done.empty else done.to_dict("records")
     device = run.device
     cached = None
     if any(m == "kd" for _, m in todo):
@@ -181,14 +205,19 @@ def distill_run(run, depths="all", strategy: str = DEFAULT_STRATEGY, compile: bo
                     batch_size=preset.batch_size, seed=preset.seed, warmup_ratio=preset.warmup_ratio,
                     weight_decay=preset.weight_decay, device=device, compile=compile, progress=progress,
                     desc=f"{mode} k={k}")
-        val = evaluate(student, run.encoded["val"], preset.eval_batch_size, device)["accuracy"]
-        test = evaluate(student, run.encoded["test"], preset.eval_batch_size, device)["accuracy"]
+        (val, val_pred), (test, test_pred) = (_scored(student, run.encoded[split], preset.eval_batch_size, device)
+                                              for split in ("val", "test"))
         n_bytes = fp32_bytes(student)
+        kept_str = pruning.format_kept(kept)
+        pred_parts += [pd.DataFrame({"strategy": strategy, "depth": int(k), "kept": kept_str, "mode": mode, "split": split,
+                                     "example": np.arange(len(pred)), "pred": pred})
+                       for split, pred in (("val", val_pred), ("test", test_pred))]
         rows.append({"dataset": dataset, "strategy": strategy, "depth": int(k), "n_layers": len(kept),
-                     "kept": step["kept"], "mode": mode, "alpha": float(alpha), "val_acc": val, "test_acc": test,
+                     "kept": kept_str, "mode": mode, "alpha": float(alpha), "val_acc": val, "test_acc": test,
                      "n_params": count_parameters(student), "bytes": n_bytes, "ats": _ats(test, n_bytes),
                      "best_depth": bool(k == k_star)})
-        if rank == 0:
+        if rank == 0:  # predictions first: a row in distill.parquet marks the pair done
+            write_parquet(_tidy_predictions(pred_parts), pred_path)
             write_parquet(_tidy(rows), out_path)
         if verbose and rank == 0:
             print(f"{dataset} {strategy} k={k} ({len(kept)} layers) {mode}: val {val:.4f} test {test:.4f} "
@@ -198,8 +227,15 @@ def distill_run(run, depths="all", strategy: str = DEFAULT_STRATEGY, compile: bo
     return _tidy(rows)
 
 
+def _tidy_predictions(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    df = pd.concat(parts, ignore_index=True)[PREDICTION_COLUMNS].astype(
+        {"strategy": str, "depth": "int16", "kept": str, "mode": str, "split": str, "example": "int32", "pred": "int16"})
+    return df.sort_values(["strategy", "depth", "mode", "split", "example"], kind="stable").reset_index(drop=True)
+
+
 def _tidy(rows: list[dict]) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=COLUMNS)
+    df["kept"] = [pruning.format_kept(parse_kept(k)) for k in df["kept"]]
     df["mode"] = pd.Categorical(df["mode"], categories=list(MODES))
     df = df.sort_values(["strategy", "depth", "mode"]).reset_index(drop=True)
     df["mode"] = df["mode"].astype(str)

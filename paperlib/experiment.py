@@ -6,6 +6,7 @@ add their parquet files beside them."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 from dataclasses import dataclass
@@ -43,15 +44,21 @@ def run_folder(out: str | Path, dataset: str) -> Path:
     return Path(out) / dataset_name(dataset)
 
 
-def _run_config(dataset: str, model: str, preset: Preset, splits: Splits) -> dict:
+def _run_config(dataset: str, model: str, preset: Preset, splits: Splits, device: torch.device) -> dict:
     return {"dataset": splits.name, "dataset_arg": str(dataset), "model": model, "source": splits.source,
+            "device": device.type, "precision": precision(device),
             "class_names": splits.class_names, "data_fingerprint": splits.fingerprint(),
             "sizes": {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test)},
             "preset": preset.to_dict()}
 
 
 def _compare(old: dict, new: dict, folder: Path) -> None:
-    keys = ("dataset", "model", "data_fingerprint", "preset")
+    """Every stage resumes from the folder's files, so a folder holds one config: dataset, model, data,
+    preset, device type and precision.  A key or preset field that an older config.json lacks is taken
+    at its default (device and precision: unknown, so not compared)."""
+    defaults = {f.name: f.default for f in dataclasses.fields(Preset)}
+    old = {**old, "preset": {k: old.get("preset", {}).get(k, defaults.get(k)) for k in new["preset"]}}
+    keys = ("dataset", "model", "data_fingerprint", "preset") + tuple(k for k in ("device", "precision") if k in old)
     diff = [k for k in keys if old.get(k) != new.get(k)]
     if diff:
         detail = ", ".join(diff)
@@ -67,8 +74,8 @@ def prepare(dataset: str, model: str | None, preset: Preset, out: str | Path, da
     model = model or preset.model
     splits = load_splits(dataset, preset, data_dir)
     folder = run_folder(out, dataset)
-    config = _run_config(dataset, model, preset, splits)
     device = torch.device(device) if device is not None else default_device()
+    config = _run_config(dataset, model, preset, splits, device)
     config_path, model_dir = folder / "config.json", folder / "model"
     if config_path.is_file():
         _compare(read_json(config_path), config, folder)

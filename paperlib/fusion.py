@@ -12,7 +12,15 @@ remaining layer and prunes the highest prediction (``Strategy.choose``).
 
 Protocols: ``within`` trains on this dataset's rows (the default, our reading of the paper);
 ``transfer`` trains on every *other* dataset under the runs folder (leave-one-dataset-out), so the
-dataset being pruned contributes no row.  Only validation accuracy enters a row.
+dataset being pruned contributes no row.  Only validation accuracy enters a row.  Transfer takes a
+dataset only if its run folder holds the same model, and only its complete single-signal curves.
+
+Staleness: the fitted models are keyed by the rows they were fitted on (``rows_key``: datasets, row
+count, SHA-256 of the rows).  ``fusion_<protocol>.json`` stores that key with what the notebooks and the
+CLI read (LR coefficients and intercept, scaler, RF importances); ``fusion_<protocol>_fit.parquet`` the
+training rows with both models' predictions.  When the key changes (new or changed single-signal
+runs, another set of transfer datasets), the protocol's fusion curves are deleted and pruned again.
+No fitted model is pickled.
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import PaperlibError
-from .io import atomic_path, read_json, write_csv, write_parquet
+from .io import read_json, write_csv, write_json, write_parquet
 from .strategies import CATEGORY, SIGNALS, Strategy, zscore
 
 PROTOCOLS = ("within", "transfer")
@@ -100,59 +108,97 @@ def dataset_name_of(folder: str | Path) -> str:
     return Path(folder).name
 
 
-def dataset_rows(folder: str | Path, base_val_acc: float | None = None) -> pd.DataFrame:
-    """``fusion_rows`` of one run folder, from its signals.parquet, curves.parquet and metrics.json."""
+def dataset_rows(folder: str | Path, base_val_acc: float | None = None, complete: bool = False) -> pd.DataFrame:
+    """``fusion_rows`` of one run folder, from its signals.parquet, curves.parquet and metrics.json;
+    with ``complete``, only its complete single-signal curves (L-1 steps)."""
     folder = Path(folder)
     needed = [folder / "signals.parquet", folder / "curves.parquet"]
-    if base_val_acc is None:
+    if base_val_acc is None or complete:
         needed.append(folder / "metrics.json")
     absent = [p.name for p in needed if not p.is_file()]
     if absent:
         raise PaperlibError(f"run folder {str(folder)!r} lacks {absent}; run `paperlib prune` on that dataset first")
+    metrics = read_json(folder / "metrics.json") if (folder / "metrics.json").is_file() else {}
     if base_val_acc is None:
-        base_val_acc = read_json(folder / "metrics.json")["val_acc"]
-    return fusion_rows(pd.read_parquet(folder / "signals.parquet"), pd.read_parquet(folder / "curves.parquet"),
-                       base_val_acc, dataset_name_of(folder))
+        base_val_acc = metrics["val_acc"]
+    curves = pd.read_parquet(folder / "curves.parquet")
+    if complete:
+        curves = complete_runs(curves, int(metrics.get("n_layers") or curves["step"].max() + 1) - 1)
+    return fusion_rows(pd.read_parquet(folder / "signals.parquet"), curves, base_val_acc, dataset_name_of(folder))
 
 
-def single_signal_folders(runs_root: str | Path) -> dict[str, Path]:
-    """Dataset name -> run folder, for every folder under ``runs_root`` holding single-signal runs."""
+def _model_of(folder: Path) -> str | None:
+    path = folder / "config.json"
+    return read_json(path).get("model") if path.is_file() else None
+
+
+def complete_runs(curves: pd.DataFrame, n_steps: int) -> pd.DataFrame:
+    """The rows of the single-signal (strategy, seed) curves that have all steps 1..n_steps."""
+    single = curves[curves["strategy"].isin(SIGNALS)]
+    full = single.groupby(["strategy", "seed"])["step"].transform(lambda k: set(k) == set(range(1, n_steps + 1)))
+    return single[full.astype(bool)]
+
+
+def single_signal_folders(runs_root: str | Path, model: str | None = None, complete: bool = False) -> dict[str, Path]:
+    """Dataset name -> run folder, for every folder under ``runs_root`` holding single-signal runs;
+    with ``model``, only folders whose config.json names that model; with ``complete``, only folders
+    with at least one complete single-signal curve (L-1 steps, L from metrics.json)."""
     root = Path(runs_root)
     found = {}
     for folder in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
         curves, signals = folder / "curves.parquet", folder / "signals.parquet"
-        if curves.is_file() and signals.is_file() and (folder / "metrics.json").is_file():
-            strategies = pd.read_parquet(curves, columns=["strategy"])["strategy"]
-            if strategies.isin(SIGNALS).any():
-                found[dataset_name_of(folder)] = folder
+        if not (curves.is_file() and signals.is_file() and (folder / "metrics.json").is_file()):
+            continue
+        if model is not None and _model_of(folder) != model:
+            continue
+        df = pd.read_parquet(curves, columns=["strategy", "seed", "step"])
+        if complete:
+            n_layers = read_json(folder / "metrics.json").get("n_layers") or int(df["step"].max()) + 1
+            df = complete_runs(df, int(n_layers) - 1)
+        if df["strategy"].isin(SIGNALS).any():
+            found[dataset_name_of(folder)] = folder
     return found
 
 
-def rows_for(protocol: str, dataset: str, runs_root: str | Path) -> pd.DataFrame:
+def rows_for(protocol: str, dataset: str, runs_root: str | Path, model: str | None = None,
+             datasets=None) -> pd.DataFrame:
     """Training rows for fusion on ``dataset``.
 
-    within: that dataset's rows.  transfer: the rows of every other dataset under ``runs_root`` with
-    single-signal runs (leave-one-dataset-out); ``dataset`` contributes none."""
-    folders = single_signal_folders(runs_root)
+    within: that dataset's rows.  transfer: the rows of the complete single-signal curves of every other
+    dataset under ``runs_root`` (leave-one-dataset-out; ``dataset`` contributes none), only folders of
+    the same ``model`` when given, and only the names in ``datasets`` when given (e.g. the datasets of
+    the current reproduce run)."""
     if _protocol(protocol) == "within":
+        folders = single_signal_folders(runs_root)
         if dataset not in folders:
             raise PaperlibError(f"no single-signal runs for {dataset!r} under {str(runs_root)!r}; "
                                 f"run `paperlib prune --dataset {dataset}` first")
         return dataset_rows(folders[dataset])
-    others = [name for name in folders if name != dataset]
+    folders = single_signal_folders(runs_root, model, complete=True)
+    others = [name for name in folders if name != dataset and (datasets is None or name in set(datasets))]
     if not others:
-        raise PaperlibError(f"the transfer protocol needs single-signal runs of at least one dataset other than "
-                            f"{dataset!r} under {str(runs_root)!r}; run `paperlib prune` on another dataset first")
-    rows = pd.concat([dataset_rows(folders[name]) for name in others], ignore_index=True)
+        raise PaperlibError(f"the transfer protocol needs complete single-signal runs of at least one dataset other "
+                            f"than {dataset!r} under {str(runs_root)!r}"
+                            f"{f' with model {model!r}' if model else ''}; run `paperlib prune` on another dataset first")
+    rows = pd.concat([dataset_rows(folders[name], complete=True) for name in others], ignore_index=True)
     assert not (rows["dataset"] == dataset).any()  # leave-one-dataset-out
     return rows
+
+
+def rows_key(rows: pd.DataFrame) -> dict:
+    """What a fit depends on: the datasets, the row count and the SHA-256 of the rows (CSV, 17 digits)."""
+    import hashlib
+
+    text = rows.reset_index(drop=True).to_csv(index=False, float_format="%.17g")
+    return {"datasets": sorted(rows["dataset"].dropna().astype(str).unique().tolist()), "n_rows": int(len(rows)),
+            "sha256": hashlib.sha256(text.encode()).hexdigest()}
 
 
 # ---------------------------------------------------------------- models
 
 def fit_fusion(rows: pd.DataFrame, kind: str, seed: int = 0):
     """Fit ``Pipeline(StandardScaler, LinearRegression | RandomForestRegressor(200, random_state=seed))``
-    on the 12 feature columns -> ``target``.  The pipeline pickles and predicts on z-scored signals."""
+    on the 12 feature columns -> ``target``.  The pipeline predicts on z-scored signals."""
     from sklearn.ensemble import RandomForestRegressor
     from sklearn.linear_model import LinearRegression
     from sklearn.pipeline import Pipeline
@@ -189,7 +235,8 @@ def fusion_strategy(pipe, name: str) -> Strategy:
 
 @dataclass
 class FusionResult:
-    """What ``run_fusion`` produced: rows, training rows, fitted pipelines, weights and fusion curves."""
+    """What ``run_fusion`` produced: rows, training rows, fitted pipelines (in memory only), their key,
+    weights and fusion curves."""
 
     protocol: str
     rows: pd.DataFrame
@@ -197,18 +244,22 @@ class FusionResult:
     pipelines: dict = field(repr=False)
     weights: pd.DataFrame
     curves: pd.DataFrame
+    key: dict = field(default_factory=dict)
+    refitted: bool = False  # True when earlier fusion curves of this protocol were stale and redone
 
 
 def run_fusion(run, protocol: str = "within", runs_root=None, progress=None, signal_fn=None,
-               pruner=None) -> FusionResult:
+               pruner=None, datasets=None) -> FusionResult:
     """Build and save this dataset's fusion rows, fit LR and RF, prune with them.
 
-    Writes ``fusion_rows.parquet``, ``fusion_<protocol>.joblib`` (both pipelines and the datasets they
-    were trained on), ``fusion_weights.csv`` (one block per protocol) and appends the fusion curves to
-    curves.parquet through ``pruning.run_pruning`` (which skips curves already there, so refitting on
-    new rows does not redo a finished fusion curve: delete its rows to redo it).  ``signal_fn`` and
-    ``pruner`` pass through to the engine (a shared ``Pruner`` reuses its cached signals)."""
-    from .pruning import run_pruning
+    Writes ``fusion_rows.parquet``, ``fusion_<protocol>.json`` (``fit_summary``: the key of the training
+    rows, LR coefficients, RF importances), ``fusion_<protocol>_fit.parquet`` (training rows with both
+    models' predictions), ``fusion_weights.csv`` (one block per protocol) and appends the fusion curves
+    to curves.parquet through ``pruning.run_pruning``.  Curves already there are kept only if they were
+    pruned by models fitted on the same rows (same ``rows_key``); otherwise they are deleted and pruned
+    again.  Transfer: only complete single-signal runs of the same model under ``runs_root``, and only
+    ``datasets`` when given.  ``signal_fn`` and ``pruner`` pass through to the engine."""
+    from .pruning import drop_strategies, run_pruning
 
     protocol = _protocol(protocol)
     folder = Path(run.folder)
@@ -216,38 +267,56 @@ def run_fusion(run, protocol: str = "within", runs_root=None, progress=None, sig
     dataset = dataset_name_of(folder)
     rows = dataset_rows(folder, run.metrics["val_acc"])
     write_parquet(rows, folder / "fusion_rows.parquet")
-    train_rows = rows if protocol == "within" else rows_for("transfer", dataset, runs_root)
+    train_rows = rows if protocol == "within" else rows_for("transfer", dataset, runs_root, _model_of(folder), datasets)
     seed = int(getattr(run.preset, "seed", 0))
     pipes = {kind: fit_fusion(train_rows, kind, seed) for kind in KINDS}
-    _save_pipelines(pipes, protocol, train_rows, folder / f"fusion_{protocol}.joblib")
+    key = rows_key(train_rows)
+    names = [strategy_name(k, protocol) for k in KINDS]
+    summary_path = folder / f"fusion_{protocol}.json"
+    old_key = read_json(summary_path).get("key") if summary_path.is_file() else None
+    refitted = old_key != key and drop_strategies(folder, names) > 0  # stale (or unkeyed) fusion curves
+    write_parquet(fit_predictions(pipes, train_rows), folder / f"fusion_{protocol}_fit.parquet")
+    write_json(fit_summary(pipes, protocol, key), summary_path)
     weights = fusion_weights(pipes["lr"], pipes["rf"])
     weights.insert(0, "protocol", protocol)
     weights.insert(0, "dataset", dataset)
     _save_weights(weights, folder / "fusion_weights.csv")
-    strategies = [fusion_strategy(pipes[k], strategy_name(k, protocol)) for k in KINDS]
+    strategies = [fusion_strategy(pipes[k], name) for k, name in zip(KINDS, names)]
     curves = run_pruning(run, strategies, progress=progress, signal_fn=signal_fn, pruner=pruner)
-    names = [s.name for s in strategies]
     curves = curves[curves["strategy"].isin(names)].reset_index(drop=True)
-    return FusionResult(protocol, rows, train_rows, pipes, weights, curves)
+    return FusionResult(protocol, rows, train_rows, pipes, weights, curves, key, refitted)
 
 
-def _save_pipelines(pipes: dict, protocol: str, train_rows: pd.DataFrame, path: Path) -> None:
-    import joblib
+def fit_predictions(pipes: dict, rows: pd.DataFrame) -> pd.DataFrame:
+    """The training rows (dataset, strategy, step, layer, target) with each model's in-sample prediction."""
+    out = rows[["dataset", "strategy", "step", "layer", "target"]].copy()
+    for kind in KINDS:
+        out[f"{kind}_prediction"] = pipes[kind].predict(rows[list(SIGNALS)].astype(float))
+    return out.reset_index(drop=True)
 
-    payload = {"protocol": protocol, "trained_on": sorted(train_rows["dataset"].dropna().unique().tolist()),
-               "n_rows": len(train_rows), "features": list(SIGNALS), **pipes}
-    with atomic_path(path) as tmp:
-        joblib.dump(payload, tmp)
+
+def fit_summary(pipes: dict, protocol: str, key: dict) -> dict:
+    """JSON-ready: the rows key, features, LR (coefficients per feature unit and per standard deviation,
+    intercept, scaler mean and scale: prediction = intercept + sum coef * x) and RF importances."""
+    lr_scale, lr = pipes["lr"][0], pipes["lr"][-1]
+    per_sd = np.asarray(lr.coef_, dtype=float)
+    scale = np.asarray(lr_scale.scale_, dtype=float)
+    mean = np.asarray(lr_scale.mean_, dtype=float)
+    return {"protocol": protocol, "key": key, "trained_on": key["datasets"], "n_rows": key["n_rows"],
+            "features": list(SIGNALS),
+            "lr": {"coefficient_per_sd": per_sd.tolist(), "coefficient": (per_sd / scale).tolist(),
+                   "intercept": float(lr.intercept_ - (per_sd * mean / scale).sum()),
+                   "scaler_mean": mean.tolist(), "scaler_scale": scale.tolist()},
+            "rf": {"importance": np.asarray(pipes["rf"][-1].feature_importances_, dtype=float).tolist(),
+                   "n_estimators": int(pipes["rf"][-1].n_estimators)}}
 
 
-def load_pipelines(folder: str | Path, protocol: str = "within") -> dict:
-    """The saved ``{'lr', 'rf', 'protocol', 'trained_on', ...}`` of ``run_fusion``."""
-    import joblib
-
-    path = Path(folder) / f"fusion_{_protocol(protocol)}.joblib"
+def load_fit_summary(folder: str | Path, protocol: str = "within") -> dict:
+    """The saved ``fusion_<protocol>.json`` of ``run_fusion`` (``fit_summary``)."""
+    path = Path(folder) / f"fusion_{_protocol(protocol)}.json"
     if not path.is_file():
         raise PaperlibError(f"{str(path)!r} does not exist; run `paperlib fuse --protocol {protocol}` first")
-    return joblib.load(path)
+    return read_json(path)
 
 
 def _save_weights(weights: pd.DataFrame, path: Path) -> None:
@@ -260,7 +329,7 @@ def _save_weights(weights: pd.DataFrame, path: Path) -> None:
 
 
 def fuse_command(run, protocol: str = "within", runs_root=None, progress=None) -> FusionResult:
-    """``paperlib fuse``: fit, prune, print the weights and the fusion curves' best accuracies."""
+    """``paperlib fuse``: fit, prune, print the weights and the fusion curves' mean accuracies (no k picked on test)."""
     result = run_fusion(run, protocol, runs_root, progress)
     trained_on = sorted(result.train_rows["dataset"].dropna().unique())
     print(f"{dataset_name_of(run.folder)}: fusion ({protocol}) fitted on {len(result.train_rows)} rows "
@@ -270,7 +339,6 @@ def fuse_command(run, protocol: str = "within", runs_root=None, progress=None) -
     print(f"original: val acc {run.metrics['val_acc']:.4f}, test acc {run.metrics['test_acc']:.4f}")
     for name, curve in result.curves.groupby("strategy", sort=False):
         curve = curve.sort_values("step")
-        best = curve.iloc[int(np.argmax(curve["test_acc"].to_numpy()))]
-        print(f"{name}: best test acc {best['test_acc']:.4f} at k={int(best['step'])} "
-              f"(val {best['val_acc']:.4f}); removal order {curve['removed'].astype(int).tolist()}")
+        print(f"{name}: mean over k of val acc {curve['val_acc'].mean():.4f}, test acc {curve['test_acc'].mean():.4f}; "
+              f"removal order {curve['removed'].astype(int).tolist()}")
     return result

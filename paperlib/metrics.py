@@ -1,18 +1,25 @@
-"""Metrics and tables (SPEC 7): Table 1, accuracy-to-size factors, and the claims check.
+"""Metrics and tables (SPEC 7): the selection-free Table 1 with paired intervals, accuracy-to-size
+factors, the claims check and the direction check.
 
-Everything here works on DataFrames (curves, metrics, distill rows), so it can be checked by hand.
+Everything here works on DataFrames and arrays read from the run folders, so it can be checked by hand.
 
-* Table 1: per dataset and strategy, the maximum test accuracy over k = 1..L-1, the first k reaching
-  it, and the curve mean over k.  "Best" per dataset is decided among the 14 paper strategies (the 12
-  single signals, Linear-Regression, Random-Forest) on round(100*acc, 2), so ties count for each tied
-  strategy.  Random, Oracle, Block-Influence, Top-Drop, transfer-protocol fusion and the original
-  model are shown beside them but do not compete.
+* Table 1 (``comparison_table``): per dataset and strategy, TEST accuracy at k = L/4, L/2, 3L/4 and
+  the curve mean over k = 1..L-1 (no k is chosen on test), each with a paired-bootstrap 95 % interval
+  of its difference against the best single-signal strategy chosen on VALIDATION; a win only when the
+  interval excludes 0.  Also the accuracy at the k chosen on validation (the most layers removed with
+  validation accuracy within the preset's ``val_tolerance`` of M_0's) and, as a labelled secondary
+  view, the paper's maximum over k of test accuracy (``table1``: selected on test).
+* Bootstrap (``paired_bootstrap``): over test examples, 2,000 resamples, seed 0, percentile interval;
+  vectorised as one matrix product of the per-example differences with the resampling weights.
 * ATS = test accuracy (%) / size (MB), with MB = 10^6 bytes of the fp32 state dict.
+* Claims (``claims_check``): a point-estimate count (the paper's reading) and a significant count
+  (ours) per claim; the rules are ``VERDICT_RULES``, printed under the table.
 """
-
 from __future__ import annotations
 
+import functools
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +28,7 @@ import pandas as pd
 from .config import PAPER_DATASETS
 from .errors import PaperlibError
 from .io import read_json, write_csv
-from .strategies import CATEGORY, FUSION_NAMES, SIGNALS
+from .strategies import CATEGORY, FUSION_NAMES, REFERENCE_SIGNALS, SIGNALS
 
 COMPETITORS: tuple[str, ...] = SIGNALS + FUSION_NAMES
 REFERENCES: tuple[str, ...] = ("Random", "Oracle", "Block-Influence", "Top-Drop")
@@ -62,7 +69,8 @@ def _curve_stats(curve: pd.DataFrame) -> tuple[float, int, float]:
 
 
 def table1(curves: pd.DataFrame, metrics_by_dataset: dict | None = None) -> pd.DataFrame:
-    """Tidy Table 1: one row per (dataset, strategy).
+    """The paper-style Table 1 (a SECONDARY view: its maximum is selected on test): one row per
+    (dataset, strategy).
 
     Columns: dataset, strategy, category, n_seeds, max_test_acc, max_test_acc_sd, best_k,
     mean_test_acc, mean_test_acc_sd, original_test_acc, competitor, best, gap_pp.
@@ -174,8 +182,8 @@ def ats_factors(distill_df: pd.DataFrame, original_test_acc: float, original_byt
 
 
 def distill_summary(distill: pd.DataFrame, metrics_by_dataset: dict) -> pd.DataFrame:
-    """One row per dataset: k*, original / pruned (no KD) / distilled test accuracy at k*, sizes, ATS, F1-F3,
-    and whether the distilled model beats the original or narrows the drop.
+    """One row per dataset: k*, original / pruned (no KD) / distilled test accuracy at k*, sizes, ATS, F1-F3
+    (and F2-control: F2 against the alpha = 0 control), and whether the distilled model beats the original or narrows the drop.
 
     beats_original: round(100*acc_KD(k*), 2) > round(100*acc_original, 2).
     narrows_drop: not beats_original and acc_KD(k*) > acc_noKD(k*) (rounded the same way): distillation
@@ -185,6 +193,7 @@ def distill_summary(distill: pd.DataFrame, metrics_by_dataset: dict) -> pd.DataF
         m = metrics_by_dataset.get(dataset, {})
         rows = _rf_rows(distill[distill["dataset"] == dataset])
         f = ats_factors(rows, m.get("test_acc", np.nan), m.get("bytes", np.nan))
+        f_control = ats_factors(rows, m.get("test_acc", np.nan), m.get("bytes", np.nan), baseline="ce")["F2"]
         at = rows[rows["depth"] == f["k_star"]] if f["k_star"] is not None else rows.iloc[:0]
         pick = lambda mode, col: float(at.loc[at["mode"] == mode, col].iloc[0]) if (at["mode"] == mode).any() else np.nan
         kd_acc, none_acc = pick("kd", "test_acc"), pick("none", "test_acc")
@@ -194,12 +203,332 @@ def distill_summary(distill: pd.DataFrame, metrics_by_dataset: dict) -> pd.DataF
                     "pruned_test_acc": none_acc, "ce_test_acc": pick("ce", "test_acc"), "kd_test_acc": kd_acc,
                     "original_bytes": m.get("bytes", np.nan), "kd_bytes": pick("kd", "bytes"),
                     "ats_original": f["ats_original"], "ats_kd": float(ats(kd_acc, pick("kd", "bytes"))),
-                    "F1": f["F1"], "F2": f["F2"], "F3": f["F3"], "beats_original": beats,
+                    "F1": f["F1"], "F2": f["F2"], "F2-control": f_control, "F3": f["F3"], "beats_original": beats,
                     "narrows_drop": bool(not beats and pct(kd_acc) > pct(none_acc))})
     return pd.DataFrame(out)
 
 
+# ---------------------------------------------------------------- per-example scores
+
+DEFAULT_RESAMPLES = 2000
+BOOTSTRAP_SEED = 0
+CI_LEVEL = 0.95
+VIEWS = ("L/4", "L/2", "3L/4", "mean")  # the selection-free views of Table 1 that get intervals
+FRACTIONS = {"L/4": 0.25, "L/2": 0.5, "3L/4": 0.75}
+FLIPPED = " (flipped)"
+
+
+def fraction_steps(n_layers: int) -> dict[str, int]:
+    """k = L/4, L/2, 3L/4 rounded half up, kept in 1..L-1: {'L/4': 3, 'L/2': 6, '3L/4': 9} for L = 12."""
+    return {name: int(min(max(math.floor(f * n_layers + 0.5), 1), n_layers - 1)) for name, f in FRACTIONS.items()}
+
+
+def val_chosen_k(val_acc_by_k, original_val_acc: float, tolerance: float) -> int:
+    """The most layers removed whose validation accuracy is within ``tolerance`` (a fraction: 0.01 = 1 point)
+    of M_0's: max {k : val_acc(k) >= val_acc(0) - tolerance}, or 0 (M_0 itself) when no k qualifies.
+    ``val_acc_by_k``: a Series indexed by k (or a dict).  Nothing but validation accuracy is read."""
+    accs = pd.Series(val_acc_by_k, dtype=float)
+    ok = accs.index[accs.to_numpy() >= float(original_val_acc) - tolerance - 1e-12]
+    return int(max(ok)) if len(ok) else 0
+
+
+@functools.lru_cache(maxsize=4)
+def bootstrap_weights(n: int, resamples: int = DEFAULT_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> np.ndarray:
+    """(resamples x n) resampling weights: W[r, i] = (times example i is drawn in resample r) / n, the draws
+    being ``numpy.random.default_rng(seed).integers(0, n, size=(resamples, n))``; W @ x is the resample mean.
+    Cached (read-only): every comparison on n examples sees the same resamples."""
+    if n < 1:
+        raise PaperlibError("the bootstrap needs at least one test example")
+    draws = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+    counts = np.bincount((draws + n * np.arange(resamples)[:, None]).ravel(), minlength=resamples * n)
+    weights = counts.reshape(resamples, n).astype(np.float64) / n
+    weights.setflags(write=False)
+    return weights
+
+
+def paired_bootstrap(a, b, resamples: int = DEFAULT_RESAMPLES, seed: int = BOOTSTRAP_SEED,
+                     level: float = CI_LEVEL, weights: np.ndarray | None = None) -> pd.DataFrame:
+    """Paired bootstrap over examples of the accuracy difference of ``a`` minus ``b``.
+
+    ``a``: (m, n) per-example scores of m models (1 = correct, 0 = wrong; a seed mean for Random), ``b``:
+    (n,) or (m, n), the same examples in the same order.  Every row uses the same resamples (all
+    comparisons of a dataset see the same draws).  Returns, per row: diff = mean(a - b), ci_low and
+    ci_high = the (1-level)/2 and (1+level)/2 percentiles of the resampled mean differences (numpy's
+    linear interpolation).  Vectorised: one (m x n) @ (n x resamples) product."""
+    a = np.atleast_2d(np.asarray(a, dtype=np.float64))
+    d = a - np.asarray(b, dtype=np.float64)
+    w = bootstrap_weights(d.shape[1], resamples, seed) if weights is None else weights
+    boot = d @ w.T  # (m, resamples)
+    lo, hi = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2], axis=1)
+    return pd.DataFrame({"diff": d.mean(1), "ci_low": lo, "ci_high": hi})
+
+
+def call(ci_low: float, ci_high: float) -> str:
+    """'win' when the interval lies above 0, 'loss' when below, 'tie' when it holds 0; '' without one."""
+    if pd.isna(ci_low) or pd.isna(ci_high):
+        return ""
+    return "win" if ci_low > 0 else "loss" if ci_high < 0 else "tie"
+
+
+@dataclass
+class DatasetResults:
+    """One run folder's results, read back for the tables (``load_results``).
+
+    ``scores[(strategy, split)]``: (L-1, n) per-example correctness of each step k = 1..L-1 (mean over
+    seeds for Random); ``original[split]``: M_0's (n,) correctness; ``distill_scores[(strategy, depth,
+    mode, split)]``: a distilled student's.  Empty when the folder holds no predictions."""
+
+    name: str
+    n_layers: int
+    metrics: dict
+    tolerance: float
+    curves: pd.DataFrame
+    distill: pd.DataFrame
+    scores: dict = field(default_factory=dict, repr=False)
+    original: dict = field(default_factory=dict, repr=False)
+    distill_scores: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def has_predictions(self) -> bool:
+        return bool(self.scores) and "test" in self.original
+
+
+def _correct_blocks(preds: pd.DataFrame, labels: np.ndarray, keys: list[str]) -> dict:
+    """{key tuple: (n,) bool correctness} from prediction rows of one split (each model: examples 0..n-1)."""
+    n = len(labels)
+    preds = preds.sort_values([*keys, "example"], kind="stable")
+    if len(preds) % n or not (preds["example"].to_numpy().reshape(-1, n) == np.arange(n)).all():
+        raise PaperlibError(f"predictions do not cover examples 0..{n - 1} once per model; rerun the stage that wrote them")
+    correct = preds["pred"].to_numpy().reshape(-1, n) == labels
+    heads = preds[keys].iloc[::n]
+    return {tuple(k): c for k, c in zip(heads.itertuples(index=False, name=None), correct)}
+
+
+def _read_scores(folder: Path, res: DatasetResults) -> None:
+    from .pruning import LABELS_FILE, ORIGINAL, PREDICTIONS_FILE, SPLITS
+
+    if not ((folder / PREDICTIONS_FILE).is_file() and (folder / LABELS_FILE).is_file()):
+        return
+    labels = pd.read_parquet(folder / LABELS_FILE)
+    preds = pd.read_parquet(folder / PREDICTIONS_FILE)
+    dpath = folder / "distill_predictions.parquet"
+    dpreds = pd.read_parquet(dpath) if dpath.is_file() else None
+    steps = np.arange(1, res.n_layers)
+    for split in SPLITS:
+        y = labels[labels["split"] == split].sort_values("example")["label"].to_numpy()
+        blocks = _correct_blocks(preds[preds["split"] == split], y, ["strategy", "seed", "step"])
+        by_strategy: dict[str, dict[int, list]] = {}
+        for (strategy, seed, step), c in blocks.items():
+            if strategy == ORIGINAL:
+                res.original[split] = c.astype(np.float64)
+            else:
+                by_strategy.setdefault(strategy, {}).setdefault(int(step), []).append(c)
+        for strategy, per_step in by_strategy.items():
+            if set(per_step) >= set(steps.tolist()):
+                res.scores[(strategy, split)] = np.stack([np.mean(per_step[k], axis=0) for k in steps])
+        if dpreds is not None and len(dpreds):
+            for (strategy, depth, mode), c in _correct_blocks(dpreds[dpreds["split"] == split], y,
+                                                             ["strategy", "depth", "mode"]).items():
+                res.distill_scores[(strategy, int(depth), mode, split)] = c.astype(np.float64)
+
+
+def load_results(runs_root: str | Path) -> list[DatasetResults]:
+    """Every ``<dataset>/`` run folder under ``runs_root`` with curves.parquet and metrics.json, with its
+    per-example correctness when predictions.parquet is there.  The tolerance of the validation-chosen
+    k comes from the run's preset (``val_tolerance``; ``config.Preset``'s default when absent)."""
+    from .config import Preset
+
+    root = Path(runs_root)
+    if not root.is_dir():
+        raise PaperlibError(f"runs folder {str(root)!r} does not exist; run `paperlib prune` first or pass --runs")
+    default_tol = Preset.__dataclass_fields__["val_tolerance"].default
+    out = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        if not ((folder / "curves.parquet").is_file() and (folder / "metrics.json").is_file()):
+            continue
+        metrics = read_json(folder / "metrics.json")
+        curves = pd.read_parquet(folder / "curves.parquet").assign(dataset=folder.name)
+        n_layers = int(metrics.get("n_layers") or curves["step"].max() + 1)
+        config = read_json(folder / "config.json") if (folder / "config.json").is_file() else {}
+        tol = float(config.get("preset", {}).get("val_tolerance", default_tol))
+        dpath = folder / "distill.parquet"
+        distill = pd.read_parquet(dpath).assign(dataset=folder.name) if dpath.is_file() else pd.DataFrame()
+        res = DatasetResults(folder.name, n_layers, metrics, tol, curves, distill)
+        _read_scores(folder, res)
+        out.append(res)
+    if not out:
+        raise PaperlibError(f"no run folder with curves.parquet and metrics.json under {str(root)!r}; "
+                            f"run `paperlib prune` first (or check --runs)")
+    order = {d: i for i, d in enumerate(_dataset_order([r.name for r in out]))}
+    return sorted(out, key=lambda r: order[r.name])
+
+
+# ---------------------------------------------------------------- selection-free Table 1
+
+def _seed_mean(curves: pd.DataFrame, column: str) -> pd.DataFrame:
+    """strategy x k table of ``column`` averaged over seeds (k = 1..L-1)."""
+    return curves[curves["step"] >= 1].pivot_table(index="strategy", columns="step", values=column, aggfunc="mean")
+
+
+def reference_strategy(curves: pd.DataFrame) -> str | None:
+    """The best single-signal strategy, chosen on VALIDATION: the highest validation curve mean over
+    k = 1..L-1 among the 12 signals (ties: SPEC 3's order).  None when no single-signal curve exists."""
+    val = _seed_mean(curves, "val_acc").mean(axis=1)
+    candidates = [s for s in SIGNALS if s in val.index]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda s: (round(float(val[s]), 12), -SIGNALS.index(s)))
+
+
+def _in_table(name: str) -> bool:
+    return not name.endswith(FLIPPED)
+
+
+def comparison_table(results: list[DatasetResults], resamples: int = DEFAULT_RESAMPLES,
+                     seed: int = BOOTSTRAP_SEED, level: float = CI_LEVEL) -> pd.DataFrame:
+    """The selection-free Table 1, tidy: one row per (dataset, strategy, view).
+
+    Views: 'L/4', 'L/2', '3L/4' (test accuracy at that k, rounded half up), 'mean' (the curve mean over
+    k = 1..L-1, the area under the curve), 'val-k' (at the k chosen on validation: the most layers removed
+    with validation accuracy within the preset's tolerance of M_0's; ``val_chosen_k``) and 'max' (the
+    paper's maximum over k of TEST accuracy: a test-selected secondary view).  For the first four,
+    ``diff``/``ci_low``/``ci_high`` are the paired-bootstrap difference against ``reference`` (the best
+    single-signal strategy, chosen on validation) at the same k, and ``call`` is win / loss / tie
+    (``call``); NaN and '' without predictions.  Random's accuracy and scores are means over its seeds.
+    Columns: dataset, strategy, category, n_seeds, reference, view, k, test_acc, diff, ci_low, ci_high, call."""
+    rows = []
+    for res in results:
+        curves = res.curves[res.curves["strategy"].map(_in_table)]
+        test, val = _seed_mean(curves, "test_acc"), _seed_mean(curves, "val_acc")
+        seeds = curves.groupby("strategy")["seed"].nunique()
+        ref = reference_strategy(curves)
+        ks = fraction_steps(res.n_layers)
+        weights = bootstrap_weights(len(res.original["test"]), resamples, seed) if res.has_predictions else None
+        ref_scores = res.scores.get((ref, "test")) if weights is not None else None
+        names = _strategy_order(test.index)
+        pairs, where = [], []  # (strategy scores, reference scores) of every interval, and its row
+        for strategy in names:
+            acc = test.loc[strategy].dropna()
+            base = {"dataset": res.name, "strategy": strategy, "category": _category(strategy),
+                    "n_seeds": int(seeds[strategy]), "reference": ref}
+            scores = res.scores.get((strategy, "test")) if ref_scores is not None else None
+            views = [(v, k, acc.get(k, np.nan)) for v, k in ks.items()] + [("mean", np.nan, acc.mean())]
+            for view, k, a in views:
+                if scores is not None:
+                    pairs.append((scores[k - 1], ref_scores[k - 1]) if view != "mean" else (scores.mean(0), ref_scores.mean(0)))
+                    where.append(len(rows))
+                rows.append({**base, "view": view, "k": k, "test_acc": float(a), "diff": np.nan, "ci_low": np.nan,
+                             "ci_high": np.nan, "call": "ref" if strategy == ref else ""})
+            k_val = val_chosen_k(val.loc[strategy].dropna(), res.metrics.get("val_acc", np.nan), res.tolerance)
+            rows.append({**base, "view": "val-k", "k": k_val, "test_acc": float(acc.get(k_val, res.metrics.get("test_acc", np.nan))),
+                         "diff": np.nan, "ci_low": np.nan, "ci_high": np.nan, "call": ""})
+            k_max = int(acc.idxmax())  # first maximum: the smallest k on ties
+            rows.append({**base, "view": "max", "k": k_max, "test_acc": float(acc.max()),
+                         "diff": np.nan, "ci_low": np.nan, "ci_high": np.nan, "call": ""})
+        if pairs:  # one product for the whole dataset: every interval sees the same resamples
+            ci = paired_bootstrap(np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs]), level=level,
+                                  weights=weights)
+            for i, (d, lo, hi) in zip(where, ci.itertuples(index=False, name=None)):
+                rows[i].update({"diff": d, "ci_low": lo, "ci_high": hi})
+                if rows[i]["call"] != "ref":
+                    rows[i]["call"] = call(lo, hi)
+    table = pd.DataFrame(rows, columns=["dataset", "strategy", "category", "n_seeds", "reference", "view", "k",
+                                        "test_acc", "diff", "ci_low", "ci_high", "call"])
+    return table.astype({"k": "float64"})
+
+
+def comparison_wide(table: pd.DataFrame, view: str = "mean", original: dict | None = None) -> pd.DataFrame:
+    """Strategies x datasets of one view, as text: percent with two decimals; '+' = significant win
+    over the reference, '-' = significant loss, 'R' = the reference itself; 'val-k' and 'max' cells add
+    '(k=..)'.  ``original``: {dataset: M_0 test acc} adds an 'Original' row."""
+    sub = table[table["view"] == view]
+
+    def cell(r):
+        text = f"{100 * r['test_acc']:.2f}"
+        mark = {"win": "+", "loss": "-", "ref": "R"}.get(r["call"], "")
+        if view in ("val-k", "max"):
+            text += f" (k={int(r['k'])})"
+        return text + mark
+
+    wide = sub.assign(cell=sub.apply(cell, axis=1) if len(sub) else []).pivot(
+        index="strategy", columns="dataset", values="cell")
+    wide = wide.reindex(index=_strategy_order(wide.index), columns=_dataset_order(wide.columns)).fillna("")
+    if original:
+        wide.loc["Original"] = [f"{100 * original.get(d, np.nan):.2f}" for d in wide.columns]
+    wide.columns.name = None
+    return wide
+
+
+# ---------------------------------------------------------------- direction check
+
+def direction_check(results: list[DatasetResults], resamples: int = DEFAULT_RESAMPLES, seed: int = BOOTSTRAP_SEED,
+                    level: float = CI_LEVEL) -> pd.DataFrame:
+    """Does SPEC 3's direction beat its flip?  Per (signal, dataset) with both curves: the VALIDATION
+    curve mean of '<signal>' and of '<signal> (flipped)' (``paperlib prune --strategies flipped``), their
+    difference, its paired-bootstrap interval over validation examples and a verdict: 'SPEC' (the
+    interval lies above 0), 'flip' (below), 'tie'; without predictions the sign of the point estimate
+    decides, in parentheses.  Signals without a flipped run are left out.
+    Columns: signal, dataset, spec_val_mean, flipped_val_mean, diff, ci_low, ci_high, verdict."""
+    rows = []
+    for res in results:
+        val = _seed_mean(res.curves, "val_acc")
+        for signal in (*SIGNALS, *REFERENCE_SIGNALS):
+            flipped = signal + FLIPPED
+            if signal not in val.index or flipped not in val.index:
+                continue
+            a, b = res.scores.get((signal, "val")), res.scores.get((flipped, "val"))
+            spec, flip = float(val.loc[signal].mean()), float(val.loc[flipped].mean())
+            if a is not None and b is not None:
+                ci = paired_bootstrap(a.mean(0)[None], b.mean(0), resamples, seed, level).iloc[0]
+                lo, hi = ci["ci_low"], ci["ci_high"]
+                verdict = {"win": "SPEC", "loss": "flip", "tie": "tie"}[call(lo, hi)]
+            else:
+                lo = hi = np.nan
+                verdict = "(SPEC)" if spec > flip else "(flip)" if flip > spec else "(tie)"
+            rows.append({"signal": signal, "dataset": res.name, "spec_val_mean": spec, "flipped_val_mean": flip,
+                         "diff": spec - flip, "ci_low": lo, "ci_high": hi, "verdict": verdict})
+    return pd.DataFrame(rows, columns=["signal", "dataset", "spec_val_mean", "flipped_val_mean", "diff",
+                                       "ci_low", "ci_high", "verdict"])
+
+
+def direction_wide(check: pd.DataFrame) -> pd.DataFrame:
+    """Signals x datasets: 'SPEC' / 'flip' / 'tie' with the difference in points, plus a count column."""
+    if check.empty:
+        return pd.DataFrame()
+    cells = check.assign(cell=[f"{v} {100 * d:+.2f}" for v, d in zip(check["verdict"], check["diff"])])
+    wide = cells.pivot(index="signal", columns="dataset", values="cell")
+    wide = wide.reindex(index=[s for s in (*SIGNALS, *REFERENCE_SIGNALS) if s in wide.index],
+                        columns=_dataset_order(wide.columns)).fillna("")
+    counts = check.groupby("signal")["verdict"].agg(lambda v: f"SPEC {sum(x.strip('()') == 'SPEC' for x in v)}, "
+                                                              f"flip {sum(x.strip('()') == 'flip' for x in v)} of {len(v)}")
+    wide["SPEC better / flip better"] = counts.reindex(wide.index)
+    wide.columns.name = None
+    return wide
+
+
 # ---------------------------------------------------------------- claims
+
+VERDICT_RULES = """\
+Verdict rules (paperlib.metrics.VERDICT_RULES):
+- Counts over the n datasets measured are scaled from the paper's 9: a claim "p of 9" is reproduced when
+  the count reaches need = ceil(p/9 * n), partly when it reaches max(1, ceil(need/2)), else not reproduced;
+  a claim whose strategy or stage was not run is not measured.
+- point count (the paper's reading): Table 1's maximum over k of TEST accuracy (selected on test), ties at
+  two decimals of a percent counting for every tied strategy; "near-optimal" = within 1 point of the best;
+  distillation: rounded test accuracies at k* compared as points.
+- significant count (ours): paired bootstrap over test examples (2,000 resamples, seed 0, 95 % percentile
+  interval) of the difference in test accuracy on the curve mean over k = 1..L-1 (no k chosen on test);
+  a win only when the interval excludes 0.  "Best" = significantly above the best single-signal strategy
+  chosen on VALIDATION (its validation curve mean); "near-optimal" = not significantly below it;
+  "reaches every signal's best" = the fusion model with the higher validation curve mean is significantly
+  below no single signal.  Distillation: the interval of the paired difference at k*.
+- within = fusion fitted on the dataset's own validation rows; transfer = fitted on the other datasets
+  only (leave-one-dataset-out): the out-of-sample test.  Each gets its own rows.
+- Accuracy-to-size: F1, F2, F3 (SPEC 7; F2 against the untrained pruned model, F2-control against the
+  alpha = 0 control) each set against 18.84 (mean over datasets): reproduced within 25 %, partly within a
+  factor of 2, else not reproduced.  No factor is picked for being closest.
+- The overall verdict column is the significant count's; verdict_point is the paper's reading."""
+
 
 def _fraction_verdict(k: int, n: int, paper_k: int, paper_n: int = 9) -> tuple[str, int]:
     """Scale "paper_k of paper_n" to n datasets: need = ceil(paper_k/paper_n * n).
@@ -213,95 +542,178 @@ def _fraction_verdict(k: int, n: int, paper_k: int, paper_n: int = 9) -> tuple[s
     return ("partly" if k >= max(1, math.ceil(need / 2)) else "not reproduced"), need
 
 
-def _claim(claim, paper, measured, verdict, rule) -> dict:
-    return {"claim": claim, "paper": paper, "measured": measured, "verdict": verdict, "rule": rule}
+def _claim(claim, protocol, paper, point, significant, n, paper_k, detail="", paper_n: int = 9) -> dict:
+    """One claims row; ``point``/``significant``: lists of the datasets counted (None: not measured)."""
+    if n == 0 or point is None:
+        return {"claim": claim, "protocol": protocol, "paper": paper, "n": n, "need": np.nan, "point_count": np.nan,
+                "significant_count": np.nan, "verdict_point": "not measured", "verdict": "not measured",
+                "detail": detail or "not run"}
+    vp, need = _fraction_verdict(len(point), n, paper_k, paper_n)
+    vs, _ = _fraction_verdict(len(significant), n, paper_k, paper_n)
+    text = f"point: {', '.join(point) or 'none'}; significant: {', '.join(significant) or 'none'}"
+    return {"claim": claim, "protocol": protocol, "paper": paper, "n": n, "need": need, "point_count": len(point),
+            "significant_count": len(significant), "verdict_point": vp, "verdict": vs,
+            "detail": text + (f"; {detail}" if detail else "")}
 
 
-def claims_check(table: pd.DataFrame, distill_summary: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Each claim of SPEC 0 beside the value measured and a verdict.
+def _factor_claim(name: str, value: float, n: int, note: str) -> dict:
+    if not np.isfinite(value):
+        return {"claim": f"Accuracy-to-size factor {name} reaches 18.84", "protocol": "", "paper": f"{PAPER_ATS_FACTOR}",
+                "n": n, "need": np.nan, "point_count": np.nan, "significant_count": np.nan,
+                "verdict_point": "not measured", "verdict": "not measured", "detail": f"{note}; not computable"}
+    ratio = value / PAPER_ATS_FACTOR
+    verdict = "reproduced" if 0.75 <= ratio <= 1 / 0.75 else "partly" if 0.5 <= ratio <= 2 else "not reproduced"
+    return {"claim": f"Accuracy-to-size factor {name} reaches 18.84", "protocol": "", "paper": f"{PAPER_ATS_FACTOR}",
+            "n": n, "need": np.nan, "point_count": np.nan, "significant_count": np.nan, "verdict_point": verdict,
+            "verdict": verdict, "detail": f"{name} = {value:.2f} (mean over {n}); {note}"}
 
-    Counts over the n datasets present are scaled from the paper's 9: a claim "p of 9" needs
-    ceil(p/9*n) datasets to be *reproduced*; at least half of that (and >= 1) is *partly*; fewer is
-    *not reproduced*; a claim whose strategy or stage was not run is *not measured*.  Best = Table 1's
-    ``best`` flag (ties at two decimals count); near-optimal = within 1 percentage point of the best
-    (our definition); "fusion reaches a strategy's best" = max(LR, RF) >= that strategy's maximum, in
-    rounded percent.  Ties count as best, so on saturated curves (every strategy at the same accuracy)
-    a "best" claim is hollow: the measured text adds on how many datasets the best is unshared.  ATS factor: *reproduced* when the closest of F1/F2/F3 (mean over datasets) is within
-    25 % of 18.84, *partly* within a factor of 2, else *not reproduced*."""
-    t = table.set_index(["dataset", "strategy"])
-    datasets = _dataset_order(table["dataset"].unique())
-    have = lambda name: [d for d in datasets if (d, name) in t.index]
-    rule_frac = "scaled from 9: reproduced if >= ceil(p/9*n), partly if >= half of that"
+
+def fusion_names(protocol: str) -> tuple[str, str]:
+    """(LR, RF) strategy names of a fusion protocol."""
+    return tuple(n if protocol == "within" else f"{n} ({protocol})" for n in FUSION_NAMES)
+
+
+def fusion_claims(results: list[DatasetResults], table: pd.DataFrame, protocol: str,
+                  resamples: int = DEFAULT_RESAMPLES, seed: int = BOOTSTRAP_SEED, level: float = CI_LEVEL) -> list[dict]:
+    """The four fusion claims of SPEC 0 for one protocol (see ``VERDICT_RULES``)."""
+    lr, rf = fusion_names(protocol)
+    competitors = (*SIGNALS, lr, rf)
+    t = table.set_index(["dataset", "strategy", "view"])
     out = []
+    point_best, sig_best, near_point, near_sig, n_of = {lr: [], rf: []}, {lr: [], rf: []}, [], [], {lr: 0, rf: 0}
+    reach_point, reach_sig, fused, short = [], [], [], {}
+    sig_measured = True
+    for res in results:
+        d = res.name
+        mx = table[(table["dataset"] == d) & (table["view"] == "max") & table["strategy"].isin(competitors)]
+        if mx.empty:
+            continue
+        acc = mx.set_index("strategy")["test_acc"]
+        rounded = pd.Series(pct(acc), index=acc.index)
+        top = rounded.max()
+        for name in (lr, rf):
+            if (d, name, "mean") not in t.index:
+                continue
+            n_of[name] += 1
+            call_ = t.at[(d, name, "mean"), "call"]
+            sig_measured &= call_ != ""
+            if rounded[name] == top:
+                point_best[name].append(d)
+            if call_ == "win":
+                sig_best[name].append(d)
+            if name == rf:
+                if rounded[name] >= top - NEAR_OPTIMAL_PP:
+                    near_point.append(d)
+                if call_ in ("win", "tie"):
+                    near_sig.append(d)
+        names = [n for n in (lr, rf) if (d, n, "mean") in t.index]
+        if not names:
+            continue
+        fused.append(d)
+        singles = [s for s in SIGNALS if s in rounded.index]
+        if max(rounded[n] for n in names) >= max(rounded[s] for s in singles):
+            reach_point.append(d)
+        val = _seed_mean(res.curves, "val_acc").mean(axis=1)
+        chosen = max(names, key=lambda n: (float(val[n]), -names.index(n)))  # chosen on validation
+        a = res.scores.get((chosen, "test"))
+        refs = [s for s in singles if (s, "test") in res.scores]
+        if a is not None and refs:
+            ci = paired_bootstrap(np.repeat(a.mean(0)[None], len(refs), 0), np.stack([res.scores[(s, "test")].mean(0) for s in refs]),
+                                  resamples, seed, level)
+            below = [s for s, hi in zip(refs, ci["ci_high"]) if hi < 0]
+            if not below:
+                reach_sig.append(d)
+            else:
+                short[d] = f"{chosen} below {', '.join(below)}"
+    tag = f" ({protocol})"
+    if not sig_measured:
+        sig = lambda v: []  # no predictions: no significant count
+    else:
+        sig = lambda v: v
+    out.append(_claim("Random-Forest fusion is best" + tag, protocol, "7 of 9", point_best[rf], sig(sig_best[rf]), n_of[rf], 7))
+    out.append(_claim("Random-Forest fusion is best or near-optimal" + tag, protocol,
+                      "9 of 9 (best on 7, near-optimal on 2)", near_point, sig(near_sig), n_of[rf], 9))
+    out.append(_claim("Linear-Regression fusion leads (is best)" + tag, protocol, "5 of 9", point_best[lr], sig(sig_best[lr]), n_of[lr], 5))
+    out.append(_claim("Fusion reaches every single-signal strategy's best" + tag, protocol,
+                      "8 of 9 (short of Gradient-Fisher on one)", reach_point, sig(reach_sig), len(fused), 8,
+                      "; ".join(f"{d}: {s}" for d, s in short.items())))
+    if not sig_measured:
+        for row in out[-4:]:
+            if row["n"]:
+                row["verdict"] = "not measured"
+                row["detail"] += "; no predictions.parquet: no intervals"
+    return out
 
-    n_best = table[table["best"]].groupby("dataset").size()
-    sole = lambda names: f"; sole best on {sum(n_best.get(d, 0) == 1 for d in names)}" if names else ""
 
-    rf = have("Random-Forest")
-    rf_best = [d for d in rf if t.at[(d, "Random-Forest"), "best"]]
-    verdict, need = _fraction_verdict(len(rf_best), len(rf), 7)
-    out.append(_claim("Random-Forest fusion is best", "7 of 9", f"{len(rf_best)} of {len(rf)} (need {need}): "
-                      f"{', '.join(rf_best) or 'none'}{sole(rf_best)}", verdict, rule_frac))
-    near = [d for d in rf if d not in rf_best and t.at[(d, "Random-Forest"), "gap_pp"] <= NEAR_OPTIMAL_PP]
-    rest = len(rf) - len(rf_best)
-    verdict, need = _fraction_verdict(len(rf_best) + len(near), len(rf), 9)
-    out.append(_claim("Random-Forest fusion is near-optimal (within 1 point of the best) where not best",
-                      "2 of 2 (best or near-optimal on 9 of 9)",
-                      f"{len(near)} of {rest} (best or near-optimal on {len(rf_best) + len(near)} of {len(rf)})",
-                      verdict, "best or within 1.00 pp on every dataset (9 of 9 scaled)"))
+def distill_claims(results: list[DatasetResults], summary: pd.DataFrame | None, strategy: str = "Random-Forest",
+                   resamples: int = DEFAULT_RESAMPLES, seed: int = BOOTSTRAP_SEED, level: float = CI_LEVEL) -> tuple[list[dict], pd.DataFrame]:
+    """The distillation claims, split (see ``VERDICT_RULES``), and a per-dataset frame of the paired
+    differences at k*: kd - M_0, ce - M_0, kd - none, kd - ce (diff, ci_low, ci_high each)."""
+    names = ["Pruned + distilled (KD) at k* beats the original M_0",
+             "Pruned + distilled narrows the drop where it does not beat M_0",
+             "The teacher adds accuracy over the alpha = 0 control (KD vs control at k*)"]
+    papers = ["6 of 9", "3 of 3 (beats or narrows on 9 of 9)", "credited on 6 of 9 (the paper has no control)"]
+    if summary is None or summary.empty:
+        return [_claim(c, "", p, None, None, 0, 0, "no distill.parquet: run `paperlib distill`") for c, p in zip(names, papers)], pd.DataFrame()
+    s = summary[summary["kd_test_acc"].notna()].set_index("dataset")
+    pairs, rows = {"kd-M_0": ("kd", None), "ce-M_0": ("ce", None), "kd-none": ("kd", "none"), "kd-ce": ("kd", "ce")}, []
+    for res in results:
+        if res.name not in s.index or pd.isna(s.at[res.name, "k_star"]):
+            continue
+        k = int(s.at[res.name, "k_star"])
+        row = {"dataset": res.name, "k_star": k}
+        for label, (a, b) in pairs.items():
+            sa = res.distill_scores.get((strategy, k, a, "test"))
+            sb = res.original.get("test") if b is None else res.distill_scores.get((strategy, k, b, "test"))
+            if sa is None or sb is None:
+                row |= {f"{label}_diff": np.nan, f"{label}_ci_low": np.nan, f"{label}_ci_high": np.nan}
+                continue
+            ci = paired_bootstrap(sa[None], sb, resamples, seed, level).iloc[0]
+            row |= {f"{label}_diff": ci["diff"], f"{label}_ci_low": ci["ci_low"], f"{label}_ci_high": ci["ci_high"]}
+        rows.append(row)
+    pairs_df = pd.DataFrame(rows)
+    win = lambda d, label: (not pairs_df.empty and label + "_ci_low" in pairs_df
+                            and bool((pairs_df.set_index("dataset").at[d, label + "_ci_low"] > 0)))
+    measured = not pairs_df.empty and pairs_df.filter(like="_ci_low").notna().any().any()
+    data = list(s.index)
+    orig, kd, none, ce = (pd.Series(pct(s[c]), index=s.index) for c in ("original_test_acc", "kd_test_acc", "pruned_test_acc", "ce_test_acc"))
+    beats_p = [d for d in data if kd[d] > orig[d]]
+    beats_s = [d for d in data if win(d, "kd-M_0")]
+    ce_p = [d for d in data if ce[d] > orig[d]]
+    ce_s = [d for d in data if win(d, "ce-M_0")]
+    narrows_p = beats_p + [d for d in data if d not in beats_p and kd[d] > none[d]]
+    narrows_s = beats_s + [d for d in data if d not in beats_s and win(d, "kd-none")]
+    teacher_p = [d for d in data if kd[d] > ce[d]]
+    teacher_s = [d for d in data if win(d, "kd-ce")]
+    ctrl = f"alpha = 0 control beats M_0: point {len(ce_p)}, significant {len(ce_s) if measured else 'n/a'} of {len(data)}"
+    out = [_claim(names[0], "", papers[0], beats_p, beats_s, len(data), 6, ctrl),
+           _claim(names[1], "", papers[1], narrows_p, narrows_s, len(data), 9),
+           _claim(names[2], "", papers[2], teacher_p, teacher_s, len(data), 6)]
+    if not measured:
+        for row in out:
+            row["verdict"], row["detail"] = "not measured", row["detail"] + "; no distill_predictions.parquet: no intervals"
+    return out, pairs_df
 
-    lr = have("Linear-Regression")
-    lr_best = [d for d in lr if t.at[(d, "Linear-Regression"), "best"]]
-    verdict, need = _fraction_verdict(len(lr_best), len(lr), 5)
-    out.append(_claim("Linear-Regression fusion leads (is best)", "5 of 9",
-                      f"{len(lr_best)} of {len(lr)} (need {need}): {', '.join(lr_best) or 'none'}{sole(lr_best)}",
-                      verdict, rule_frac))
 
-    fused = [d for d in datasets if (d, "Random-Forest") in t.index or (d, "Linear-Regression") in t.index]
-    short = {}
-    for d in fused:
-        fusion_best = max(pct(t.at[(d, n), "max_test_acc"]) for n in FUSION_NAMES if (d, n) in t.index)
-        missed = [s for s in SIGNALS if (d, s) in t.index and pct(t.at[(d, s), "max_test_acc"]) > fusion_best]
-        if missed:
-            short[d] = missed
-    reached = len(fused) - len(short)
-    verdict, need = _fraction_verdict(reached, len(fused), 8)
-    detail = "; ".join(f"{d}: short of {', '.join(s)}" for d, s in short.items()) or "no shortfall"
-    out.append(_claim("Fusion (best of LR, RF) reaches every single-signal strategy's best",
-                      "on 8 of 9 (short of Gradient-Fisher on one)",
-                      f"on {reached} of {len(fused)} (need {need}); {detail}", verdict, rule_frac))
-
-    s = distill_summary if distill_summary is not None else pd.DataFrame()
-    s = s[s["kd_test_acc"].notna()] if not s.empty else s
-    if s.empty:
-        for claim, paper in (("Distilled RF model beats the original accuracy", "6 of 9"),
-                             ("Distilled RF model narrows the drop where it does not beat the original", "3 of 3"),
-                             ("Average accuracy-to-size improvement factor", f"{PAPER_ATS_FACTOR}")):
-            out.append(_claim(claim, paper, "no distill.parquet", "not measured", "run `paperlib distill`"))
-        return pd.DataFrame(out)
+def claims_check(results: list[DatasetResults], table: pd.DataFrame, summary: pd.DataFrame | None = None,
+                 resamples: int = DEFAULT_RESAMPLES, seed: int = BOOTSTRAP_SEED, level: float = CI_LEVEL) -> pd.DataFrame:
+    """Every claim of SPEC 0 with a point-estimate count (the paper's reading) and a significant count
+    (ours), fusion claims for the within and the transfer protocol separately, the distillation claim
+    split in two (beats M_0; the teacher adds over the alpha = 0 control) and F1, F2, F3 (and F2 against
+    the control) each against 18.84.  The rules are ``VERDICT_RULES``.  Columns: claim, protocol, paper, n,
+    need, point_count, significant_count, verdict_point, verdict, detail."""
+    rows = []
+    for protocol in ("within", "transfer"):
+        rows += fusion_claims(results, table, protocol, resamples, seed, level)
+    rows += distill_claims(results, summary, resamples=resamples, seed=seed, level=level)[0]
+    s = summary[summary["kd_test_acc"].notna()] if summary is not None and not summary.empty else pd.DataFrame()
     n = len(s)
-    beats = s.loc[s["beats_original"], "dataset"].tolist()
-    verdict, need = _fraction_verdict(len(beats), n, 6)
-    out.append(_claim("Distilled RF model (at k*) beats the original accuracy", "6 of 9",
-                      f"{len(beats)} of {n} (need {need}): {', '.join(beats) or 'none'}", verdict, rule_frac))
-    narrows = s.loc[s["narrows_drop"], "dataset"].tolist()
-    verdict, need = _fraction_verdict(len(beats) + len(narrows), n, 9)
-    out.append(_claim("Distilled RF model narrows the drop where it does not beat the original",
-                      "3 of 3 (beats or narrows on 9 of 9)",
-                      f"{len(narrows)} of {n - len(beats)} (beats or narrows on {len(beats) + len(narrows)} of {n})",
-                      verdict, "beats or narrows on every dataset (9 of 9 scaled)"))
-    factors = {f: float(s[f].mean()) for f in ("F1", "F2", "F3") if s[f].notna().any()}
-    if not factors:
-        out.append(_claim("Average accuracy-to-size improvement factor", f"{PAPER_ATS_FACTOR}",
-                          "no factor computable", "not measured", "F1/F2/F3 need kd rows at k* and L-1"))
-        return pd.DataFrame(out)
-    closest = min(factors, key=lambda f: abs(math.log(factors[f] / PAPER_ATS_FACTOR)) if factors[f] > 0 else math.inf)
-    ratio = factors[closest] / PAPER_ATS_FACTOR
-    verdict = ("reproduced" if 0.75 <= ratio <= 1 / 0.75 else "partly" if 0.5 <= ratio <= 2 else "not reproduced")
-    out.append(_claim("Average accuracy-to-size improvement factor", f"{PAPER_ATS_FACTOR}",
-                      ", ".join(f"{f} {v:.2f}" for f, v in factors.items()) + f" (mean over {n}); closest: {closest}",
-                      verdict, "closest factor within 25 %: reproduced; within x2: partly"))
-    return pd.DataFrame(out)
+    notes = {"F1": "ATS(KD at k*) / ATS(M_0)", "F2": "mean over k of acc_KD / acc_pruned (untrained)",
+             "F2-control": "mean over k of acc_KD / acc_alpha=0 control", "F3": "ATS(KD at L-1) / ATS(M_0)"}
+    for name, note in notes.items():
+        value = float(s[name].mean()) if n and name in s and s[name].notna().any() else np.nan
+        rows.append(_factor_claim(name, value, n, note))
+    return pd.DataFrame(rows)
 
 
 # ---------------------------------------------------------------- loading and the CLI
@@ -327,30 +739,98 @@ def load_runs(runs_root: str | Path) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
             pd.concat(distill, ignore_index=True) if distill else pd.DataFrame())
 
 
+def ci_wide(table: pd.DataFrame, view: str = "mean") -> pd.DataFrame:
+    """Strategies x datasets: the difference against the reference in points with its 95 % interval."""
+    sub = table[(table["view"] == view) & table["diff"].notna()]
+    if sub.empty:
+        return pd.DataFrame()
+    text = [f"{100 * d:+.2f} [{100 * lo:+.2f}, {100 * hi:+.2f}]" for d, lo, hi in zip(sub["diff"], sub["ci_low"], sub["ci_high"])]
+    wide = sub.assign(cell=text).pivot(index="strategy", columns="dataset", values="cell")
+    wide = wide.reindex(index=_strategy_order(wide.index), columns=_dataset_order(wide.columns)).fillna("")
+    wide.columns.name = None
+    return wide
+
+
+def verdicts(runs_root: str | Path, resamples: int = DEFAULT_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> dict:
+    """Everything ``paperlib table`` prints, as DataFrames: 'table' (``comparison_table``), 'table1_max'
+    (the paper-style ``table1``), 'references', 'distill_summary', 'distill_pairs', 'claims', 'direction'."""
+    results = load_results(runs_root)
+    table = comparison_table(results, resamples, seed)
+    metrics = {r.name: r.metrics for r in results}
+    curves = pd.concat([r.curves for r in results], ignore_index=True)
+    distill = [r.distill for r in results if not r.distill.empty]
+    summary = distill_summary(pd.concat(distill, ignore_index=True), metrics) if distill else None
+    pairs = distill_claims(results, summary, resamples=resamples, seed=seed)[1]
+    references = pd.DataFrame([{"dataset": r.name, "reference": reference_strategy(r.curves), "n_layers": r.n_layers,
+                                "ks": fraction_steps(r.n_layers), "val_tolerance": r.tolerance,
+                                "n_test": len(r.original.get("test", [])), "predictions": r.has_predictions}
+                               for r in results])
+    return {"results": results, "table": table, "table1_max": table1(curves[curves["strategy"].map(_in_table)], metrics),
+            "references": references, "distill_summary": summary, "distill_pairs": pairs,
+            "claims": claims_check(results, table, summary, resamples, seed), "direction": direction_check(results, resamples, seed)}
+
+
 def table_command(runs_root: str | Path, out: str | Path | None = None) -> dict:
-    """``paperlib table``: print Table 1 (percent, best marked '*'), distillation/ATS and the claims check;
-    with ``out``, also write table1.csv (tidy), table1_wide.csv, distill_summary.csv and claims.csv."""
-    curves, metrics, distill = load_runs(runs_root)
-    table = table1(curves, metrics)
-    summary = distill_summary(distill, metrics) if not distill.empty else None
-    claims = claims_check(table, summary)
-    wide = table1_wide(table, marked=True)
-    with pd.option_context("display.width", 250, "display.max_columns", None, "display.max_colwidth", 120):
-        print("Table 1: maximum test accuracy (%) over k = 1..L-1 (* = best of the 14 paper strategies; "
-              "Random = mean±sd over seeds)")
-        print(wide.T.to_string())
-        if summary is not None:
+    """``paperlib table``: print the selection-free Table 1 with intervals, the secondary views, the
+    distillation summary, the claims check with its rules and (when flipped runs exist) the direction
+    check; with ``out``, also write them as CSV (table1.csv tidy, table1_<view>.csv wide, table1_max.csv,
+    distill_summary.csv, distill_pairs.csv, claims.csv, direction.csv)."""
+    v = verdicts(runs_root)
+    table, references, claims = v["table"], v["references"], v["claims"]
+    original = {r.name: r.metrics.get("test_acc", np.nan) for r in v["results"]}
+    ks = "; ".join(f"{r.dataset}: L={r.n_layers}, k={'/'.join(str(k) for k in r.ks.values())}, reference {r.reference}"
+                   f"{'' if r.predictions else ' (no predictions.parquet: no intervals)'}" for r in references.itertuples())
+    views = {"mean": "test accuracy (%) averaged over k = 1..L-1 (area under the curve)",
+             "L/4": "test accuracy (%) at k = L/4", "L/2": "test accuracy (%) at k = L/2",
+             "3L/4": "test accuracy (%) at k = 3L/4",
+             "val-k": "test accuracy (%) at the k chosen on validation (most layers removed with validation "
+                      "accuracy within the preset's tolerance of M_0's; k=0 is M_0)",
+             "max": "SECONDARY, selected on test (the paper's Table 1): maximum over k of test accuracy"}
+    with pd.option_context("display.width", 250, "display.max_columns", None, "display.max_colwidth", 200):
+        print("Table 1 (selection-free). R = reference: the best single-signal strategy chosen on validation "
+              "(validation curve mean); + / - = the paired-bootstrap 95 % interval of the difference to R at the "
+              "same k excludes 0 (2,000 resamples of the test examples); no mark = tie.")
+        print(ks)
+        for view, title in views.items():
+            print(f"\n{title}")
+            print(comparison_wide(table, view, original if view == "mean" else None).to_string())
+            if view == "mean":
+                print("\ndifference to R on the curve mean, points [95 % interval]")
+                print(ci_wide(table, "mean").to_string())
+        if v["distill_summary"] is not None:
+            s = v["distill_summary"]
             print("\nDistillation of the RF-pruned model at k* (accuracy-to-size in %/MB, MB = 10^6 bytes)")
-            shown = summary.assign(original_MB=summary["original_bytes"] / 1e6, kd_MB=summary["kd_bytes"] / 1e6)
-            shown = shown.drop(columns=["original_bytes", "kd_bytes"])
-            print(shown.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-        print("\nClaims check")
-        print(claims.drop(columns="rule").to_string(index=False))
+            shown = s.assign(original_MB=s["original_bytes"] / 1e6, kd_MB=s["kd_bytes"] / 1e6)
+            print(shown.drop(columns=["original_bytes", "kd_bytes"]).to_string(index=False, float_format=lambda x: f"{x:.4f}"))
+            if not v["distill_pairs"].empty:
+                print("\nPaired differences at k* (points, 95 % interval): KD vs M_0, control vs M_0, KD vs untrained, KD vs control")
+                print(_pairs_text(v["distill_pairs"]).to_string(index=False))
+        print("\nClaims check (verdict_point: the paper's reading; verdict: ours, significant count)")
+        print(claims.drop(columns=["detail"]).to_string(index=False))
+        print("\nDetails")
+        for r in claims.itertuples():
+            print(f"- {r.claim}: {r.detail}")
+        print("\n" + VERDICT_RULES)
+        if not v["direction"].empty:
+            print("\nDirection check: does SPEC 3's direction beat its flip on the VALIDATION curve mean? (points)")
+            print(direction_wide(v["direction"]).to_string())
     if out is not None:
         out = Path(out)
         write_csv(table, out / "table1.csv")
-        write_csv(table1_wide(table).reset_index(), out / "table1_wide.csv")
-        if summary is not None:
-            write_csv(summary, out / "distill_summary.csv")
+        for view in views:
+            write_csv(comparison_wide(table, view).reset_index(names="strategy"), out / f"table1_{view.replace('/', '_')}.csv")
+        write_csv(v["table1_max"], out / "table1_max.csv")
+        if v["distill_summary"] is not None:
+            write_csv(v["distill_summary"], out / "distill_summary.csv")
+            write_csv(v["distill_pairs"], out / "distill_pairs.csv")
         write_csv(claims, out / "claims.csv")
-    return {"table1": table, "distill_summary": summary, "claims": claims}
+        write_csv(v["direction"], out / "direction.csv")
+    return v
+
+
+def _pairs_text(pairs: pd.DataFrame) -> pd.DataFrame:
+    out = pairs[["dataset", "k_star"]].copy()
+    for label in ("kd-M_0", "ce-M_0", "kd-none", "kd-ce"):
+        out[label] = [("" if pd.isna(d) else f"{100 * d:+.2f} [{100 * lo:+.2f}, {100 * hi:+.2f}]")
+                      for d, lo, hi in zip(pairs[f"{label}_diff"], pairs[f"{label}_ci_low"], pairs[f"{label}_ci_high"])]
+    return out

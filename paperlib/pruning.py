@@ -23,6 +23,11 @@ Files (written atomically after each finished strategy; a rerun skips what is th
 ``curves.parquet``  strategy, seed, step, removed, kept, val_acc, test_acc, n_params, bytes
 ``signals.parquet`` strategy, seed, step, layer, the 12 SIGNALS, Block-Influence -- the signals of
                     M_(step-1), from which step ``step`` chose (only strategies that read signals).
+``predictions.parquet`` strategy, seed, step, split, example, pred -- the predicted label (int16) of
+                    every validation and test example for every curve row, and M_0's as strategy
+                    "M_0", seed 0, step 0; ``example`` is the row of the split (``run.encoded[split]``,
+                    the order of ``run.splits.val``/``test``), so any two models pair by example.
+``labels.parquet``  split, example, label (int16): the true labels those predictions are scored against.
 ``kept`` is a string of original indices, ``"0,2,5"``: hashable, so pandas can group, merge and
 de-duplicate on it (a list column cannot); ``parse_kept`` turns it back into a tuple.
 """
@@ -47,8 +52,14 @@ from .train import autocast, predict_logits, progress_enabled, tqdm, train
 
 CURVE_COLUMNS = ["strategy", "seed", "step", "removed", "kept", "val_acc", "test_acc", "n_params", "bytes"]
 SIGNAL_COLUMNS = ["strategy", "seed", "step", "layer", *SIGNALS, *REFERENCE_SIGNALS]
+PREDICTION_COLUMNS = ["strategy", "seed", "step", "split", "example", "pred"]
+LABEL_COLUMNS = ["split", "example", "label"]
 CURVES_FILE = "curves.parquet"
 SIGNALS_FILE = "signals.parquet"
+PREDICTIONS_FILE = "predictions.parquet"
+LABELS_FILE = "labels.parquet"
+SPLITS = ("val", "test")
+ORIGINAL = "M_0"  # the strategy name of the unpruned model's predictions (step 0)
 
 SignalFn = Callable[..., pd.DataFrame]
 LAYER_INPUT_BUDGET = 1 << 30  # bytes of stored layer inputs (CPU evaluation reuse)
@@ -133,6 +144,8 @@ class Pruner:
         self._val: dict[frozenset, float] = {}
         self._test: dict[frozenset, float] = {}
         self._signals: dict[frozenset, pd.DataFrame] = {}
+        # predicted labels (int16) by split and kept set; without the memo, those of the latest evaluation
+        self._pred: dict[str, dict[frozenset, np.ndarray]] = {split: {} for split in SPLITS}
         self._calib: Encoded | None = None
         self._modules = dict(zip(self.all_layers, get_layers(run.model)))
         self.layer_inputs = LayerInputs(self.all_layers, LAYER_INPUT_BUDGET) if self.memo else None
@@ -169,6 +182,15 @@ class Pruner:
                 added += key not in self._val
                 self._val.setdefault(key, float(val))
                 self._test.setdefault(key, float(test))
+        if (folder / PREDICTIONS_FILE).is_file() and (folder / CURVES_FILE).is_file():
+            kept_of = {(str(r.strategy), int(r.seed), int(r.step)): frozenset(parse_kept(r.kept))
+                       for r in pd.read_parquet(folder / CURVES_FILE, columns=["strategy", "seed", "step", "kept"]).itertuples()}
+            for (name, seed, step, split), g in pd.read_parquet(folder / PREDICTIONS_FILE).groupby(
+                    ["strategy", "seed", "step", "split"], sort=False):
+                key = frozenset(self.all_layers) if name == ORIGINAL else kept_of.get((str(name), int(seed), int(step)))
+                if key is not None and split in self._pred and key not in self._pred[split]:
+                    self._pred[split][key] = g.sort_values("example")["pred"].to_numpy(np.int16)
+                    added += 1
         if (folder / SIGNALS_FILE).is_file():
             rows = pd.read_parquet(folder / SIGNALS_FILE)
             for _, g in rows.groupby(["strategy", "seed", "step"], sort=False):
@@ -201,10 +223,20 @@ class Pruner:
             return cache[key]
         logits = self.logits(key, split)
         labels = self.run.encoded[split].labels.to(logits.device)
-        acc = float((logits.argmax(-1) == labels).float().mean())  # exactly as train.evaluate
+        pred = logits.argmax(-1)
+        acc = float((pred == labels).float().mean())  # exactly as train.evaluate
+        self._pred[split][key] = pred.to(torch.int16).cpu().numpy()
         if self.memo:
             cache[key] = acc
         return acc
+
+    def predictions(self, kept, split: str) -> np.ndarray:
+        """Predicted labels (int16, in the order of ``run.encoded[split]``) of the model keeping these layers;
+        without the memo, those of its latest evaluation (``evaluate`` first)."""
+        key = self._key(kept)
+        if key not in self._pred[split]:
+            self._accuracy(key, split, {})
+        return self._pred[split][key]
 
     @torch.inference_mode()
     def logits(self, kept, split: str) -> torch.Tensor:
@@ -307,8 +339,9 @@ def _reads_signals(strategy: Strategy) -> bool:
     return strategy.kind == "fusion" or strategy.column is not None
 
 
-def prune_curve(pruner: Pruner, strategy, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Prune M_0 down to one layer with ``strategy``: (curve rows, signal rows), L-1 steps each.
+def prune_curve(pruner: Pruner, strategy, seed: int = 0, with_predictions: bool = False):
+    """Prune M_0 down to one layer with ``strategy``: (curve rows, signal rows), L-1 steps each; with
+    ``with_predictions`` also the prediction rows of every step (``predictions.parquet``'s columns).
 
     ``seed`` seeds Random (``numpy.random.default_rng(seed)``); other strategies ignore it except as a label."""
     (strategy,) = _strategies(strategy)
@@ -318,7 +351,7 @@ def prune_curve(pruner: Pruner, strategy, seed: int = 0) -> tuple[pd.DataFrame, 
     kept = list(pruner.all_layers)
     if len(kept) < 2:
         raise PaperlibError(f"the model has {len(kept)} layer(s); pruning needs at least 2")
-    curve, signal_rows = [], []
+    curve, signal_rows, predictions = [], [], []
     for step in range(1, len(pruner.all_layers)):
         if strategy.kind == "oracle":
             layer = work.oracle_choice(kept)
@@ -340,12 +373,24 @@ def prune_curve(pruner: Pruner, strategy, seed: int = 0) -> tuple[pd.DataFrame, 
                       weight_decay=preset.weight_decay, device=work.device, progress=False,
                       desc=f"re-train k={step}")
         val, test = work.evaluate(kept)
+        if with_predictions:
+            predictions += [prediction_rows(work.predictions(kept, split), strategy.name, seed, step, split)
+                            for split in SPLITS]
         n_params, n_bytes = work.size(kept)
         curve.append((strategy.name, seed, step, layer, format_kept(kept), val, test, n_params, n_bytes))
     curves = _typed_curves(pd.DataFrame(curve, columns=CURVE_COLUMNS))
     signals = (pd.concat(signal_rows, ignore_index=True)[SIGNAL_COLUMNS] if signal_rows
                else pd.DataFrame(columns=SIGNAL_COLUMNS))
+    if with_predictions:
+        return curves, _typed_signals(signals), _typed_predictions(pd.concat(predictions, ignore_index=True))
     return curves, _typed_signals(signals)
+
+
+def prediction_rows(pred: np.ndarray, strategy: str, seed: int, step: int, split: str) -> pd.DataFrame:
+    """One model's predictions on one split as ``predictions.parquet`` rows (example = row of the split)."""
+    n = len(pred)
+    return pd.DataFrame({"strategy": [strategy] * n, "seed": seed, "step": step, "split": split,
+                         "example": np.arange(n), "pred": np.asarray(pred)})
 
 
 # ---------------------------------------------------------------- files
@@ -364,6 +409,19 @@ def _typed_signals(df: pd.DataFrame) -> pd.DataFrame:
     return df.astype(types).sort_values(["strategy", "seed", "step", "layer"], kind="stable").reset_index(drop=True)
 
 
+def _typed_predictions(df: pd.DataFrame) -> pd.DataFrame:
+    df = df.reindex(columns=PREDICTION_COLUMNS)
+    types = {"strategy": str, "seed": "int16", "step": "int16", "split": str, "example": "int32", "pred": "int16"}
+    return df.astype(types).sort_values(["strategy", "seed", "step", "split", "example"],
+                                        kind="stable").reset_index(drop=True)
+
+
+def _typed_labels(df: pd.DataFrame) -> pd.DataFrame:
+    df = df.reindex(columns=LABEL_COLUMNS)
+    return df.astype({"split": str, "example": "int32", "label": "int16"}).sort_values(
+        ["split", "example"], kind="stable").reset_index(drop=True)
+
+
 def _folder(folder) -> Path:
     return Path(getattr(folder, "folder", folder))
 
@@ -372,27 +430,81 @@ def _read(path: Path, columns: list[str], typed) -> pd.DataFrame:
     return typed(pd.read_parquet(path)) if path.is_file() else typed(pd.DataFrame(columns=columns))
 
 
+def _load(folder, name: str, columns: list[str], typed) -> pd.DataFrame:
+    path = _folder(folder) / name
+    if not path.is_file():
+        raise PaperlibError(f"no {name} in {str(path.parent)!r}: run `paperlib prune` (or run_pruning) first")
+    return _read(path, columns, typed)
+
+
 def load_curves(folder) -> pd.DataFrame:
     """curves.parquet of a run folder (or a Run), one row per (strategy, seed, step)."""
-    path = _folder(folder) / CURVES_FILE
-    if not path.is_file():
-        raise PaperlibError(f"no {CURVES_FILE} in {str(path.parent)!r}: run `paperlib prune` (or run_pruning) first")
-    return _read(path, CURVE_COLUMNS, _typed_curves)
+    return _load(folder, CURVES_FILE, CURVE_COLUMNS, _typed_curves)
 
 
 def load_signals(folder) -> pd.DataFrame:
     """signals.parquet of a run folder (or a Run), one row per (strategy, seed, step, layer)."""
-    path = _folder(folder) / SIGNALS_FILE
-    if not path.is_file():
-        raise PaperlibError(f"no {SIGNALS_FILE} in {str(path.parent)!r}: run `paperlib prune` (or run_pruning) first")
-    return _read(path, SIGNAL_COLUMNS, _typed_signals)
+    return _load(folder, SIGNALS_FILE, SIGNAL_COLUMNS, _typed_signals)
 
 
-def _save(folder: Path, curve: pd.DataFrame, signals: pd.DataFrame, job: tuple[str, int]) -> None:
-    """Merge one finished (strategy, seed) into both files, replacing any earlier rows of it.
+def load_predictions(folder) -> pd.DataFrame:
+    """predictions.parquet of a run folder (or a Run), one row per (strategy, seed, step, split, example)."""
+    return _load(folder, PREDICTIONS_FILE, PREDICTION_COLUMNS, _typed_predictions)
 
-    Signals first: curves.parquet is what marks a job done, so an interruption between the two
-    writes only means the job is redone (and its signal rows replaced, never duplicated)."""
+
+def load_labels(folder) -> pd.DataFrame:
+    """labels.parquet of a run folder (or a Run): the true label of every validation and test example."""
+    return _load(folder, LABELS_FILE, LABEL_COLUMNS, _typed_labels)
+
+
+def merge_predictions(folder, new: pd.DataFrame, jobs) -> None:
+    """Replace the rows of each (strategy, seed) in ``jobs`` in the folder's predictions.parquet by ``new``."""
+    path = _folder(folder) / PREDICTIONS_FILE
+    old = _read(path, PREDICTION_COLUMNS, _typed_predictions)
+    drop = np.zeros(len(old), dtype=bool)
+    for name, seed in jobs:
+        drop |= ((old["strategy"] == name) & (old["seed"] == seed)).to_numpy()
+    parts = [f for f in (old[~drop], new) if len(f)]
+    write_parquet(_typed_predictions(pd.concat(parts, ignore_index=True)) if parts else old, path)
+
+
+def drop_strategies(folder, names) -> int:
+    """Delete every row of these strategies from curves.parquet (first: it marks a curve done),
+    signals.parquet and predictions.parquet; return how many curve rows went.  For stale curves
+    (e.g. fusion curves whose models were refitted on other rows)."""
+    folder, names = _folder(folder), set(names)
+    dropped = 0
+    for name, columns, typed in ((CURVES_FILE, CURVE_COLUMNS, _typed_curves), (SIGNALS_FILE, SIGNAL_COLUMNS, _typed_signals),
+                                 (PREDICTIONS_FILE, PREDICTION_COLUMNS, _typed_predictions)):
+        if not (folder / name).is_file():
+            continue
+        old = _read(folder / name, columns, typed)
+        stale = old["strategy"].isin(names)
+        if stale.any():
+            write_parquet(old[~stale], folder / name)
+        dropped += int(stale.sum()) if name == CURVES_FILE else 0
+    return dropped
+
+
+def _save_original(folder: Path, pruner: Pruner) -> None:
+    """labels.parquet and M_0's predictions (step 0), once per run folder."""
+    if not (folder / LABELS_FILE).is_file():
+        labels = [pd.DataFrame({"split": split, "example": np.arange(len(pruner.run.encoded[split])),
+                                "label": pruner.run.encoded[split].labels.cpu().numpy()}) for split in SPLITS]
+        write_parquet(_typed_labels(pd.concat(labels, ignore_index=True)), folder / LABELS_FILE)
+    have = _read(folder / PREDICTIONS_FILE, PREDICTION_COLUMNS, _typed_predictions)
+    if not (have["strategy"] == ORIGINAL).any():
+        rows = [prediction_rows(pruner.predictions(pruner.all_layers, split), ORIGINAL, 0, 0, split) for split in SPLITS]
+        merge_predictions(folder, _typed_predictions(pd.concat(rows, ignore_index=True)), [(ORIGINAL, 0)])
+
+
+def _save(folder: Path, curve: pd.DataFrame, signals: pd.DataFrame, predictions: pd.DataFrame,
+          job: tuple[str, int]) -> None:
+    """Merge one finished (strategy, seed) into the three files, replacing any earlier rows of it.
+
+    Signals and predictions first: curves.parquet is what marks a job done, so an interruption
+    between the writes only means the job is redone (its rows replaced, never duplicated)."""
+    merge_predictions(folder, predictions, [job])
     for name, new, columns, typed in ((SIGNALS_FILE, signals, SIGNAL_COLUMNS, _typed_signals),
                                       (CURVES_FILE, curve, CURVE_COLUMNS, _typed_curves)):
         old = _read(folder / name, columns, typed)
@@ -401,9 +513,15 @@ def _save(folder: Path, curve: pd.DataFrame, signals: pd.DataFrame, job: tuple[s
         write_parquet(typed(pd.concat(parts, ignore_index=True)) if parts else old, folder / name)
 
 
-def _done(curves: pd.DataFrame, n_steps: int) -> set[tuple[str, int]]:
+def _done(curves: pd.DataFrame, n_steps: int, predictions: pd.DataFrame | None = None) -> set[tuple[str, int]]:
+    """(strategy, seed) pairs with all ``n_steps`` curve rows and, when ``predictions`` is given, the
+    predictions of every step on both splits (a folder from before predictions were saved redoes them)."""
     counts = curves.groupby(["strategy", "seed"]).size()
-    return {(str(s), int(seed)) for (s, seed), n in counts.items() if n == n_steps}
+    done = {(str(s), int(seed)) for (s, seed), n in counts.items() if n == n_steps}
+    if predictions is not None:
+        models = predictions.drop_duplicates(["strategy", "seed", "step", "split"]).groupby(["strategy", "seed"]).size()
+        done &= {(str(s), int(seed)) for (s, seed), n in models.items() if n == n_steps * len(SPLITS)}
+    return done
 
 
 def run_pruning(run, strategies="all", progress: bool | None = None, signal_fn: SignalFn | None = None,
@@ -419,16 +537,18 @@ def run_pruning(run, strategies="all", progress: bool | None = None, signal_fn: 
     pruner = pruner or Pruner(run, signal_fn, progress)
     folder = Path(run.folder)
     pruner.warm_start(folder)
+    _save_original(folder, pruner)
     n_steps = len(pruner.all_layers) - 1
-    done = _done(_read(folder / CURVES_FILE, CURVE_COLUMNS, _typed_curves), n_steps)
+    done = _done(_read(folder / CURVES_FILE, CURVE_COLUMNS, _typed_curves), n_steps,
+                 pd.read_parquet(folder / PREDICTIONS_FILE, columns=["strategy", "seed", "step", "split"]))
     jobs = [(s, seed) for s in strategies
             for seed in (range(run.preset.random_seeds) if s.kind == "random" else [0])
             if (s.name, seed) not in done]
     bar = tqdm(jobs, desc="prune", disable=not progress_enabled(progress))
     for strategy, seed in bar:
         bar.set_postfix_str(strategy.name + (f" seed {seed}" if strategy.kind == "random" else ""))
-        curve, signals = prune_curve(pruner, strategy, seed)
-        _save(folder, curve, signals, (strategy.name, seed))
+        curve, signals, predictions = prune_curve(pruner, strategy, seed, with_predictions=True)
+        _save(folder, curve, signals, predictions, (strategy.name, seed))
     bar.close()
     return _read(folder / CURVES_FILE, CURVE_COLUMNS, _typed_curves)
 
@@ -436,10 +556,10 @@ def run_pruning(run, strategies="all", progress: bool | None = None, signal_fn: 
 # ---------------------------------------------------------------- summary
 
 def summarize_curves(curves: pd.DataFrame) -> pd.DataFrame:
-    """Per strategy: best test accuracy over k, the k reaching it, and the mean over k.
-
-    Random (several seeds) is first averaged over seeds per step.  When several k reach the best,
-    the largest k (the smallest model) is reported."""
+    """Per strategy: the mean test accuracy over k (the area under the curve, no k chosen), then the best
+    test accuracy over k and the k reaching it (a maximum picked on test: a secondary view), sorted by
+    the mean.  Random (several seeds) is first averaged over seeds per step.  When several k reach the
+    best, the largest k (the smallest model) is reported."""
     per_step = curves.groupby(["strategy", "step"], as_index=False).agg(
         test_acc=("test_acc", "mean"), seeds=("seed", "nunique"))
     rows = []
@@ -447,13 +567,13 @@ def summarize_curves(curves: pd.DataFrame) -> pd.DataFrame:
         best = g["test_acc"].max()
         rows.append({"strategy": name, "best_test_acc": best, "best_k": int(g.loc[g["test_acc"] == best, "step"].max()),
                      "mean_test_acc": g["test_acc"].mean(), "seeds": int(g["seeds"].max())})
-    table = pd.DataFrame(rows, columns=["strategy", "best_test_acc", "best_k", "mean_test_acc", "seeds"])
-    return table.sort_values(["best_test_acc", "mean_test_acc", "strategy"], ascending=[False, False, True],
+    table = pd.DataFrame(rows, columns=["strategy", "mean_test_acc", "best_test_acc", "best_k", "seeds"])
+    return table.sort_values(["mean_test_acc", "best_test_acc", "strategy"], ascending=[False, False, True],
                              kind="stable").reset_index(drop=True)
 
 
 def prune_command(run, strategies="all", progress: bool | None = None) -> None:
-    """`paperlib prune`: run the strategies, then print best test accuracy per strategy."""
+    """`paperlib prune`: run the strategies, then print each curve's mean test accuracy (and its test-selected maximum)."""
     curves = run_pruning(run, strategies, progress=progress)
     names = [s.name for s in _strategies(strategies)]
     table = summarize_curves(curves[curves["strategy"].isin(names)])
@@ -461,4 +581,5 @@ def prune_command(run, strategies="all", progress: bool | None = None) -> None:
     m = run.metrics
     print(f"{run.splits.name}: M_0 ({m.get('n_layers', len(kept_layers(run.model)))} layers) "
           f"val {m['val_acc']:.4f}, test {m['test_acc']:.4f}; curves in {Path(run.folder) / CURVES_FILE}")
-    print(table.drop(columns="seeds").to_string(index=False, float_format=lambda x: f"{x:.4f}"))
+    shown = table.drop(columns="seeds").rename(columns={"best_test_acc": "max_test_acc (picked on test)", "best_k": "k_of_max"})
+    print(shown.to_string(index=False, float_format=lambda x: f"{x:.4f}"))

@@ -11,6 +11,10 @@ Choices SPEC leaves open (the companion's own):
   is exactly ``intermediate_act_fn(intermediate.dense(.))``, the same for every architecture.
 - "Mean over batches" is a plain mean over the calibration batches (length-sorted, ``batch_size``).
 - Attention and activation means pool all valid tokens / (head, valid query) pairs of all examples.
+- Redundancy-MI compares the token-mean states m(x_l) and m(h_l), not the [CLS] vectors: the [CLS]
+  vector entering the bottom layer is the same embedding for every example (same token, position 0),
+  so its PCA is empty and the MI was 0 for the bottom layer in every snapshot.  Token means differ
+  between examples at every depth.
 - PCA keeps at most 16 components, fewer when n_calib or hidden is small; Redundancy-MI keeps at most
   (n-1)//2 per side, because two k-dimensional projections of n centred points with 2k > n-1 share
   directions by construction and would make every canonical correlation 1.
@@ -94,8 +98,9 @@ class _LayerSums:
     attn_count: torch.Tensor    # number of (head, valid query) pairs
     influence_sum: torch.Tensor  # sum of 1 - cos(x_l, h_l) over valid tokens
     d_ff: int = 0
-    cls_in: torch.Tensor | None = None
-    cls_out: torch.Tensor | None = None
+    cls_out: torch.Tensor | None = None   # (n_calib, hidden): c_l, the first-token vector of h_l
+    mean_in: torch.Tensor | None = None   # (n_calib, hidden): mean over valid tokens of x_l
+    mean_out: torch.Tensor | None = None  # (n_calib, hidden): mean over valid tokens of h_l
 
     @classmethod
     def zeros(cls, device) -> "_LayerSums":
@@ -153,11 +158,13 @@ def _layer_hook(sums: _LayerSums, batch: _Batch):
         h = (output[0] if isinstance(output, tuple) else output).detach().float()
         cos = F.cosine_similarity(x, h, dim=-1, eps=1e-8)  # (B, T)
         sums.influence_sum += ((1.0 - cos) * batch.mask).sum()
-        if sums.cls_in is None:
-            sums.cls_in = x.new_zeros(batch.n_examples, x.shape[-1])
-            sums.cls_out = x.new_zeros(batch.n_examples, x.shape[-1])
-        sums.cls_in[batch.index] = x[:, 0]
+        if sums.cls_out is None:
+            sums.cls_out, sums.mean_in, sums.mean_out = (x.new_zeros(batch.n_examples, x.shape[-1]) for _ in range(3))
+        m = batch.mask.to(x.dtype)[..., None]
+        n = batch.n_valid.to(x.dtype)[:, None]
         sums.cls_out[batch.index] = h[:, 0]
+        sums.mean_in[batch.index] = (x * m).sum(1) / n
+        sums.mean_out[batch.index] = (h * m).sum(1) / n
     return hook
 
 
@@ -290,11 +297,20 @@ def canonical_correlations(x, y, k: int = MAX_COMPONENTS) -> torch.Tensor:
     return torch.linalg.svdvals(ux.T @ uy)
 
 
-def redundancy_mi(cls_in, cls_out, k: int = MAX_COMPONENTS) -> float:
-    """Redundancy-MI = Gaussian MI between the [CLS] vectors entering and leaving a layer:
-    -1/2 sum_i log(1 - rho_i^2), rho_i their canonical correlations clipped below 1 - 1e-6
-    (a layer that copies its input scores about 6.6 nats per component, large but finite)."""
-    x, y = _as_double(cls_in), _as_double(cls_out)
+def token_mean(states, mask) -> torch.Tensor:
+    """m(x)_i = sum_t mask_it x_it / sum_t mask_it: the mean over each example's valid tokens
+    (states: examples x tokens x hidden, mask: examples x tokens)."""
+    x = _as_double(states)
+    m = _as_double(mask, x.device)
+    return (x * m[..., None]).sum(1) / m.sum(1, keepdim=True)
+
+
+def redundancy_mi(mean_in, mean_out, k: int = MAX_COMPONENTS) -> float:
+    """Redundancy-MI = Gaussian MI between the token-mean states entering and leaving a layer
+    (``token_mean`` of x_l and of h_l, examples x hidden): -1/2 sum_i log(1 - rho_i^2), rho_i the
+    canonical correlations of their top-k PCA projections, clipped below 1 - 1e-6 (a layer that
+    copies its input scores about 6.6 nats per component, large but finite)."""
+    x, y = _as_double(mean_in), _as_double(mean_out)
     k = _redundancy_k(x.shape[0], k)
     return _gaussian_mi(_pca(x, k)[0], _pca(y.to(x.device), k)[0])
 
@@ -302,22 +318,24 @@ def redundancy_mi(cls_in, cls_out, k: int = MAX_COMPONENTS) -> float:
 # ---------------------------------------------------------------- the calibration pass
 
 def _mi_signals(sums: list[_LayerSums], labels: torch.Tensor, seed: int) -> list[tuple[float, float]]:
-    """(Task-Relevance-MI, Redundancy-MI) per layer.  The PCA of each [CLS] matrix is computed once:
-    the output of layer l is the input of layer l+1."""
-    states = [sums[0].cls_in.double()] + [s.cls_out.double() for s in sums]
-    decomposed = [_pca(c, MAX_COMPONENTS) for c in states]
-    n = states[0].shape[0]
-    k_red = _redundancy_k(n)
+    """(Task-Relevance-MI, Redundancy-MI) per layer: Task-Relevance-MI from the PCA of c_l, Redundancy-MI
+    from the PCA of the token means m(x_l), m(h_l).  Each token-mean PCA is computed once: the output
+    of layer l is the input of layer l+1."""
+    means = [sums[0].mean_in.double()] + [s.mean_out.double() for s in sums]
+    k_red = _redundancy_k(means[0].shape[0])
+    decomposed = [_pca(m, k_red)[0] for m in means]
     single_class = len(torch.unique(labels)) < 2
     out = []
     for pos, s in enumerate(sums):
-        u_in, _ = decomposed[pos]
-        if pos > 0 and not torch.equal(s.cls_in.double(), states[pos]):  # a model that alters states between layers
-            u_in, _ = _pca(s.cls_in.double(), MAX_COMPONENTS)
-        u_out, s_out = decomposed[pos + 1]
-        relevance = 0.0 if single_class or u_out.shape[1] == 0 else float(
-            knn_mutual_info(u_out * s_out, labels.cpu().numpy(), seed).mean())
-        out.append((relevance, _gaussian_mi(u_in[:, :k_red], u_out[:, :k_red])))
+        u_in = decomposed[pos]
+        if pos > 0 and not torch.equal(s.mean_in.double(), means[pos]):  # a model that alters states between layers
+            u_in = _pca(s.mean_in.double(), k_red)[0]
+        relevance = 0.0
+        if not single_class:
+            u_cls, s_cls = _pca(s.cls_out.double(), MAX_COMPONENTS)
+            if u_cls.shape[1]:
+                relevance = float(knn_mutual_info(u_cls * s_cls, labels.cpu().numpy(), seed).mean())
+        out.append((relevance, _gaussian_mi(u_in, decomposed[pos + 1])))
     return out
 
 

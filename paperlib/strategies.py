@@ -86,15 +86,23 @@ REGISTRY: dict[str, Strategy] = {
     "Block-Influence": Strategy("Block-Influence", "reference", "reference", "lowest", "Block-Influence"),
     "Top-Drop": Strategy("Top-Drop", "reference", "reference", "highest"),
 }
+FLIPPED = " (flipped)"
+OPPOSITE = {"lowest": "highest", "highest": "lowest"}
+# "<signal> (flipped)": the same ranked rule with the opposite direction, for the direction check
+# (metrics.direction_check).  Run only when named (or with 'flipped'); 'all' does not include them.
+REGISTRY |= {s + FLIPPED: Strategy(s + FLIPPED, CATEGORY[s], "signal", OPPOSITE[DIRECTION[s]], s) for s in SIGNALS}
+FLIPPED_ALL = tuple(s + FLIPPED for s in SIGNALS)
 FUSION_NAMES = ("Linear-Regression", "Random-Forest")
 SINGLE_SIGNAL = SIGNALS
 PRUNE_ALL = SIGNALS + ("Random", "Oracle", "Block-Influence", "Top-Drop")
 
 
 def parse_strategies(spec: str | list[str]) -> list[str]:
-    """'all' or a comma list -> validated list of names (fusion strategies come from ``paperlib fuse``)."""
-    names = list(PRUNE_ALL) if spec in ("all", ["all"]) else (
-        [s.strip() for s in spec.split(",") if s.strip()] if isinstance(spec, str) else list(spec))
+    """'all', 'flipped' (the 12 signals with their direction reversed) or a comma list of names and of
+    those two words -> validated list of names (fusion strategies come from ``paperlib fuse``)."""
+    items = [s.strip() for s in spec.split(",") if s.strip()] if isinstance(spec, str) else list(spec)
+    groups = {"all": PRUNE_ALL, "flipped": FLIPPED_ALL}
+    names = list(dict.fromkeys(n for item in items for n in groups.get(item, (item,))))
     unknown = [n for n in names if n not in REGISTRY]
     if unknown:
         hint = " (fusion strategies run through `paperlib fuse`)" if set(unknown) & set(FUSION_NAMES) else ""
@@ -104,6 +112,6 @@ def parse_strategies(spec: str | list[str]) -> list[str]:
 
 def strategy_table() -> pd.DataFrame:
     """The registry as a DataFrame: name, category, kind, direction."""
-    rows = [(s.name, s.category, s.kind, s.direction) for s in REGISTRY.values()]
+    rows = [(s.name, s.category, s.kind, s.direction) for s in REGISTRY.values() if not s.name.endswith(FLIPPED)]
     rows += [(n, "fusion", "fusion", "highest predicted gain") for n in FUSION_NAMES]
     return pd.DataFrame(rows, columns=["strategy", "category", "kind", "direction"])

@@ -5,14 +5,13 @@ from __future__ import annotations
 import dataclasses
 import shutil
 
-import joblib
 import numpy as np
 import pandas as pd
 import pytest
 
 from paperlib.errors import PaperlibError
-from paperlib.fusion import (dataset_rows, fit_fusion, fusion_rows, fusion_strategy, fusion_weights, rows_for,
-                             run_fusion, single_signal_folders, strategy_name)
+from paperlib.fusion import (dataset_rows, fit_fusion, fusion_rows, fusion_strategy, fusion_weights, load_fit_summary,
+                             rows_for, rows_key, run_fusion, single_signal_folders, strategy_name)
 from paperlib.io import write_json
 from paperlib.models import kept_layers
 from paperlib.strategies import SIGNALS
@@ -94,30 +93,28 @@ def test_random_forest_beats_linear_regression_on_an_interaction():
     assert errors["rf"] < 0.5 * errors["lr"]
 
 
-def test_fitted_pipeline_pickles_and_chooses_highest_prediction(tmp_path):
+def test_fitted_pipeline_chooses_highest_prediction():
     x = _features(100, 4)
     rows = x.assign(target=-x["Activation-Mean"])  # low Activation-Mean = harmless
     pipe = fit_fusion(rows, "lr")
-    joblib.dump(pipe, tmp_path / "p.joblib")
-    again = joblib.load(tmp_path / "p.joblib")
-    assert again.predict(x[S]) == pytest.approx(pipe.predict(x[S]))
     signals = _signal_rows([0, 3, 5], {"Activation-Mean": [2.0, -1.0, 4.0]})
-    assert fusion_strategy(again, "Linear-Regression").choose(signals) == 3
+    assert fusion_strategy(pipe, "Linear-Regression").choose(signals) == 3
     with pytest.raises(PaperlibError, match="lr"):
         fit_fusion(rows, "svm")
 
 
 # ---------------------------------------------------------------- protocols
 
-def _fake_run_folder(root, name, seed, n_layers=4, poison=False, strategies=S):
-    """A run folder with hand-made single-signal curves and signals (random values)."""
+def _fake_run_folder(root, name, seed, n_layers=4, poison=False, strategies=S, model="random:tiny", steps=None):
+    """A run folder with hand-made single-signal curves and signals (random values); ``steps`` < L-1
+    leaves every curve unfinished."""
     rng = np.random.default_rng(seed)
     folder = root / name
     folder.mkdir(parents=True)
     sig_parts, curve_rows = [], []
     for strategy in strategies:
         kept, val = list(range(n_layers)), 0.9
-        for step in range(1, n_layers):
+        for step in range(1, (steps or n_layers - 1) + 1):
             sig_parts.append(_signal_rows(kept, {s: rng.normal(size=len(kept)) for s in S}, strategy, step))
             removed = kept[int(rng.integers(len(kept)))]
             kept = [i for i in kept if i != removed]
@@ -126,7 +123,8 @@ def _fake_run_folder(root, name, seed, n_layers=4, poison=False, strategies=S):
     pd.concat(sig_parts).to_parquet(folder / "signals.parquet")
     pd.DataFrame(curve_rows, columns=["strategy", "seed", "step", "removed", "kept", "val_acc", "test_acc",
                                       "n_params", "bytes"]).to_parquet(folder / "curves.parquet")
-    write_json({"val_acc": 0.9, "test_acc": 0.9, "n_params": 10, "bytes": 40}, folder / "metrics.json")
+    write_json({"val_acc": 0.9, "test_acc": 0.9, "n_params": 10, "bytes": 40, "n_layers": n_layers}, folder / "metrics.json")
+    write_json({"model": model}, folder / "config.json")
     return folder
 
 
@@ -150,6 +148,28 @@ def test_transfer_never_sees_the_held_out_dataset(tmp_path):
     within = rows_for("within", "a", tmp_path)
     assert set(within["dataset"]) == {"a"} and within["target"].max() > 40
     assert not np.allclose(fit_fusion(within, "lr").predict(probe), before["lr"])
+
+
+def test_transfer_takes_only_complete_runs_of_the_same_model(tmp_path):
+    for i, name in enumerate("abc"):
+        _fake_run_folder(tmp_path, name, seed=i)
+    _fake_run_folder(tmp_path, "unfinished", seed=5, steps=2)  # 2 of 3 steps: no complete curve
+    _fake_run_folder(tmp_path, "other_model", seed=6, model="minilm")
+    rows = rows_for("transfer", "a", tmp_path, model="random:tiny")
+    assert set(rows["dataset"]) == {"b", "c"} and len(rows) == 2 * 12 * 3
+    assert set(rows_for("transfer", "a", tmp_path)["dataset"]) == {"b", "c", "other_model"}  # no model given
+    assert set(rows_for("transfer", "a", tmp_path, datasets=["c"])["dataset"]) == {"c"}
+    assert set(rows_for("within", "unfinished", tmp_path)["step"]) == {1, 2}  # within keeps what it has
+
+
+def test_rows_key_changes_with_any_row(tmp_path):
+    a = dataset_rows(_fake_run_folder(tmp_path, "a", seed=0))
+    key = rows_key(a)
+    assert key["datasets"] == ["a"] and key["n_rows"] == 36 and key == rows_key(a.copy())
+    changed = a.copy()
+    changed.loc[5, "target"] += 1e-12
+    assert rows_key(changed)["sha256"] != key["sha256"]
+    assert rows_key(a.iloc[:-1])["n_rows"] == 35
 
 
 def test_transfer_without_other_datasets_is_a_clear_error(tmp_path):
@@ -209,13 +229,38 @@ def test_run_fusion_end_to_end(run_copy):
     first = curves[(curves["step"] == 1) & curves["strategy"].isin(S)].set_index("strategy")["val_acc"]
     step1 = saved_rows[saved_rows["step"] == 1].set_index("strategy")["target"]
     assert step1.to_numpy() == pytest.approx((first.reindex(step1.index) - run_copy.metrics["val_acc"]).to_numpy())
-    saved = joblib.load(folder / "fusion_within.joblib")
-    assert saved["trained_on"] == ["synth"]
+    saved = load_fit_summary(folder, "within")
+    assert saved["trained_on"] == ["synth"] and saved["key"] == rows_key(saved_rows)
+    assert not list(folder.glob("*.joblib"))  # no pickled model in the run folder
+    # the stored LR coefficients reproduce the fitted model: intercept + sum coefficient * x
     probe = _features(5, 7)
-    assert saved["rf"].predict(probe) == pytest.approx(result.pipelines["rf"].predict(probe))
+    by_hand = saved["lr"]["intercept"] + probe[S].to_numpy() @ np.array(saved["lr"]["coefficient"])
+    assert by_hand == pytest.approx(result.pipelines["lr"].predict(probe))
+    assert saved["rf"]["importance"] == pytest.approx(result.pipelines["rf"][-1].feature_importances_.tolist())
+    fit = pd.read_parquet(folder / "fusion_within_fit.parquet")
+    assert fit["rf_prediction"].to_numpy() == pytest.approx(result.pipelines["rf"].predict(saved_rows[S]))
     assert set(result.curves["strategy"]) == {"Linear-Regression", "Random-Forest"}
     assert result.curves.groupby("strategy")["step"].max().tolist() == [n_steps, n_steps]
     weights = pd.read_csv(folder / "fusion_weights.csv")
     assert len(weights) == 12 and set(weights["protocol"]) == {"within"}
     with pytest.raises(PaperlibError, match="other than 'synth'"):
         run_fusion(run_copy, "transfer", pruner=pruner)
+
+
+def test_fusion_curves_are_redone_when_their_rows_change(run_copy):
+    from paperlib.pruning import Pruner, run_pruning
+
+    pruner = Pruner(run_copy, fake_signals)
+    run_pruning(run_copy, S, pruner=pruner)
+    first = run_fusion(run_copy, "within", pruner=pruner)
+    again = run_fusion(run_copy, "within", pruner=pruner)  # same rows: nothing redone
+    assert not first.refitted and not again.refitted and again.key == first.key
+    # another single-signal curve with other values: new rows, so the fusion curves are stale
+    curves = pd.read_parquet(run_copy.folder / "curves.parquet")
+    curves.loc[curves["strategy"] == "Gradient-Norm", "val_acc"] -= 0.25
+    curves.to_parquet(run_copy.folder / "curves.parquet")
+    redone = run_fusion(run_copy, "within", pruner=pruner)
+    assert redone.refitted and redone.key != first.key
+    assert load_fit_summary(run_copy.folder)["key"] == redone.key
+    after = pd.read_parquet(run_copy.folder / "curves.parquet")
+    assert (after["strategy"] == "Random-Forest").sum() == len(kept_layers(run_copy.model)) - 1  # no duplicates

@@ -17,7 +17,7 @@ from paperlib.data import Encoded
 from paperlib.errors import PaperlibError
 from paperlib.models import count_parameters, fp32_bytes, get_layers, kept_layers, layers_removed, remove_layers
 from paperlib.pruning import Pruner, load_curves, load_signals, prune_curve, run_pruning, summarize_curves
-from paperlib.strategies import REGISTRY, SIGNALS
+from paperlib.strategies import PRUNE_ALL, REGISTRY, SIGNALS
 from paperlib.train import evaluate, predict_logits
 
 ALL = [0, 1, 2, 3]
@@ -89,7 +89,7 @@ def test_every_curve_has_L_minus_1_consistent_steps(all_curves):
     run, curves = all_curves
     assert list(curves.columns) == ["strategy", "seed", "step", "removed", "kept", "val_acc", "test_acc", "n_params", "bytes"]
     jobs = {(s, seed) for s, seed in zip(curves["strategy"], curves["seed"])}
-    want = {(name, 0) for name in REGISTRY if name != "Random"} | {("Random", s) for s in range(run.preset.random_seeds)}
+    want = {(name, 0) for name in PRUNE_ALL if name != "Random"} | {("Random", s) for s in range(run.preset.random_seeds)}
     assert jobs == want
     for (name, seed), g in curves.groupby(["strategy", "seed"]):
         assert g["step"].tolist() == [1, 2, 3]
@@ -139,10 +139,49 @@ def test_sizes_match_a_really_pruned_copy(tiny_run, all_curves):
     for kept in [(0, 1, 3), (2, 3), (1,)]:
         m = remove_layers(copy.deepcopy(tiny_run.model), [i for i in ALL if i not in kept])
         assert pruner.size(kept) == (count_parameters(m), fp32_bytes(m))
-    for _, row in curves.iterrows():
+    for _, row in curves.drop_duplicates("kept").iterrows():  # every distinct model on the curves
         m = remove_layers(copy.deepcopy(tiny_run.model), [i for i in ALL if i not in pruning.parse_kept(row["kept"])])
         assert (row["n_params"], row["bytes"]) == (count_parameters(m), fp32_bytes(m))
-        break  # one row checked against a real copy is enough; the rest follow from pruner.size above
+
+
+def test_predictions_are_saved_for_every_curve_row_and_for_M0(all_curves):
+    """predictions.parquet: one int16 label per (strategy, seed, step, split, example); scored against
+    labels.parquet they give the curve's accuracies, and they equal a really pruned copy's argmax."""
+    run, curves = all_curves
+    preds, labels = pruning.load_predictions(run.folder), pruning.load_labels(run.folder)
+    assert list(preds.columns) == ["strategy", "seed", "step", "split", "example", "pred"]
+    assert preds["pred"].dtype == np.int16 and labels["label"].dtype == np.int16
+    for split in ("val", "test"):
+        truth = labels[labels.split == split].sort_values("example")["label"].to_numpy()
+        np.testing.assert_array_equal(truth, run.encoded[split].labels.numpy())
+        m0 = preds[(preds.strategy == "M_0") & (preds.split == split)].sort_values("example")
+        assert (m0["step"] == 0).all() and len(m0) == len(truth)
+        np.testing.assert_array_equal(m0["pred"].to_numpy(),
+                                      predict_logits(run.model, run.encoded[split], device="cpu").argmax(-1).numpy())
+    by_model = {key: g.sort_values("example")["pred"].to_numpy() for key, g in preds.groupby(["strategy", "seed", "step", "split"])}
+    assert len(by_model) == 2 * (len(curves) + 1)  # every curve row on both splits, and M_0
+    for row in curves.itertuples():
+        for split, acc in (("val", row.val_acc), ("test", row.test_acc)):
+            pred = by_model[(row.strategy, row.seed, row.step, split)]
+            truth = run.encoded[split].labels.numpy()
+            assert np.float32((pred == truth).mean()) == pytest.approx(acc, abs=1e-7)
+    for kept in curves["kept"].unique()[:4]:
+        row = curves[curves.kept == kept].iloc[0]
+        m = remove_layers(copy.deepcopy(run.model), [i for i in ALL if i not in pruning.parse_kept(kept)])
+        np.testing.assert_array_equal(by_model[(row.strategy, row.seed, row.step, "test")],
+                                      predict_logits(m, run.encoded["test"], device="cpu").argmax(-1).numpy())
+
+
+def test_a_folder_without_predictions_redoes_its_curves(tiny_run, tmp_path):
+    run = in_folder(tiny_run, tmp_path)
+    run_pruning(run, ["Top-Drop", "Random"], signal_fn=fake_signals)
+    before = load_curves(tmp_path)
+    (tmp_path / "predictions.parquet").unlink()
+    after = run_pruning(run, ["Top-Drop", "Random"], signal_fn=fake_signals)
+    pd.testing.assert_frame_equal(before, after)
+    preds = pruning.load_predictions(tmp_path)
+    assert set(preds["strategy"]) == {"M_0", "Top-Drop", "Random"}
+    assert len(preds.drop_duplicates(["strategy", "seed", "step", "split"])) == 2 * (len(after) + 1)
 
 
 def test_evaluate_uses_no_copy_and_matches_a_pruned_copy(tiny_run):
@@ -258,7 +297,7 @@ def test_same_seed_gives_byte_identical_files(tiny_run, tmp_path):
     names = ["Weight-Magnitude", "Random", "Oracle", "Top-Drop"]
     for sub in ("a", "b"):
         run_pruning(in_folder(tiny_run, tmp_path / sub), names, signal_fn=fake_signals)
-    for name in ("curves.parquet", "signals.parquet"):
+    for name in ("curves.parquet", "signals.parquet", "predictions.parquet", "labels.parquet"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     # strategy order does not change the files either (rows are sorted)
     run_pruning(in_folder(tiny_run, tmp_path / "c"), names[::-1], signal_fn=fake_signals)
@@ -327,6 +366,12 @@ def test_finetune_between_trains_a_copy_per_curve(tiny_run, tmp_path):
     assert not np.allclose(s1[s2.index], s2)
     m = remove_layers(copy.deepcopy(tiny_run.model), [curve["removed"].iloc[0]])
     assert (curve["n_params"].iloc[0], curve["bytes"].iloc[0]) == (count_parameters(m), fp32_bytes(m))
+    # predictions are those of each step's re-trained model: they reproduce its accuracies
+    curve, _, preds = prune_curve(Pruner(run, fake_signals), "Top-Drop", with_predictions=True)
+    for row in curve.itertuples():
+        for split, acc in (("val", row.val_acc), ("test", row.test_acc)):
+            pred = preds[(preds.step == row.step) & (preds.split == split)].sort_values("example")["pred"].to_numpy()
+            assert np.float32((pred == run.encoded[split].labels.numpy()).mean()) == pytest.approx(acc, abs=1e-7)
 
 
 # ---------------------------------------------------------------- summary and command
@@ -347,13 +392,12 @@ def test_prune_command_prints_a_table(tiny_run, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(pruning, "_default_signal_fn", fake_signals)
     pruning.prune_command(in_folder(tiny_run, tmp_path), "Top-Drop,Random")
     out = capsys.readouterr().out
-    assert "Top-Drop" in out and f"Random (mean of {tiny_run.preset.random_seeds})" in out and "best_k" in out
+    assert "Top-Drop" in out and f"Random (mean of {tiny_run.preset.random_seeds})" in out and "picked on test" in out
 
 
 # ---------------------------------------------------------------- with the real signals
 
 def test_real_signals_drive_a_curve(tiny_run, tmp_path):
-    pytest.importorskip("paperlib.signals")
     run = in_folder(tiny_run, tmp_path)
     curves = run_pruning(run, ["Weight-Entropy", "Gradient-Fisher", "Block-Influence"])
     signals = load_signals(tmp_path)

@@ -15,8 +15,9 @@ import torch.nn.functional as F
 
 from paperlib.data import Encoded, length_batches
 from paperlib.models import get_layers, load_model, remove_layers
+from paperlib.data import encode
 from paperlib.signals import (compute_signals, histogram_entropy, knn_mutual_info, principal_components,
-                              redundancy_mi, task_relevance_mi)
+                              redundancy_mi, task_relevance_mi, token_mean)
 from paperlib.strategies import SIGNALS
 
 BATCH = 8
@@ -163,12 +164,45 @@ def test_attention_influence_and_mi_match_output_attentions(name):
         z = PCA(n_components=16).fit_transform(h[:, 0])
         mi = mutual_info_classif(z, labels, random_state=3).mean()
         assert got["Task-Relevance-MI"][pos] == pytest.approx(mi, abs=1e-3)
-        # Redundancy-MI: k = min(16, (n-1)//2) = 16 components per side
-        zx, zy = PCA(n_components=16).fit_transform(x[:, 0]), PCA(n_components=16).fit_transform(h[:, 0])
-        joint = np.cov(np.hstack([zx, zy]).T)
-        gaussian_mi = 0.5 * (np.linalg.slogdet(joint[:16, :16])[1] + np.linalg.slogdet(joint[16:, 16:])[1]
-                             - np.linalg.slogdet(joint)[1])
-        assert got["Redundancy-MI"][pos] == pytest.approx(gaussian_mi, rel=1e-3)
+        # Redundancy-MI: token means over valid tokens, k = min(16, (n-1)//2) = 16 components per side
+        assert got["Redundancy-MI"][pos] == pytest.approx(_reference_redundancy(x, h, valid), rel=1e-3)
+
+
+def _reference_redundancy(x: np.ndarray, h: np.ndarray, valid: np.ndarray, k: int = 16) -> float:
+    """Gaussian MI of the top-k sklearn PCA projections of the per-example token means (a numpy loop),
+    by the covariance-determinant formula 1/2 log(|Sxx||Syy| / |S|)."""
+    from sklearn.decomposition import PCA
+
+    mx = np.stack([x[i][valid[i]].mean(0) for i in range(len(x))])
+    mh = np.stack([h[i][valid[i]].mean(0) for i in range(len(h))])
+    zx, zy = PCA(n_components=k).fit_transform(mx), PCA(n_components=k).fit_transform(mh)
+    joint = np.cov(np.hstack([zx, zy]).T)
+    return 0.5 * (np.linalg.slogdet(joint[:k, :k])[1] + np.linalg.slogdet(joint[k:, k:])[1] - np.linalg.slogdet(joint)[1])
+
+
+def test_redundancy_mi_is_informative_for_the_bottom_layer_on_real_cls_first_inputs():
+    """Real tokenised text starts with [CLS] at position 0, so the [CLS] vector entering layer 0 is one
+    embedding shared by every example (its PCA is empty: the old [CLS]-based definition gave 0).  The
+    token-mean definition gives every layer, the bottom one included, a finite positive value that
+    matches the independent reference."""
+    model, tokenizer = _model("tiny"), load_model("random:tiny", num_labels=N_CLASSES)[1]
+    rng = np.random.default_rng(0)
+    words = "apple engine goal market river cloud paper stone music garden train light".split()
+    texts = [" ".join(rng.choice(words, size=int(rng.integers(3, 14)))) for _ in range(60)]
+    enc = encode(texts, np.arange(60) % N_CLASSES, tokenizer, 16)
+    assert (enc.input_ids[:, 0] == tokenizer.cls_token_id).all()
+    got = compute_signals(model, enc, batch_size=BATCH, device="cpu")
+    model.set_attn_implementation("eager")
+    with torch.no_grad():
+        hidden = model(input_ids=enc.input_ids, attention_mask=enc.attention_mask, output_hidden_states=True).hidden_states
+    bottom_cls = hidden[0][:, 0].double()
+    assert torch.allclose(bottom_cls, bottom_cls[:1].expand_as(bottom_cls))  # the defect the definition avoids
+    valid = enc.attention_mask.bool().numpy()
+    for pos in range(len(got)):
+        x, h = hidden[pos].double().numpy(), hidden[pos + 1].double().numpy()
+        expected = _reference_redundancy(x, h, valid)
+        assert expected > 0.5  # the reference itself is informative for every layer
+        assert got["Redundancy-MI"][pos] == pytest.approx(expected, rel=1e-3)
 
 
 # ---------------------------------------------------------------- gradient and weight signals
@@ -262,7 +296,14 @@ def test_task_relevance_mi_is_high_for_the_label_and_near_zero_for_noise():
     assert task_relevance_mi(informative, y, k=1) == pytest.approx(math.log(3), abs=0.1)  # I = H(y)
     assert task_relevance_mi(noise, y) < 0.05
     assert task_relevance_mi(informative, y) > task_relevance_mi(noise, y) + 0.03
-    assert task_relevance_mi(noise[:5, :3], y[:5]) >= 0.0  # n < 16 and d < 16 are handled
+    from sklearn.feature_selection import mutual_info_classif
+
+    small = noise[:12, :3]  # n < 16 and d < 16: k = min(16, n - 1, d) = 3 components (PCA is tested above)
+    z = principal_components(small).numpy()
+    assert z.shape == (12, 3)
+    expected = mutual_info_classif(z, y[:12], random_state=0).mean()
+    assert expected > 0  # a case where the value is not the clipped 0
+    assert task_relevance_mi(small, y[:12]) == pytest.approx(expected, abs=1e-9)
 
 
 def test_redundancy_mi_gaussian_known_answer():
@@ -275,6 +316,26 @@ def test_redundancy_mi_gaussian_known_answer():
     copy = redundancy_mi(x, x.copy())
     assert copy == pytest.approx(-8 * math.log1p(-(1 - 1e-6) ** 2), rel=1e-3)  # clipped, finite
     assert np.isfinite(redundancy_mi(x[:10, :4], y[:10, :4]))  # n < 16 and d < 16 are handled
+
+
+def test_redundancy_mi_known_canonical_correlations():
+    """Jointly Gaussian x, y (16 dims each) with canonical correlations rho_i, each side seen through a
+    random rotation: I(x; y) = -1/2 sum_i log(1 - rho_i^2) (invariant to the rotations)."""
+    rng = np.random.default_rng(4)
+    n, rho = 40000, np.linspace(0.05, 0.95, 16)
+    zx = rng.normal(size=(n, 16))
+    zy = rho * zx + np.sqrt(1 - rho ** 2) * rng.normal(size=(n, 16))
+    qx, qy = (np.linalg.qr(rng.normal(size=(16, 16)))[0] for _ in range(2))
+    expected = -0.5 * np.log1p(-rho ** 2).sum()
+    assert redundancy_mi(zx @ qx, zy @ qy) == pytest.approx(expected, rel=0.02)
+
+
+def test_token_mean_matches_a_loop_over_valid_tokens():
+    rng = np.random.default_rng(5)
+    states = rng.normal(size=(6, 9, 4))
+    mask = (np.arange(9)[None] < rng.integers(1, 10, size=6)[:, None]).astype(np.int64)
+    expected = np.stack([states[i][mask[i] == 1].mean(0) for i in range(6)])
+    np.testing.assert_allclose(token_mean(states, mask).numpy(), expected, atol=1e-12)
 
 
 def test_a_copying_layer_has_the_highest_redundancy_and_lowest_influence():

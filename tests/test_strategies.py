@@ -32,9 +32,24 @@ def frame(values: dict[str, list[float]], layers=LAYERS) -> pd.DataFrame:
 
 def test_registry_holds_the_spec_strategies():
     assert set(SIGNALS) == set(SPEC_PRUNES_FIRST) - {"Block-Influence"}
-    assert set(PRUNE_ALL) == set(REGISTRY) == set(SIGNALS) | {"Random", "Oracle", "Block-Influence", "Top-Drop"}
+    assert set(PRUNE_ALL) == set(SIGNALS) | {"Random", "Oracle", "Block-Influence", "Top-Drop"}
+    assert set(REGISTRY) == set(PRUNE_ALL) | {f"{s} (flipped)" for s in SIGNALS}
     table = strategy_table()
-    assert set(FUSION_NAMES) <= set(table["strategy"]) and len(table) == len(REGISTRY) + 2
+    assert set(FUSION_NAMES) <= set(table["strategy"]) and len(table) == len(PRUNE_ALL) + 2
+
+
+@pytest.mark.parametrize("name", sorted(set(SPEC_PRUNES_FIRST) - {"Block-Influence"}))
+def test_flipped_variant_prunes_the_other_end(name):
+    values = [3.0, 1.0, 4.0, 2.0]  # layer 2 holds the lowest, layer 5 the highest
+    expected = 5 if SPEC_PRUNES_FIRST[name] == "lowest" else 2  # the SPEC direction's opposite end
+    assert REGISTRY[f"{name} (flipped)"].choose(frame({name: values})) == expected
+
+
+def test_flipped_runs_only_when_asked():
+    assert not any(n.endswith("(flipped)") for n in parse_strategies("all"))
+    flipped = parse_strategies("flipped")
+    assert flipped == [f"{s} (flipped)" for s in SIGNALS]
+    assert parse_strategies("Top-Drop,flipped,Top-Drop") == ["Top-Drop", *flipped]
 
 
 @pytest.mark.parametrize("name", sorted(SPEC_PRUNES_FIRST))
