@@ -32,7 +32,7 @@ OFFLINE_TEMPLATE = """{%- extends 'index.html.j2' -%}
 """
 SUMMARY_TABLES = (("table1_mean.csv", "Table 1, selection-free: test accuracy (%) averaged over k; + / \u2212 = "
                                      "significantly above / below the reference chosen on validation"),
-                  ("table1_wide.csv", "Table 1 as in the paper: maximum test accuracy over k (selected on test)"),
+                  ("table1_wide.csv", "Table 1 as in the paper: maximum test accuracy (%) over k (selected on test)"),
                   ("claims.csv", "Claims check"),
                   ("distill_summary.csv", "Distillation at k*"))
 FIGURE1 = "figures/06_figure1_grid.png"
