@@ -1,4 +1,4 @@
-"""Command line: ``paperlib finetune | prune | fuse | distill | table | reproduce``.
+"""Command line: ``paperlib finetune | prune | fuse | distill | table | reproduce | report``.
 
 Each subcommand is a thin wrapper over one pipeline stage; bad input prints one ``error:`` line
 and exits with status 2."""
@@ -126,6 +126,12 @@ def cmd_reproduce(args) -> None:
         sys.exit(1)
 
 
+def cmd_report(args) -> None:
+    from .report import report_command
+
+    report_command(args.runs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="paperlib",
@@ -187,6 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--notebooks", default=None, help="folder of the notebooks (default: the repository's notebooks/)")
     _precision(p)
     p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("report", help="render a run's executed notebooks as static HTML with an index (offline)",
+                       description="Render every executed notebook of a run (per dataset 01-05, and 06) to static HTML "
+                                   "under <runs>/report/, with an index.html linking them beside the summary tables "
+                                   "and the Figure 1 grid. `paperlib reproduce` writes it at its end.")
+    p.add_argument("--runs", default="runs/quick", help="runs folder of a finished `paperlib reproduce` (default: runs/quick)")
+    p.set_defaults(func=cmd_report)
     return parser
 
 

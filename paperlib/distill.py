@@ -29,7 +29,7 @@ from .errors import PaperlibError
 from .io import read_parquet, update_parquet
 from . import pruning
 from .models import count_parameters, fp32_bytes, kept_layers, remove_layers
-from .train import LossFn, evaluate, init_distributed, is_main_process, predict_logits, recovery_lr, train
+from .train import LossFn, evaluate, init_distributed, is_main_process, predict_logits, progress_enabled, recovery_lr, tqdm, train
 
 DEFAULT_STRATEGY = "Random-Forest"
 MODES = ("none", "kd", "ce")  # pruned as is (alpha NaN); distilled (alpha = kd_alpha); label-only control (alpha = 0)
@@ -243,7 +243,9 @@ def distill_run(run, depths=None, strategy: str = DEFAULT_STRATEGY, compile: boo
     cached = None
     if any(m == "kd" for _, m in todo):
         cached = teacher_logits(run.model, run.encoded["train"], preset.eval_batch_size, device)
-    for k, mode in todo:
+    bar = tqdm(todo, desc=f"distill {dataset}", disable=not progress_enabled(progress))
+    for k, mode in bar:
+        bar.set_postfix_str(f"{mode} k={k}")
         t0 = time.perf_counter()
         step = curve.loc[curve["step"] == k].iloc[0]
         kept = parse_kept(step["kept"])
@@ -276,6 +278,7 @@ def distill_run(run, depths=None, strategy: str = DEFAULT_STRATEGY, compile: boo
             print(f"{dataset} {strategy} k={k} ({len(kept)} layers) {mode}: val {val:.4f} test {test:.4f} "
                   f"({time.perf_counter() - t0:.1f}s)", flush=True)
         del student
+    bar.close()
     return _tidy(rows)
 
 

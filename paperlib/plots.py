@@ -7,12 +7,18 @@ Each plotting function takes DataFrames with the on-disk schemas and returns a m
 - ``distill.parquet``: dataset, strategy, depth, n_layers, kept, mode ('kd', 'ce', 'none'), alpha,
   val_acc, test_acc, n_params, bytes, ats, best_depth
 
-``save_figure(fig, folder, name)`` writes ``name.png`` and ``name.pdf`` atomically.  Headless
-processes (no display, no Jupyter backend chosen) draw with Agg."""
+``save_figure(fig, folder, name)`` writes ``name.png`` and ``name.pdf`` atomically; ``show_figure`` does
+the same and, inside a notebook, shows the figure inline where it is made.  Headless processes (no
+display, no Jupyter backend chosen) draw with Agg.
+
+One style for every figure (``STYLE``): Paul Tol's colour-blind-safe "vibrant" palette, real minus
+signs, legends beside or below the axes at a size that never outgrows the plot.  Curves that coincide
+exactly are drawn side by side with a small horizontal offset and say so in the legend ("= Other")."""
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -29,31 +35,59 @@ from .io import atomic_path  # noqa: E402
 from .strategies import CATEGORY, FUSION_NAMES, SIGNALS, zscore  # noqa: E402
 
 RANDOM = "Random"
-# one hue per signal category; fusion and baselines stand out
-CATEGORY_COLOURS = {"activation": "Oranges", "mutual information": "Purples", "gradient": "Greens",
-                    "weight": "Blues", "attention": "RdPu"}
+MINUS = "\u2212"
+# Paul Tol's "vibrant" qualitative palette: distinguishable with the common colour-vision deficiencies
+TOL = {"blue": "#0077BB", "cyan": "#33BBEE", "teal": "#009988", "orange": "#EE7733", "red": "#CC3311",
+       "magenta": "#EE3377", "grey": "#BBBBBB", "black": "#000000", "dark grey": "#555555", "ochre": "#AA8800"}
+# one hue per signal category; members of a category differ by marker and line style
+CATEGORY_COLOURS = {"activation": TOL["orange"], "mutual information": TOL["magenta"], "gradient": TOL["teal"],
+                    "weight": TOL["cyan"], "attention": TOL["ochre"]}
+MEMBER_MARKS = [dict(marker="o", ls="-"), dict(marker="s", ls="--"), dict(marker="^", ls=":")]
 FIXED_STYLE = {
-    "Random-Forest": dict(color="#d62728", lw=2.6, ls="-", zorder=5),
-    "Linear-Regression": dict(color="#1f77b4", lw=2.6, ls="-", zorder=5),
-    "Oracle": dict(color="black", lw=1.8, ls=":", zorder=4),
-    "Block-Influence": dict(color="#8c564b", lw=1.4, ls="-."),
-    "Top-Drop": dict(color="#7f7f7f", lw=1.4, ls="-."),
-    RANDOM: dict(color="#555555", lw=1.4, ls="--"),
+    "Random-Forest": dict(color=TOL["red"], lw=2.6, ls="-", marker="D", zorder=5),
+    "Linear-Regression": dict(color=TOL["blue"], lw=2.6, ls="-", marker="v", zorder=5),
+    "Oracle": dict(color=TOL["black"], lw=1.8, ls=":", marker="*", zorder=4),
+    "Block-Influence": dict(color=TOL["dark grey"], lw=1.3, ls="-.", marker="x"),
+    "Top-Drop": dict(color=TOL["dark grey"], lw=1.3, ls="-.", marker="+"),
+    RANDOM: dict(color=TOL["dark grey"], lw=1.4, ls="--"),
 }
-MODE_LABELS = {"kd": "KD (alpha = 0.5)", "ce": "alpha = 0 (fine-tune, no teacher)", "none": "no KD (pruned as is)"}
-MODE_COLOURS = {"kd": "#d62728", "ce": "#1f77b4", "none": "#7f7f7f"}
+MODE_LABELS = {"kd": "KD (\u03b1 = 0.5)", "ce": "\u03b1 = 0 (same training, no teacher)", "none": "no KD (pruned as is)"}
+MODE_STYLES = {"kd": dict(color=TOL["red"], marker="o", ls="-", lw=2.2, ms=7),
+               "ce": dict(color=TOL["blue"], marker="s", ls="--", lw=1.8, ms=7, mfc="none", mew=1.6),
+               "none": dict(color=TOL["dark grey"], marker="^", ls=":", lw=1.6, ms=6)}
+STYLE = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 7.5,
+         "xtick.labelsize": 8, "ytick.labelsize": 8, "axes.unicode_minus": True, "lines.markersize": 4,
+         "axes.spines.top": False, "axes.spines.right": False, "figure.dpi": 100, "savefig.dpi": 150}
+DODGE = 0.07  # horizontal offset (in steps) between curves that coincide exactly
+MAX_DODGE = 0.35  # ... and the widest spread of one group of coinciding curves
+
+
+def styled(func):
+    """Draw ``func``'s figure under the common ``STYLE``."""
+    import functools
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        with plt.rc_context(STYLE):
+            return func(*args, **kwargs)
+    return wrapper
+
+
+def minus(text: str) -> str:
+    """A number's text with the typographic minus sign (U+2212) instead of a hyphen."""
+    return text.replace("-", MINUS)
 
 
 def strategy_style(name: str) -> dict:
-    """Line style for a strategy: fusion bold, baselines dashed, single signals shaded by category."""
+    """Line style for a strategy: fusion bold, baselines grey and dashed, single signals in their
+    category's colour, told apart within the category by marker and line style."""
     if name in FIXED_STYLE:
         return dict(FIXED_STYLE[name])
     if name.endswith(" (transfer)") and name.split(" (")[0] in FIXED_STYLE:  # fusion trained on other datasets
-        return dict(FIXED_STYLE[name.split(" (")[0]], ls="--", lw=2.0)
+        return dict(FIXED_STYLE[name.split(" (")[0]], ls="--", lw=1.8, marker="", zorder=4)
     if name in CATEGORY:
         members = [s for s in SIGNALS if CATEGORY[s] == CATEGORY[name]]
-        shade = 0.45 + 0.4 * members.index(name) / max(1, len(members) - 1)
-        return dict(color=plt.get_cmap(CATEGORY_COLOURS[CATEGORY[name]])(shade), lw=1.2, ls="-")
+        return dict(color=CATEGORY_COLOURS[CATEGORY[name]], lw=1.2, **MEMBER_MARKS[members.index(name) % len(MEMBER_MARKS)])
     return dict(lw=1.2, ls="-")
 
 
@@ -77,6 +111,32 @@ def save_figure(fig, folder: str | os.PathLike, name: str, dpi: int = 150) -> li
     return paths
 
 
+def _in_notebook() -> bool:
+    """True inside a Jupyter kernel (papermill, nbval, JupyterLab), False in scripts and tests."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def show_figure(fig, folder: str | os.PathLike, name: str, inline_dpi: int = 80) -> list[Path]:
+    """Save ``fig`` as PNG and PDF (``save_figure``) and, inside a notebook, show it inline as one PNG.
+
+    The inline image is drawn at ``inline_dpi`` (smaller than the saved file) so that an executed
+    notebook stays small; it is shown explicitly whatever matplotlib backend the kernel has, and the
+    figure is closed so that the inline backend does not show it a second time."""
+    import io
+
+    paths = save_figure(fig, folder, name)
+    if _in_notebook():
+        from IPython.display import Image, display
+
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=inline_dpi, bbox_inches="tight")
+        display(Image(data=buffer.getvalue(), format="png"))
+    plt.close(fig)
+    return paths
+
+
 def _require(df: pd.DataFrame, columns, what: str) -> None:
     missing = [c for c in columns if c not in df.columns]
     if missing:
@@ -97,6 +157,7 @@ def first_step_signals(signals: pd.DataFrame) -> pd.DataFrame:
     return first.groupby("layer", as_index=False)[list(SIGNALS)].mean().sort_values("layer").reset_index(drop=True)
 
 
+@styled
 def signal_heatmap(signals: pd.DataFrame, title: str | None = None):
     """Layer x signal heatmap of M_0's signals, each column z-scored across layers: z = (s - mean) / sd.
 
@@ -105,8 +166,9 @@ def signal_heatmap(signals: pd.DataFrame, title: str | None = None):
 
     per_layer = first_step_signals(signals)
     z = zscore(per_layer).set_axis(per_layer["layer"].to_numpy(), axis=0)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.7 * len(SIGNALS), 1.2 + 0.45 * len(z)))
-    sns.heatmap(z, ax=ax, cmap="vlag", center=0, annot=True, fmt=".1f", cbar_kws={"label": "z-score across layers"})
+    fig, ax = plt.subplots(figsize=(1.0 + 0.62 * len(SIGNALS), 1.4 + 0.4 * len(z)))
+    sns.heatmap(z, ax=ax, cmap="vlag", center=0, annot=z.map(lambda v: minus(f"{v:.1f}")).to_numpy(), fmt="",
+                annot_kws={"size": 7}, cbar_kws={"label": "z-score across layers"})
     ax.set_xlabel("signal")
     ax.set_ylabel("layer (original index)")
     ax.set_title(title or "Signals of the fine-tuned model, z-scored per signal")
@@ -115,6 +177,7 @@ def signal_heatmap(signals: pd.DataFrame, title: str | None = None):
     return fig
 
 
+@styled
 def signal_correlation(signals: pd.DataFrame, title: str | None = None):
     """Pooled within-step Spearman correlation of the twelve signals.
 
@@ -129,9 +192,10 @@ def signal_correlation(signals: pd.DataFrame, title: str | None = None):
     ranks = signals.groupby(keys)[list(SIGNALS)].rank()
     centred = ranks - ranks.groupby([signals[k] for k in keys]).transform("mean")
     corr = centred.corr()
-    fig, ax = plt.subplots(figsize=(9, 7.5))
-    sns.heatmap(corr, ax=ax, cmap="vlag", vmin=-1, vmax=1, annot=True, fmt=".2f", annot_kws={"size": 7},
-                square=True, cbar_kws={"label": "Spearman rho"})
+    fig, ax = plt.subplots(figsize=(8, 6.8))
+    labels = corr.map(lambda v: "" if np.isnan(v) else minus(f"{v:.2f}")).to_numpy()
+    sns.heatmap(corr, ax=ax, cmap="vlag", vmin=-1, vmax=1, annot=labels, fmt="", annot_kws={"size": 6.5},
+                square=True, cbar_kws={"label": "Spearman \u03c1", "shrink": 0.8})
     ax.set_title(title or "How alike the signals rank layers")
     fig.tight_layout()
     return fig
@@ -147,22 +211,58 @@ def random_band(curves: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
     return out
 
 
-def _draw_curves(ax, curves: pd.DataFrame, metric: str, original: float | None, strategies=None, legend=True):
-    names = strategy_order(strategies or curves["strategy"].unique())
-    for name in names:
+def strategy_series(curves: pd.DataFrame, metric: str = "test_acc", strategies=None) -> dict[str, pd.Series]:
+    """Each strategy's curve, step -> metric (Random: the mean over seeds; others: their first seed)."""
+    out = {}
+    for name in strategy_order(strategies or curves["strategy"].unique()):
         rows = curves[curves["strategy"] == name]
         if rows.empty:
             continue
+        if name == RANDOM:
+            band = random_band(curves, metric)
+            out[name] = pd.Series(band["mean"].to_numpy(), index=band["step"].to_numpy())
+        else:
+            seed0 = rows[rows["seed"] == rows["seed"].min()] if "seed" in rows else rows
+            out[name] = seed0.groupby("step")[metric].mean()
+    return out
+
+
+def coinciding(series: dict[str, pd.Series], decimals: int = 6) -> dict[str, str]:
+    """Strategies whose curve equals an earlier one's at every step: {name: first name with that curve}."""
+    seen, same = {}, {}
+    for name, values in series.items():
+        key = tuple(np.round(values.to_numpy(dtype=float), decimals)) + tuple(values.index)
+        if key in seen:
+            same[name] = seen[key]
+        else:
+            seen[key] = name
+    return same
+
+
+def _draw_curves(ax, curves: pd.DataFrame, metric: str, original: float | None, strategies=None, legend=True):
+    """One line per strategy; curves identical to an earlier one are offset by ``DODGE`` steps each
+    and labelled "= <earlier>", so that every strategy stays visible."""
+    series = strategy_series(curves, metric, strategies)
+    same = coinciding(series)
+    offsets: dict[str, int] = {}
+    twins = pd.Series(list(same.values()), dtype=object).value_counts().to_dict()  # first name -> number of twins
+    # at most MAX_DODGE steps between a curve and its last twin, however many coincide
+    gap = {first: min(DODGE, MAX_DODGE / n) for first, n in twins.items()}
+    for name, values in series.items():
         style = strategy_style(name)
+        style.setdefault("markersize", 3.5 if style.get("lw", 1.2) < 2 else 4.5)
+        label = name
+        if name in same:
+            first = same[name]
+            offsets[first] = offsets.get(first, 0) + 1
+            values = values.set_axis(values.index + gap[first] * offsets[first])
+            label = f"{name} (= {first})"
         if name == RANDOM:
             band = random_band(curves, metric)
             ax.fill_between(band["step"], band["mean"] - band["std"], band["mean"] + band["std"],
-                            color=style["color"], alpha=0.18, lw=0)
-            ax.plot(band["step"], band["mean"], label=f"{RANDOM} (mean +- sd, {int(band['count'].max())} seeds)", **style)
-        else:
-            seed0 = rows[rows["seed"] == rows["seed"].min()] if "seed" in rows else rows
-            mean = seed0.groupby("step")[metric].mean()
-            ax.plot(mean.index, mean.to_numpy(), label=name, **style)
+                            color=TOL["grey"], alpha=0.35, lw=0)
+            label = f"{RANDOM} (mean \u00b1 sd, {int(band['count'].max())} seeds)"
+        ax.plot(values.index, values.to_numpy(), label=label, **style)
     if original is not None:
         ax.axhline(original, color="black", ls="--", lw=1, label="original (unpruned)")
     ax.set_xlabel("layers pruned")
@@ -171,15 +271,17 @@ def _draw_curves(ax, curves: pd.DataFrame, metric: str, original: float | None, 
     ax.set_xticks(steps)
     ax.grid(alpha=0.3)
     if legend:
-        ax.legend(fontsize=7, ncol=2, loc="lower left", frameon=False)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, borderaxespad=0)
 
 
+@styled
 def pruning_curves(curves: pd.DataFrame, original_acc: float | None = None, metric: str = "test_acc",
                    strategies=None, title: str | None = None):
-    """Accuracy vs layers pruned: one line per strategy, Random as its mean +- sd band, the
-    original model's accuracy dashed (Figure 1 of the paper for one dataset)."""
+    """Accuracy vs layers pruned: one line per strategy, Random as its mean ± sd band, the
+    original model's accuracy dashed (Figure 1 of the paper for one dataset).  The legend sits to
+    the right of the axes; coinciding curves are offset and named in it."""
     _require(curves, ["strategy", "step", metric], "curves frame")
-    fig, ax = plt.subplots(figsize=(9, 6))
+    fig, ax = plt.subplots(figsize=(9.5, 5.2))
     _draw_curves(ax, curves, metric, original_acc, strategies)
     ax.set_title(title or "Accuracy while pruning layers one at a time")
     fig.tight_layout()
@@ -194,12 +296,13 @@ def pruning_order(curves: pd.DataFrame) -> pd.DataFrame:
     return table.reindex(strategy_order(table.index))
 
 
+@styled
 def pruning_order_grid(curves: pd.DataFrame, title: str | None = None):
     """Which layer each strategy removes at each step, as an annotated grid (colour = layer index)."""
     import seaborn as sns
 
     table = pruning_order(curves)
-    fig, ax = plt.subplots(figsize=(max(5.0, 2.5 + 0.55 * table.shape[1]), 1.0 + 0.35 * table.shape[0]))
+    fig, ax = plt.subplots(figsize=(max(5.0, 2.8 + 0.55 * table.shape[1]), 1.0 + 0.3 * table.shape[0]))
     sns.heatmap(table, ax=ax, annot=True, fmt=".0f", cmap="viridis", cbar=False)  # the numbers are the legend
     ax.set_xlabel("step (k-th removal)")
     ax.set_ylabel("")
@@ -208,26 +311,65 @@ def pruning_order_grid(curves: pd.DataFrame, title: str | None = None):
     return fig
 
 
+@styled
+def direction_check_plot(check: pd.DataFrame, rule: str = "rule mean", flipped: str = "flipped mean",
+                         title: str | None = None, what: str = "curve mean over k", low: str | None = None,
+                         high: str | None = None):
+    """Direction check: per signal (index), the rule's ``what`` minus its flipped twin's, in points,
+    d = 100 (rule - flipped): blue where SPEC's direction wins, orange where the flip wins.  With
+    ``low``/``high`` (columns of a confidence interval of the difference, as fractions) the interval
+    is drawn as an error bar."""
+    _require(check, [rule, flipped], "direction check frame")
+    diff = 100 * (check[rule] - check[flipped]).to_numpy(dtype=float)
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.32 * len(check)))
+    y = np.arange(len(check))[::-1]
+    colours = [TOL["blue"] if d > 0 else TOL["orange"] if d < 0 else TOL["grey"] for d in diff]
+    ax.barh(y, diff, color=colours, height=0.6)
+    if low in check and high in check:
+        lo, hi = 100 * check[low].to_numpy(dtype=float), 100 * check[high].to_numpy(dtype=float)
+        ax.errorbar(diff, y, xerr=np.vstack([diff - lo, hi - diff]), fmt="none", ecolor="black", elinewidth=1, capsize=2)
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_yticks(y, list(check.index))
+    ax.set_xlabel(f"{what}: rule as in SPEC \u2212 flipped rule (points); right of 0: SPEC's direction is better")
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_title(title or "Direction check: each rule against its flipped twin")
+    fig.tight_layout()
+    return fig
+
+
+@styled
 def figure1_grid(curves: pd.DataFrame, originals: dict | None = None, metric: str = "test_acc",
                  strategies=None, ncols: int = 3):
     """Figure 1 over datasets: small multiples of accuracy vs layers pruned, one panel per dataset.
 
     ``curves`` holds every dataset's curves with a ``dataset`` column; ``originals`` maps dataset to
-    the unpruned accuracy.  One legend for all panels."""
+    the unpruned accuracy.  One legend for all panels: beside a single panel, below a grid, with as
+    many columns as fit the figure's width."""
     _require(curves, ["dataset", "strategy", "step", metric], "curves frame")
     datasets = list(dict.fromkeys(curves["dataset"]))
     ncols = min(ncols, len(datasets))
     nrows = int(np.ceil(len(datasets) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.4 * nrows), squeeze=False)
+    single = len(datasets) == 1
+    size = (9.5, 5.2) if single else (4.2 * ncols, 3.3 * nrows)
+    fig, axes = plt.subplots(nrows, ncols, figsize=size, squeeze=False)
     for ax, name in zip(axes.flat, datasets):
-        _draw_curves(ax, curves[curves["dataset"] == name], metric, (originals or {}).get(name), strategies, legend=False)
+        _draw_curves(ax, curves[curves["dataset"] == name], metric, (originals or {}).get(name), strategies, legend=single)
         ax.set_title(name)
     for ax in axes.flat[len(datasets):]:
         ax.set_visible(False)
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(6, len(labels)), fontsize=7, frameon=False,
-               bbox_to_anchor=(0.5, -0.02))
-    fig.tight_layout(rect=(0, 0.08 + 0.02 * (len(labels) // 6), 1, 1))
+    if single:
+        fig.tight_layout()
+        return fig
+    # one legend for the grid: every strategy drawn in any panel, without the per-panel "(= ...)" notes
+    entries = {}
+    for ax in axes.flat[:len(datasets)]:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(label.split(" (= ")[0], handle)
+    ncol = max(1, min(len(entries), int(size[0] // 2.1)))
+    rows = int(np.ceil(len(entries) / ncol))
+    fig.legend(list(entries.values()), list(entries), loc="lower center", ncol=ncol, frameon=False,
+               bbox_to_anchor=(0.5, 0.0))
+    fig.tight_layout(rect=(0, min(0.4, (0.17 * rows + 0.1) / size[1]), 1, 1))
     return fig
 
 
@@ -237,6 +379,7 @@ WEIGHT_COLUMNS = {"lr_coefficient": "LR coefficient (per sd of the z-scored sign
                   "rf_importance": "RF importance (impurity decrease, sums to 1)"}
 
 
+@styled
 def fusion_weights_plot(weights: pd.DataFrame, title: str | None = None):
     """Which signals the fusion trusts: LR coefficients (signed, per standard deviation of the feature)
     beside RF impurity importances.  ``weights`` as ``fusion.fusion_weights`` gives it: signal,
@@ -244,7 +387,7 @@ def fusion_weights_plot(weights: pd.DataFrame, title: str | None = None):
     _require(weights, ["signal", *WEIGHT_COLUMNS], "fusion weights frame")
     per_signal = weights.groupby("signal")[list(WEIGHT_COLUMNS)].mean().reindex(
         [s for s in SIGNALS if s in set(weights["signal"])])
-    fig, axes = plt.subplots(1, len(WEIGHT_COLUMNS), figsize=(11, 4.8), sharey=True)
+    fig, axes = plt.subplots(1, len(WEIGHT_COLUMNS), figsize=(10, 4.4), sharey=True)
     colours = [strategy_style(s)["color"] for s in per_signal.index]
     for ax, (column, label) in zip(axes, WEIGHT_COLUMNS.items()):
         ax.barh(per_signal.index[::-1], per_signal[column].to_numpy()[::-1], color=colours[::-1])
@@ -260,40 +403,55 @@ def fusion_weights_plot(weights: pd.DataFrame, title: str | None = None):
 
 # ---------------------------------------------------------------- distillation and size
 
+@styled
 def distillation_plot(distill: pd.DataFrame, original_acc: float | None = None, metric: str = "test_acc",
                       title: str | None = None):
-    """KD vs alpha = 0 vs no KD, accuracy per depth k (layers removed) of the RF-pruned student."""
+    """KD vs alpha = 0 vs no KD, accuracy per depth k (layers removed) of the RF-pruned student.
+
+    The modes are drawn side by side (offset by ``DODGE``), KD filled and the alpha = 0 control
+    hollow, so both stay visible where they reach the same accuracy; the legend says when they do."""
     _require(distill, ["depth", "mode", metric], "distill frame")
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    for mode in [m for m in ("kd", "ce", "none") if m in set(distill["mode"])]:
-        rows = distill[distill["mode"] == mode].groupby("depth")[metric].mean()
-        ax.plot(rows.index, rows.to_numpy(), marker="o", label=MODE_LABELS[mode], color=MODE_COLOURS[mode])
+    fig, ax = plt.subplots(figsize=(7.5, 4.4))
+    modes = [m for m in ("kd", "ce", "none") if m in set(distill["mode"])]
+    series = {m: distill[distill["mode"] == m].groupby("depth")[metric].mean() for m in modes}
+    same = coinciding(series)
+    for i, mode in enumerate(modes):
+        values = series[mode]
+        label = MODE_LABELS[mode] + (f"; identical to {MODE_LABELS[same[mode]].split(' (')[0]}" if mode in same else "")
+        ax.plot(values.index + DODGE * (i - (len(modes) - 1) / 2), values.to_numpy(), label=label, **MODE_STYLES[mode])
     if "best_depth" in distill and distill["best_depth"].notna().any():
-        flag = distill["best_depth"].dropna()  # distill.parquet: a bool per row (True at k*); or k* itself
-        k_star = distill.loc[flag.index[flag.astype(bool)], "depth"] if flag.dtype == bool else flag
-        if len(k_star):
-            ax.axvline(int(k_star.iloc[0]), color="#2ca02c", ls=":", lw=1.2, label="k* (RF peak on val)")
+        best = distill.loc[distill["best_depth"].astype(bool), "depth"] if distill["best_depth"].dtype == bool else distill["best_depth"].dropna()
+        if len(best):
+            ax.axvline(int(best.iloc[0]), color=TOL["teal"], ls=":", lw=1.2, label="k* (RF peak on validation)")
     if original_acc is not None:
         ax.axhline(original_acc, color="black", ls="--", lw=1, label="original (unpruned)")
     ax.set_xticks(np.sort(distill["depth"].unique()))
     ax.set_xlabel("layers removed (k)")
     ax.set_ylabel(metric.replace("_acc", " accuracy"))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, frameon=False)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, borderaxespad=0)
     ax.set_title(title or "Knowledge distillation of the RF-pruned student")
     fig.tight_layout()
     return fig
 
 
+@styled
 def ats_bars(ats: pd.DataFrame, value: str = "ats", label: str = "model", title: str | None = None):
     """Accuracy-to-size ratio ATS = test accuracy (%) / size (MB) as bars, one per ``label``
-    (hued by ``dataset`` when that column is present)."""
+    (hued by ``dataset`` when that column is present), each bar labelled with its value."""
     import seaborn as sns
 
     _require(ats, [label, value], "ATS frame")
     hue = "dataset" if "dataset" in ats.columns and ats["dataset"].nunique() > 1 else None
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * ats[label].nunique() * (1 + 0.3 * bool(hue))), 4.5))
-    sns.barplot(data=ats, x=label, y=value, hue=hue, ax=ax, errorbar=None)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * ats[label].nunique() * (1 + 0.3 * bool(hue))), 4.2))
+    palette = [TOL[c] for c in ("blue", "red", "teal", "orange", "cyan", "magenta", "ochre", "dark grey", "grey")]
+    if hue:
+        sns.barplot(data=ats, x=label, y=value, hue=hue, ax=ax, errorbar=None, palette=palette[:ats[hue].nunique()])
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, borderaxespad=0, title=hue)
+    else:
+        sns.barplot(data=ats, x=label, y=value, ax=ax, errorbar=None, color=TOL["blue"])
+        for container in ax.containers:
+            ax.bar_label(container, fmt="%.2f", fontsize=7.5)
     ax.set_ylabel("ATS = test accuracy (%) / size (MB)")
     ax.set_xlabel("")
     ax.tick_params(axis="x", rotation=20)

@@ -59,7 +59,19 @@ def progress_enabled(flag: bool | None = None) -> bool:
 
 
 def tqdm(*args, **kwargs):
-    from tqdm.auto import tqdm as _tqdm
+    """A progress bar: tqdm's notebook bar where ipywidgets exist, its text bar elsewhere; under
+    ``paperlib reproduce`` (``$PAPERLIB_PROGRESS_FILE`` set) a bar that reports to the runner
+    instead of drawing (``paperlib.progress``), whatever ``disable`` says."""
+    from .progress import ReportingBar, reporting
+
+    if reporting():
+        kwargs.pop("disable", None)
+        return ReportingBar(*args, **kwargs)
+    try:
+        import ipywidgets  # noqa: F401  (without it tqdm.auto warns "IProgress not found")
+        from tqdm.auto import tqdm as _tqdm
+    except ImportError:
+        from tqdm.std import tqdm as _tqdm
 
     kwargs.setdefault("disable", not progress_enabled())
     kwargs.setdefault("leave", False)

@@ -252,3 +252,13 @@ def test_run_config_records_no_machine_paths(tmp_path, capsys, monkeypatch):
 
     run = prepare(config["dataset_arg"], config["model"], get_preset("tiny"), tmp_path / "runs", data_dir, progress=False)
     assert run.splits.fingerprint() == config["data_fingerprint"]
+
+def test_prune_with_a_bad_strategy_fails_before_loading_anything(tmp_path):
+    """With bars on (no PAPERLIB_QUIET), the error line is all stderr shows: no "Loading weights" bar, no fine-tuning."""
+    env = {k: v for k, v in os.environ.items() if k != "PAPERLIB_QUIET"}
+    proc = subprocess.run([sys.executable, "-m", "paperlib", "prune", "--dataset", "bbc_news", "--preset", "tiny",
+                           "--strategies", "No-Such-Signal", "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, env=env, timeout=120, cwd=REPO)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [proc.stderr.strip()] and proc.stderr.startswith("error: ")
+    assert "No-Such-Signal" in proc.stderr and not (tmp_path / "out").exists()

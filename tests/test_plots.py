@@ -74,7 +74,7 @@ def test_pruning_curves_one_line_per_strategy_and_random_band():
     ax = fig.axes[0]
     lines = labelled_lines(ax)
     assert len(lines) == curves["strategy"].nunique() == 4
-    rf = next(l for l in lines if l.get_label() == "Random-Forest")
+    rf = next(l for l in lines if l.get_label() == "Random-Forest")  # the others coincide with it (labelled "(= ...)")
     np.testing.assert_allclose(rf.get_ydata(), [0.7, 0.6, 0.5, 0.4])
     # Random: mean over the 3 seeds per step, computed by hand
     rnd = next(l for l in lines if l.get_label().startswith("Random ("))
@@ -155,16 +155,23 @@ def test_fusion_weights_bars_match_the_frame():
     plt.close(fig)
 
 
-def test_distillation_plot_one_line_per_mode():
+def test_distillation_plot_one_line_per_mode_side_by_side_and_identical_modes_named():
     rows = [{"dataset": "d", "strategy": "Random-Forest", "depth": k, "mode": mode, "test_acc": acc + 0.01 * k,
-             "best_depth": 2}
-            for k in (1, 2, 3) for mode, acc in (("kd", 0.8), ("ce", 0.7), ("none", 0.5))]
+             "best_depth": k == 2}
+            for k in (1, 2, 3) for mode, acc in (("kd", 0.8), ("ce", 0.8), ("none", 0.5))]
     fig = plots.distillation_plot(pd.DataFrame(rows), original_acc=0.82)
     ax = fig.axes[0]
-    lines = [l for l in ax.get_lines() if l.get_marker() == "o"]
+    lines = {l.get_label(): l for l in ax.get_lines() if l.get_marker() not in ("None", "", None)}
     assert len(lines) == 3
-    kd = next(l for l in lines if l.get_label().startswith("KD"))
+    kd = next(l for name, l in lines.items() if name.startswith("KD"))
+    ce = next(l for name, l in lines.items() if name.startswith("\u03b1 = 0"))
     np.testing.assert_allclose(kd.get_ydata(), [0.81, 0.82, 0.83])
+    np.testing.assert_allclose(ce.get_ydata(), kd.get_ydata())  # same accuracy ...
+    assert np.all(ce.get_xdata() > kd.get_xdata())              # ... drawn beside it, not under it
+    assert "identical to KD" in ce.get_label() and "identical" not in kd.get_label()
+    assert ce.get_markerfacecolor() == "none"                   # hollow control markers around filled KD
+    k_star = [l for l in ax.get_lines() if l.get_label().startswith("k*")]
+    assert k_star[0].get_xdata()[0] == 2
     plt.close(fig)
 
 
@@ -175,6 +182,46 @@ def test_distillation_plot_marks_k_star_from_the_parquet_flags():
     marks = [l for l in fig.axes[0].get_lines() if l.get_label().startswith("k*")]
     assert len(marks) == 1 and list(marks[0].get_xdata()) == [3, 3]
     plt.close(fig)
+
+
+def test_coinciding_curves_are_offset_and_named_in_the_legend():
+    curves = make_curves()  # Random-Forest, Weight-Entropy and Oracle share test accuracy 0.8 - 0.1 k
+    fig = plots.pruning_curves(curves, original_acc=0.85)
+    lines = {l.get_label(): l for l in labelled_lines(fig.axes[0])}
+    rf, we, oracle = lines["Random-Forest"], lines["Weight-Entropy (= Random-Forest)"], lines["Oracle (= Random-Forest)"]
+    steps = np.arange(1, L)
+    np.testing.assert_allclose(rf.get_xdata(), steps)
+    np.testing.assert_allclose(we.get_xdata(), steps + plots.DODGE)       # each twin one offset further
+    np.testing.assert_allclose(oracle.get_xdata(), steps + 2 * plots.DODGE)
+    np.testing.assert_allclose(we.get_ydata(), rf.get_ydata())
+    assert not any("(=" in name for name in lines if name.startswith("Random ("))  # Random differs: no note
+    plt.close(fig)
+    # many coinciding curves stay within MAX_DODGE of the first: no curve drifts towards the next step
+    many = pd.concat([curves] + [curves[curves["strategy"] == "Weight-Entropy"].assign(strategy=s) for s in SIGNALS[:9]])
+    fig = plots.pruning_curves(many)
+    spread = max(l.get_xdata()[0] for l in labelled_lines(fig.axes[0])) - 1
+    assert 0 < spread <= plots.MAX_DODGE + 1e-9
+    plt.close(fig)
+
+
+def test_legend_labels_use_plus_minus_and_minus_signs():
+    fig = plots.pruning_curves(make_curves())
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert any("mean \u00b1 sd" in t for t in labels) and not any("+-" in t for t in labels)
+    plt.close(fig)
+    fig = plots.signal_heatmap(make_signals())
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert any(t.startswith("\u2212") for t in texts) and not any(t.startswith("-") for t in texts)
+    plt.close(fig)
+
+
+def test_show_figure_saves_and_stays_silent_outside_a_notebook(tmp_path, capsys):
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1])
+    paths = plots.show_figure(fig, tmp_path, "shown")
+    assert [p.name for p in paths] == ["shown.png", "shown.pdf"] and all(p.stat().st_size > 0 for p in paths)
+    assert not plt.fignum_exists(fig.number)  # closed: the inline backend cannot show it twice
+    assert capsys.readouterr().out == ""
 
 
 def test_ats_bars_heights():
@@ -190,3 +237,17 @@ def test_missing_columns_and_empty_frames_raise():
         plots.pruning_curves(pd.DataFrame({"strategy": ["a"]}))
     with pytest.raises(PaperlibError, match="empty"):
         plots.signal_heatmap(make_signals().iloc[:0])
+
+
+def test_direction_check_plot_bars_are_differences_in_points():
+    check = pd.DataFrame({"rule mean": [0.8, 0.3, 0.5], "flipped mean": [0.4, 0.6, 0.5],
+                          "lo": [0.3, -0.4, -0.1], "hi": [0.5, -0.2, 0.1]},
+                         index=["Activation-Mean", "Redundancy-MI", "Weight-Entropy"])
+    fig = plots.direction_check_plot(check, low="lo", high="hi")
+    ax = fig.axes[0]
+    widths = [p.get_width() for p in ax.patches]
+    np.testing.assert_allclose(widths, [40.0, -30.0, 0.0])  # 100 * (rule - flipped), top to bottom
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(check.index)
+    assert ax.patches[0].get_facecolor() != ax.patches[1].get_facecolor()  # SPEC wins / flip wins differ
+    assert len(ax.collections) == 1  # the interval error bars
+    plt.close(fig)

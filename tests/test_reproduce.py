@@ -60,7 +60,11 @@ def test_failures_are_isolated_and_a_rerun_resumes(tmp_path, capfd):
         executed = json.loads((runs / "good" / f"{name}.ipynb").read_text())
         assert executed["metadata"]["papermill"]["parameters"]["DATASET"] == "good"
         assert f"[good] {name}: running" in out
-    assert not [p for p in (runs / "good").iterdir() if p.name.startswith(".")]  # no temporary left
+    assert not [p for p in (runs / "good").iterdir() if p.name.startswith(".")]  # no temporary left (nor progress file)
+    executed = (runs / "good" / "01_finetune_baseline.ipynb").read_text()
+    assert not rp.ABSOLUTE_PATH.findall(executed)  # cleaned: metadata and injected parameters carry no machine path
+    assert json.loads(executed)["metadata"]["papermill"]["parameters"]["RUNS"] == rp.display_path(runs)
+    assert (runs / "report" / "index.html").is_file() and "report: " in out  # the report, and where it is
 
     # rerun: every complete notebook is skipped, 06 too (nothing changed); only 'bad' is tried again
     ok = rp.reproduce("tiny", "good,bad", runs, notebooks_dir=nbs, jobs=1)

@@ -1,0 +1,131 @@
+"""``paperlib report``: a run's executed notebooks as static HTML, with an index to browse them offline.
+
+    paperlib report --runs runs/quick        # writes runs/quick/report/index.html
+
+For every dataset folder of the run that holds executed notebooks (01-05) and for ``summary/`` (06),
+each notebook is rendered with nbconvert's JupyterLab template into ``report/<folder>/<notebook>.html``.
+The pages load nothing from the network: CSS is inlined, figures are embedded as data URIs, and the
+template's CDN scripts (require.js, MathJax, mermaid) are left out, so formulas show as their TeX
+source.  ``report/index.html`` links every page and shows Table 1, the claims check, the
+distillation summary and the Figure 1 grid of the run."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import html
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from .errors import PaperlibError
+from .io import atomic_path
+
+REPORT_DIR = "report"
+# lab's page without the scripts it would fetch from a CDN; everything shown is static HTML and CSS
+OFFLINE_TEMPLATE = """{%- extends 'index.html.j2' -%}
+{%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+{%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
+"""
+SUMMARY_TABLES = (("table1_mean.csv", "Table 1, selection-free: test accuracy (%) averaged over k; + / \u2212 = "
+                                     "significantly above / below the reference chosen on validation"),
+                  ("table1_wide.csv", "Table 1 as in the paper: maximum test accuracy (%) over k (selected on test)"),
+                  ("claims.csv", "Claims check"),
+                  ("distill_summary.csv", "Distillation at k*"))
+FIGURE1 = "figures/06_figure1_grid.png"
+STYLE = """body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;font-size:0.85em;margin:0.5em 0 1.5em}th,td{border:1px solid #ccc;padding:3px 6px;text-align:right}
+th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-width:100%}
+.table-wrap{overflow-x:auto}ul.nb{columns:2}code{background:#f3f3f3;padding:0 3px}"""
+
+
+def _exporter():
+    try:
+        from jinja2 import DictLoader
+        from nbconvert import HTMLExporter
+    except ImportError:
+        raise PaperlibError("paperlib report needs nbconvert: pip install 'paperlib[notebooks]'") from None
+    return HTMLExporter(template_name="lab", extra_loaders=[DictLoader({"paperlib_offline.html.j2": OFFLINE_TEMPLATE})],
+                        template_file="paperlib_offline.html.j2", embed_images=True)
+
+
+def notebook_folders(runs: Path) -> list[Path]:
+    """The folders of ``runs`` that hold executed notebooks: datasets in name order, then summary."""
+    folders = sorted(p for p in runs.iterdir() if p.is_dir() and p.name not in ("summary", REPORT_DIR)
+                     and any(p.glob("0[1-5]_*.ipynb")))
+    summary = runs / "summary"
+    return folders + ([summary] if any(summary.glob("06_*.ipynb")) else [])
+
+
+def render_notebook(path: Path, out: Path, exporter=None) -> Path:
+    """``path`` (an executed notebook) as one self-contained HTML page at ``out``."""
+    import nbformat
+
+    exporter = exporter or _exporter()
+    nb = nbformat.read(str(path), as_version=4)
+    nb.metadata["title"] = f"{path.parent.name} · {path.stem}"
+    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": path.stem}})
+    with atomic_path(out) as tmp:
+        Path(tmp).write_text(body, encoding="utf-8")
+    return out
+
+
+def _table_html(path: Path) -> str:
+    df = pd.read_csv(path)
+    return '<div class="table-wrap">' + df.to_html(index=False, na_rep="", border=0, float_format=lambda v: f"{v:.4g}") + "</div>"
+
+
+def _image_html(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
+
+
+def write_report(runs: str | os.PathLike) -> Path:
+    """Render every executed notebook of ``runs`` and write ``runs/report/index.html``; return its path."""
+    runs = Path(runs).expanduser().resolve()
+    if not runs.is_dir():
+        raise PaperlibError(f"runs folder {str(runs)!r} does not exist: run `paperlib reproduce` first (or pass --runs DIR)")
+    folders = notebook_folders(runs)
+    if not folders:
+        raise PaperlibError(f"{runs.name}/ holds no executed notebooks (01-06): run `paperlib reproduce --runs {runs.name}` first")
+    exporter = _exporter()
+    report = runs / REPORT_DIR
+    sections = []
+    for folder in folders:
+        links = []
+        for nb in sorted(folder.glob("0[1-6]_*.ipynb")):
+            page = render_notebook(nb, report / folder.name / f"{nb.stem}.html", exporter)
+            links.append(f'<li><a href="{folder.name}/{page.name}">{html.escape(nb.stem)}</a></li>')
+        title = "Across datasets" if folder.name == "summary" else f"Dataset <code>{html.escape(folder.name)}</code>"
+        sections.append(f"<h3>{title}</h3><ul class=\"nb\">{''.join(links)}</ul>")
+    summary = runs / "summary"
+    parts = [f"<h1>paperlib run <code>{html.escape(runs.name)}</code></h1>",
+             f"<p>Executed notebooks of the run, rendered {datetime.date.today().isoformat()} by "
+             f"<code>paperlib report</code>. The pages need no network; formulas show as their TeX source.</p>",
+             "<h2>Notebooks</h2>", *sections]
+    if (summary / FIGURE1).is_file():
+        parts += ["<h2>Figure 1 over datasets</h2>", "<p>Test accuracy against layers pruned, one panel per dataset "
+                  "(thick lines: fusion; grey band: Random mean ± sd; dotted: Oracle; dashed: the unpruned model).</p>",
+                  _image_html(summary / FIGURE1, "Figure 1 grid")]
+    for name, caption in SUMMARY_TABLES:
+        if (summary / name).is_file():
+            parts += [f"<h2>{html.escape(caption)}</h2>", _table_html(summary / name)]
+    page = ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>paperlib run {html.escape(runs.name)}</title><style>{STYLE}</style></head><body>"
+            + "\n".join(parts) + "</body></html>")
+    index = report / "index.html"
+    with atomic_path(index) as tmp:
+        Path(tmp).write_text(page, encoding="utf-8")
+    return index
+
+
+def report_command(runs: str | os.PathLike) -> Path:
+    """`paperlib report`: write the report and print where (relative to the working directory)."""
+    from .reproduce import display_path
+
+    index = write_report(runs)
+    print(f"report: {display_path(index)} (open it in a browser)")
+    return index

@@ -1,0 +1,168 @@
+"""paperlib report: static HTML of a run's executed notebooks, checked in a real headless browser.
+
+The run folder is built here (notebooks with outputs written directly, no kernel), so the test takes
+seconds.  The browser part needs Playwright and a Chromium executable (Debian: ``apt-get install
+chromium``; or ``$PAPERLIB_CHROMIUM``) and skips cleanly without them."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import nbformat  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output  # noqa: E402
+
+from paperlib.errors import PaperlibError  # noqa: E402
+from paperlib.report import write_report  # noqa: E402
+from paperlib.reproduce import DATASET_NOTEBOOKS, SUMMARY_NOTEBOOK  # noqa: E402
+
+
+def _png(colour: str) -> bytes:
+    fig, ax = plt.subplots(figsize=(2, 1.5))
+    ax.plot([0, 1], [0, 1], color=colour)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=50)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def _executed_notebook(path: Path, title: str) -> None:
+    image = base64.b64encode(_png("#CC3311")).decode("ascii")
+    cells = [new_markdown_cell(f"# {title}\n\nA formula, $\\mathcal{{L}} = -\\log p$, and a table below."),
+             new_code_cell("print('accuracy 0.95')", execution_count=1,
+                           outputs=[new_output("stream", name="stdout", text="accuracy 0.95\n")]),
+             new_code_cell("show()", execution_count=2,
+                           outputs=[new_output("display_data", data={"image/png": image, "text/plain": "<Figure>"})])]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(new_notebook(cells=cells), path)
+
+
+def make_run(runs: Path, datasets=("alpha", "beta")) -> Path:
+    for dataset in datasets:
+        for name in DATASET_NOTEBOOKS:
+            _executed_notebook(runs / dataset / f"{name}.ipynb", f"{dataset} {name}")
+    summary = runs / "summary"
+    _executed_notebook(summary / f"{SUMMARY_NOTEBOOK}.ipynb", "across datasets")
+    pd.DataFrame({"dataset": list(datasets), "Random-Forest": [0.9, 0.8]}).to_csv(summary / "table1_wide.csv", index=False)
+    pd.DataFrame({"claim": ["RF is best"], "verdict": ["partly"]}).to_csv(summary / "claims.csv", index=False)
+    (summary / "figures").mkdir()
+    (summary / "figures" / "06_figure1_grid.png").write_bytes(_png("#0077BB"))
+    (runs / "empty_folder").mkdir()  # a folder without notebooks is not listed
+    return runs
+
+
+def test_report_renders_every_notebook_and_an_index(tmp_path):
+    runs = make_run(tmp_path / "runs")
+    index = write_report(runs)
+    assert index == runs / "report" / "index.html"
+    pages = sorted(p.relative_to(index.parent).as_posix() for p in index.parent.rglob("*.html") if p != index)
+    expected = sorted([f"{d}/{nb}.html" for d in ("alpha", "beta") for nb in DATASET_NOTEBOOKS]
+                      + [f"summary/{SUMMARY_NOTEBOOK}.html"])
+    assert pages == expected
+    html = index.read_text()
+    for page in expected:
+        assert f'href="{page}"' in html
+    assert "empty_folder" not in html
+    assert "RF is best" in html and "0.9" in html               # the summary tables
+    assert html.count("data:image/png;base64,") == 1            # the Figure 1 grid, embedded
+    page = (index.parent / "alpha" / f"{DATASET_NOTEBOOKS[0]}.html").read_text()
+    assert "accuracy 0.95" in page and "data:image/png;base64," in page
+    for cdn in ("cdnjs", "require.js", "mathjax", "unpkg"):   # nothing to fetch from a CDN
+        assert cdn not in page.lower() and cdn not in html.lower()
+
+
+def test_report_bad_input_is_one_error_line(tmp_path):
+    with pytest.raises(PaperlibError, match="does not exist"):
+        write_report(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(PaperlibError, match="no executed notebooks"):
+        write_report(tmp_path / "empty")
+    done = subprocess.run([sys.executable, "-m", "paperlib", "report", "--runs", str(tmp_path / "empty")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.startswith("error: ") and "Traceback" not in done.stderr
+    assert not (tmp_path / "empty" / "report").exists()
+
+
+def chromium() -> str | None:
+    """A Chromium or Chrome executable: $PAPERLIB_CHROMIUM, else the first one on PATH."""
+    if os.environ.get("PAPERLIB_CHROMIUM"):
+        return os.environ["PAPERLIB_CHROMIUM"]
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def browse(index: Path, screenshot: Path | None = None) -> dict:
+    """Open ``index`` and every page it links in headless Chromium, offline; report what went wrong."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright to run the browser test")
+    executable = chromium()
+    if executable is None:
+        pytest.skip("no Chromium executable (apt-get install chromium, or set PAPERLIB_CHROMIUM)")
+    problems = {"console": [], "network": [], "broken_links": [], "broken_images": []}
+    pages_seen = 0
+    with sync_api.sync_playwright() as pw:
+        try:
+            browser = pw.chromium.launch(executable_path=executable, args=["--no-sandbox", "--disable-gpu"])
+        except Exception as exc:  # an executable that cannot start here (e.g. no shared libraries)
+            pytest.skip(f"Chromium at {executable} does not start: {str(exc).splitlines()[0]}")
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.on("console", lambda m: problems["console"].append(f"{page.url}: {m.text}") if m.type == "error" else None)
+        page.on("pageerror", lambda e: problems["console"].append(f"{page.url}: {e}"))
+
+        def offline(route):  # the report must need no network: anything but file: and data: is refused and noted
+            if route.request.url.startswith(("file:", "data:")):
+                route.continue_()
+            else:
+                problems["network"].append(route.request.url)
+                route.abort()
+
+        page.route("**/*", offline)
+        queue, seen = [index.resolve().as_uri()], set()
+        while queue:
+            url = queue.pop(0)
+            if url in seen:
+                continue
+            seen.add(url)
+            response = page.goto(url, wait_until="load")
+            pages_seen += 1
+            if response is not None and not response.ok:
+                problems["broken_links"].append(url)
+                continue
+            problems["broken_images"] += page.eval_on_selector_all(
+                "img", "imgs => imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.alt || i.src.slice(0, 60))")
+            if url == index.resolve().as_uri():
+                if screenshot is not None:
+                    page.screenshot(path=str(screenshot), full_page=True)
+                for href in page.eval_on_selector_all("a[href]", "as => as.map(a => a.href)"):
+                    if href.startswith("file:"):
+                        target = Path(href[len("file://"):].split("#")[0])
+                        if not target.is_file():
+                            problems["broken_links"].append(href)
+                        else:
+                            queue.append(href.split("#")[0])
+        browser.close()
+    problems["pages"] = pages_seen
+    return problems
+
+
+def test_report_loads_in_a_headless_browser_offline(tmp_path):
+    runs = make_run(tmp_path / "runs")
+    index = write_report(runs)
+    shot = tmp_path / "index.png"
+    problems = browse(index, shot)
+    assert problems["pages"] == 1 + 2 * len(DATASET_NOTEBOOKS) + 1   # the index and every page it links
+    assert problems["broken_links"] == [] and problems["broken_images"] == []
+    assert problems["console"] == [] and problems["network"] == []
+    assert shot.stat().st_size > 10_000
