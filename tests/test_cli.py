@@ -66,9 +66,12 @@ def test_finetune_writes_the_run_folder_and_reuses_it(tmp_path, capsys, monkeypa
     code, stdout, err = run_cli(finetune_args(data, out), capsys)
     assert code == 0, err
     folder = out / "fruit"
-    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "metrics.json", "model"]
+    assert sorted(p.name for p in folder.iterdir()) == ["baseline.json", "baseline_predictions.parquet", "config.json",
+                                                        "metrics.json", "model"]
     metrics = json.loads((folder / "metrics.json").read_text())
     assert f"test acc {metrics['test_acc']:.4f}" in stdout
+    baseline = json.loads((folder / "baseline.json").read_text())  # the classical reference beside M_0
+    assert f"classical reference TF-IDF+LR (C={baseline['C']:g}" in stdout
     config = json.loads((folder / "config.json").read_text())
     assert config["class_names"] == ["fruit", "car", "sport"] and config["preset"]["name"] == "tiny"
     saved = json.loads((folder / "model" / "config.json").read_text())
@@ -123,7 +126,8 @@ def test_interrupted_save_leaves_no_half_folder(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(experiment, "write_json", real_write)
     code, _, err = run_cli(finetune_args(data, out), capsys)
     assert code == 0, err
-    assert {p.name for p in (out / "synth").iterdir()} == {"config.json", "metrics.json", "model"}
+    assert {p.name for p in (out / "synth").iterdir()} == {"baseline.json", "baseline_predictions.parquet", "config.json",
+                                                        "metrics.json", "model"}
 
 
 # ---------------------------------------------------------------- bad input
