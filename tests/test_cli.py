@@ -71,6 +71,8 @@ def test_finetune_writes_the_run_folder_and_reuses_it(tmp_path, capsys, monkeypa
                                                         "metrics.json", "model"]
     metrics = json.loads((folder / "metrics.json").read_text())
     assert f"test acc {metrics['test_acc']:.4f}" in stdout
+    baseline = json.loads((folder / "baseline.json").read_text())  # the classical reference beside M_0
+    assert f"classical reference TF-IDF+LR (C={baseline['C']:g}" in stdout
     config = json.loads((folder / "config.json").read_text())
     assert config["class_names"] == ["fruit", "car", "sport"] and config["preset"]["name"] == "tiny"
     saved = json.loads((folder / "model" / "config.json").read_text())

@@ -8,8 +8,9 @@ set -uo pipefail
 RUNS=${RUNS:-/tmp/runs/mpnet-paper}
 mkdir -p "$RUNS/logs"
 export PAPERLIB_QUIET=1 PAPERLIB_CACHE_DIR=/tmp/ref/cache PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2 TOKENIZERS_PARALLELISM=false
+MODEL=${MODEL:-/tmp/mpnet16}  # MODEL=/tmp/minilm16 RUNS=/tmp/runs/minilm-paper DEPTHS=all: the 6-layer run
 # SDPA path for MPNet: check it against eager on the GPU first (bf16 forward + one backward); else run eager
-if ! python3 - <<'PY' > "$RUNS/logs/sdpa_check.log" 2>&1; then export PAPERLIB_MPNET_SDPA=0; echo "SDPA check failed: eager MPNet"; fi
+if [ "$MODEL" = /tmp/mpnet16 ] && ! python3 - <<'PY' > "$RUNS/logs/sdpa_check.log" 2>&1; then export PAPERLIB_MPNET_SDPA=0; echo "SDPA check failed: eager MPNet"; fi
 import torch
 from paperlib.models import load_model, set_attention
 m, tok = load_model("/tmp/mpnet16", num_labels=4)
@@ -29,8 +30,8 @@ g = m.mpnet.encoder.relative_attention_bias.weight.grad
 assert g is not None and torch.isfinite(g).all() and g.abs().sum() > 0
 print("bf16 backward ok, position-bias grad norm", float(g.norm()))
 PY
-cat "$RUNS/logs/sdpa_check.log"
-COMMON="--preset paper --model /tmp/mpnet16 --data-dir /tmp/ref/data --out $RUNS --quiet"
+cat "$RUNS/logs/sdpa_check.log" 2>/dev/null
+COMMON="--preset paper --model $MODEL --data-dir /tmp/ref/data --out $RUNS --quiet"
 DATASETS=${DATASETS:-"newsgroup dbpedia arxiv patent yahoo yelp agnews imdb amazon"}
 start=$(date +%s)
 stage() {  # stage LABEL ARGS...: one CLI stage for every dataset in parallel
