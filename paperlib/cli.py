@@ -75,8 +75,11 @@ def cmd_fuse(args) -> None:
 
 
 def cmd_distill(args) -> None:
+    from .config import check_depths
     from .distill import distill_command
 
+    if args.depths is not None:
+        check_depths(args.depths)  # before any work: a bad --depths must not cost a fine-tune
     distill_command(_prepare(args), depths=args.depths, compile=args.compile, progress=False if args.quiet else None, strategy=args.strategy)
 
 
