@@ -82,7 +82,7 @@ def get_preset(name: str, **overrides) -> Preset:
     preset = PRESETS[name].replace(**overrides)
     if preset.max_length < 8:
         raise PaperlibError(f"max_length must be at least 8 tokens, got {preset.max_length}")
-    _check_depths(preset.distill_depths)
+    check_depths(preset.distill_depths)
     if preset.kd_patience < 0:
         raise PaperlibError(f"kd_patience must be 0 (off) or a number of epochs, got {preset.kd_patience}")
     return preset
@@ -91,8 +91,9 @@ def get_preset(name: str, **overrides) -> Preset:
 DEPTH_POLICIES = ("all", "every_other", "three", "best")  # distill.parse_depths implements them
 
 
-def _check_depths(depths) -> None:
-    """A depth policy name or a comma list of integers (checked against the curve when distilling)."""
+def check_depths(depths) -> None:
+    """A depth policy name or a comma list of integers (checked against the curve when distilling);
+    raises PaperlibError naming the choices otherwise."""
     if depths in DEPTH_POLICIES:
         return
     parts = [p.strip() for p in str(depths).split(",") if p.strip()]

@@ -171,6 +171,9 @@ BAD_INPUTS = {  # case -> (argv builder given tmp_path, words the error must con
     "max_length below 8": (lambda t: finetune_args(write_synthetic(t / "ok"), t / "out", "--max-length", "7"),
                            ["max_length must be at least 8"]),
     "data dir missing": (lambda t: finetune_args("imdb", t / "out", "--data-dir", t / "nowhere"), ["not a folder"]),
+    # checked before the fine-tune that distill would otherwise run first: nothing is written
+    "unknown depth policy": (lambda t: ["distill", *finetune_args(write_synthetic(t / "ok"), t / "out", "--depths", "most")[1:]],
+                             ["--depths must be one of", "every_other", "three"]),
     "unsupported architecture": (lambda t: finetune_args(write_synthetic(t / "ok"), t / "out", model=gpt2_folder(t / "gpt2")),
                                  ["cannot find the layer list", "BERT", "RoBERTa", "DistilBERT", "ELECTRA", "MPNet"]),
 }
