@@ -112,7 +112,7 @@ def main(argv=None) -> None:
         print(f"test command: {command}", flush=True)
         tests = run_tests(command)
     command = "python benchmarks/bench_reproduce.py " + " ".join(["--precision", *args.precision]) + \
-        (" --no-tests" if args.no_tests else "")
+        (" --no-tests" if args.no_tests else "") + (" -- " + " ".join(args.extra) if args.extra else "")
     print(f"\n{stamp} | {where}\n`{command}`\n\n{table(results, tests)}")
 
 
