@@ -437,10 +437,12 @@ def comparison_table(results: list[DatasetResults], resamples: int = DEFAULT_RES
     return table.astype({"k": "float64"})
 
 
-def comparison_wide(table: pd.DataFrame, view: str = "mean", original: dict | None = None) -> pd.DataFrame:
+def comparison_wide(table: pd.DataFrame, view: str = "mean", original: dict | None = None,
+                    baseline: dict | None = None) -> pd.DataFrame:
     """Strategies x datasets of one view, as text: percent with two decimals; '+' = significant win
     over the reference, '-' = significant loss, 'R' = the reference itself; 'val-k' and 'max' cells add
-    '(k=..)'.  ``original``: {dataset: M_0 test acc} adds an 'Original' row."""
+    '(k=..)'.  ``original``: {dataset: M_0 test acc} adds an 'Original' row; ``baseline``: {dataset: test
+    acc of the classical reference} adds a 'TF-IDF+LR' row (the floor a pruned transformer should clear)."""
     sub = table[table["view"] == view]
 
     def cell(r):
@@ -455,6 +457,8 @@ def comparison_wide(table: pd.DataFrame, view: str = "mean", original: dict | No
     wide = wide.reindex(index=_strategy_order(wide.index), columns=_dataset_order(wide.columns)).fillna("")
     if original:
         wide.loc["Original"] = [f"{100 * original.get(d, np.nan):.2f}" for d in wide.columns]
+    if baseline:
+        wide.loc[BASELINE_ROW] = [f"{100 * baseline[d]:.2f}" if d in baseline else "" for d in wide.columns]
     wide.columns.name = None
     return wide
 
@@ -771,6 +775,19 @@ def verdicts(runs_root: str | Path, resamples: int = DEFAULT_RESAMPLES, seed: in
             "claims": claims_check(results, table, summary, resamples, seed), "direction": direction_check(results, resamples, seed)}
 
 
+BASELINE_ROW = "TF-IDF+LR (classical reference)"
+
+
+def classical_reference(runs_root: str | Path) -> dict:
+    """{dataset: test accuracy of TF-IDF + logistic regression} from each run folder's baseline.json
+    (``paperlib.baselines``); folders without one are left out."""
+    from .baselines import read_baseline
+
+    root = Path(runs_root)
+    found = {p.name: read_baseline(p) for p in sorted(root.iterdir()) if p.is_dir()} if root.is_dir() else {}
+    return {name: info["test_acc"] for name, info in found.items() if info}
+
+
 def table_command(runs_root: str | Path, out: str | Path | None = None) -> dict:
     """``paperlib table``: print the selection-free Table 1 with intervals, the secondary views, the
     distillation summary, the claims check with its rules and (when flipped runs exist) the direction
@@ -779,6 +796,7 @@ def table_command(runs_root: str | Path, out: str | Path | None = None) -> dict:
     v = verdicts(runs_root)
     table, references, claims = v["table"], v["references"], v["claims"]
     original = {r.name: r.metrics.get("test_acc", np.nan) for r in v["results"]}
+    baseline = classical_reference(runs_root)
     ks = "; ".join(f"{r.dataset}: L={r.n_layers}, k={'/'.join(str(k) for k in r.ks.values())}, reference {r.reference}"
                    f"{'' if r.predictions else ' (no predictions.parquet: no intervals)'}" for r in references.itertuples())
     views = {"mean": "test accuracy (%) averaged over k = 1..L-1 (area under the curve)",
@@ -794,7 +812,7 @@ def table_command(runs_root: str | Path, out: str | Path | None = None) -> dict:
         print(ks)
         for view, title in views.items():
             print(f"\n{title}")
-            print(comparison_wide(table, view, original if view == "mean" else None).to_string())
+            print(comparison_wide(table, view, *((original, baseline) if view == "mean" else ())).to_string())
             if view == "mean":
                 print("\ndifference to R on the curve mean, points [95 % interval]")
                 intervals = ci_wide(table, "mean")

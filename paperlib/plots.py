@@ -405,8 +405,9 @@ def fusion_weights_plot(weights: pd.DataFrame, title: str | None = None):
 
 @styled
 def distillation_plot(distill: pd.DataFrame, original_acc: float | None = None, metric: str = "test_acc",
-                      title: str | None = None):
-    """KD vs alpha = 0 vs no KD, accuracy per depth k (layers removed) of the RF-pruned student.
+                      title: str | None = None, floor_acc: float | None = None):
+    """KD vs alpha = 0 vs no KD, accuracy per depth k (layers removed) of the RF-pruned student;
+    ``floor_acc`` draws the classical reference (TF-IDF + LR), the floor any pruned model should clear.
 
     The modes are drawn side by side (offset by ``DODGE``), KD filled and the alpha = 0 control
     hollow, so both stay visible where they reach the same accuracy; the legend says when they do."""
@@ -425,6 +426,8 @@ def distillation_plot(distill: pd.DataFrame, original_acc: float | None = None, 
             ax.axvline(int(best.iloc[0]), color=TOL["teal"], ls=":", lw=1.2, label="k* (RF peak on validation)")
     if original_acc is not None:
         ax.axhline(original_acc, color="black", ls="--", lw=1, label="original (unpruned)")
+    if floor_acc is not None:
+        ax.axhline(floor_acc, color=TOL["dark grey"], ls="-.", lw=1.2, label="TF-IDF + LR (classical reference)")
     ax.set_xticks(np.sort(distill["depth"].unique()))
     ax.set_xlabel("layers removed (k)")
     ax.set_ylabel(metric.replace("_acc", " accuracy"))

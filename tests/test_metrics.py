@@ -372,9 +372,13 @@ def test_table_command_prints_intervals_claims_and_rules(tmp_path, capsys):
     _write_folder(tmp_path, b)
     old = make_results("c", {"Weight-Entropy": _flat(0.8, 0.7), "Random-Forest": _flat(0.7, 0.75)})
     _write_folder(tmp_path, old, with_predictions=False)  # a folder from before predictions were saved
+    write_json({"method": "TF-IDF+LR", "test_acc": 0.6125, "val_acc": 0.6}, tmp_path / "a" / "baseline.json")
     out = table_command(tmp_path, out=tmp_path / "summary")
     printed = capsys.readouterr().out
     assert "Table 1 (selection-free)" in printed and "75.00+" in printed and "70.00R" in printed
+    # the classical reference's row: dataset a's baseline.json, nothing for the folders without one
+    row = [line for line in printed.splitlines() if line.startswith("TF-IDF+LR (classical reference)")]
+    assert len(row) == 1 and row[0].split()[3:] == ["61.25"]
     assert "+5.00 [" in printed and "Claims check" in printed and VERDICT_RULES.splitlines()[1] in printed
     assert "c: L=4, k=1/2/3, reference Weight-Entropy (no predictions.parquet: no intervals)" in printed
     assert "SECONDARY, selected on test" in printed

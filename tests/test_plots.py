@@ -184,6 +184,17 @@ def test_distillation_plot_marks_k_star_from_the_parquet_flags():
     plt.close(fig)
 
 
+def test_distillation_plot_draws_the_classical_reference_floor():
+    rows = [{"depth": k, "mode": mode, "test_acc": 0.5} for k in (1, 2) for mode in ("kd", "ce")]
+    fig = plots.distillation_plot(pd.DataFrame(rows), original_acc=0.9, floor_acc=0.7)
+    floor = [l for l in fig.axes[0].get_lines() if l.get_label().startswith("TF-IDF")]
+    assert len(floor) == 1 and list(floor[0].get_ydata()) == [0.7, 0.7]
+    plt.close(fig)
+    fig = plots.distillation_plot(pd.DataFrame(rows))
+    assert not [l for l in fig.axes[0].get_lines() if l.get_label().startswith("TF-IDF")]
+    plt.close(fig)
+
+
 def test_coinciding_curves_are_offset_and_named_in_the_legend():
     curves = make_curves()  # Random-Forest, Weight-Entropy and Oracle share test accuracy 0.8 - 0.1 k
     fig = plots.pruning_curves(curves, original_acc=0.85)

@@ -77,7 +77,7 @@ def main(argv=None) -> int:
     original = {p.name: read_json(p / "metrics.json")["test_acc"] for p in runs.iterdir() if (p / "metrics.json").is_file()}
     print("**Curve mean** (test accuracy %, mean over k = 1..L-1; R = reference chosen on validation; "
           "+/- = significantly above/below R, paired bootstrap 95 %):\n")
-    print(markdown(metrics.comparison_wide(v["table"], "mean", original)))
+    print(markdown(metrics.comparison_wide(v["table"], "mean", original, metrics.classical_reference(runs))))
     print("\n**M_0, the classical reference and the distilled Random-Forest student** (test %; differences in "
           "points with paired-bootstrap 95 % intervals, * = interval excludes 0):\n")
     print(markdown(per_dataset(runs, v), index=False))

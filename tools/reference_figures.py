@@ -1,6 +1,6 @@
-"""Figures of a finished runs folder (e.g. the reference run in results/paper) without re-running anything.
+"""Figures of a finished runs folder (e.g. the reference run in results/mpnet-paper) without re-running anything.
 
-    python tools/reference_figures.py results/paper figures
+    python tools/reference_figures.py results/mpnet-paper figures
 
 Notebook 06 draws the same figures; this script only reads the parquet/json files, so it works on a runs
 folder whose models were left on the GPU machine."""
@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from paperlib import plots
-from paperlib.metrics import distill_summary, load_runs
+from paperlib.metrics import classical_reference, distill_summary, load_runs
 from paperlib.strategies import FUSION_NAMES, PRUNE_ALL
 
 
@@ -27,8 +27,15 @@ def main(runs: str, out: str) -> None:
     fig = plots.ats_bars(bars, title="Accuracy-to-size: original vs distilled RF model at k*")
     for folder in (Path(out), Path(runs) / "summary" / "figures"):
         plots.save_figure(fig, folder, "ats")
-    kd = distill.groupby(["mode", "depth"], as_index=False)["test_acc"].mean()
-    fig = plots.distillation_plot(kd, None, title="KD vs alpha = 0 vs no KD, mean over datasets")
+    # a mean over datasets only at depths distilled on every dataset (k* differs between datasets: a depth
+    # that only some distilled would average another set of datasets)
+    n_datasets = distill["dataset"].nunique()
+    kd = distill.groupby(["mode", "depth"], as_index=False).agg(test_acc=("test_acc", "mean"), n=("dataset", "nunique"))
+    kd = kd[kd["n"] == n_datasets].drop(columns="n")
+    floors = classical_reference(runs)  # the TF-IDF + LR floor and M_0, each averaged over the same datasets
+    fig = plots.distillation_plot(kd, sum(originals.values()) / len(originals),
+                                  floor_acc=sum(floors.values()) / len(floors) if len(floors) == len(originals) else None,
+                                  title="KD vs alpha = 0 vs no KD, mean over datasets")
     for folder in (Path(out), Path(runs) / "summary" / "figures"):
         plots.save_figure(fig, folder, "distillation")
 
