@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
 
 # Before torch loads OpenMP: idle OpenMP threads sleep instead of spinning.  On a shared 2-core CPU
@@ -16,7 +14,7 @@ os.environ["PAPERLIB_QUIET"] = "1"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-REPO = Path(__file__).resolve().parents[1]
+from support import REPO, write_synthetic
 _SHARED = os.environ.get("PAPERLIB_TEST_DATA_DIR") or str(REPO.parent / "shared" / "datasets")
 SHARED_DATASETS = Path(_SHARED) if Path(_SHARED).is_dir() else None
 
@@ -37,31 +35,6 @@ def shared_datasets() -> Path:
     if SHARED_DATASETS is None:
         pytest.skip("../shared/datasets is absent (set PAPERLIB_TEST_DATA_DIR to a copy to run this test)")
     return SHARED_DATASETS
-
-
-WORDS = {0: "apple banana cherry grape melon", 1: "engine wheel brake tyre gear", 2: "goal match team score league"}
-
-
-def write_synthetic(folder: Path, n_per_class: int = 60, classes: int = 3, seed: int = 0, layout: str = "all") -> Path:
-    """A small dataset whose label is given away by its words (learnable by a tiny model)."""
-    rng = np.random.default_rng(seed)
-    filler = "the a of and to in is it that on".split()
-    rows = []
-    for label in range(classes):
-        vocab = WORDS[label % len(WORDS)].split()
-        for _ in range(n_per_class):
-            n = int(rng.integers(4, 20))
-            words = [rng.choice(vocab) if rng.random() < 0.5 else rng.choice(filler) for _ in range(n)]
-            rows.append((" ".join(words), label))
-    df = pd.DataFrame(rows, columns=["text", "label"]).sample(frac=1.0, random_state=seed).reset_index(drop=True)
-    folder.mkdir(parents=True, exist_ok=True)
-    if layout == "all":
-        df.to_csv(folder / "all.csv", index=False)
-    else:
-        cut = int(0.75 * len(df))
-        df.iloc[:cut].to_csv(folder / "train.csv", index=False)
-        df.iloc[cut:].to_csv(folder / "test.csv", index=False)
-    return folder
 
 
 @pytest.fixture
@@ -102,12 +75,3 @@ def quick_minilm(tmp_path_factory):
     return out / "bbc_news", argv
 
 
-def copy_run(folder: Path, out: Path) -> Path:
-    """A copy of a run folder's M_0 (model/, config.json, metrics.json) under ``out``; returns ``out``."""
-    import shutil
-
-    target = out / folder.name
-    shutil.copytree(folder / "model", target / "model")
-    for name in ("config.json", "metrics.json"):
-        shutil.copy2(folder / name, target / name)
-    return out

@@ -15,7 +15,7 @@ import pytest
 
 from paperlib import cli
 
-from conftest import REPO, write_synthetic
+from support import REPO, write_synthetic
 
 
 def run_cli(argv, capsys):

@@ -347,7 +347,7 @@ def test_train_under_two_ranks_shards_batches_and_keeps_replicas_equal(tmp_path)
 
 def test_distillation_beats_the_pruned_minilm_on_bbc_news(quick_minilm, tmp_path, monkeypatch):
     """MiniLM fine-tuned on bbc_news (quick caps), pruned to 2 of 6 layers: KD's test accuracy beats no training."""
-    from conftest import copy_run
+    from support import copy_run
     from paperlib.config import get_preset
     import paperlib.experiment as experiment
 

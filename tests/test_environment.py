@@ -8,7 +8,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from conftest import REPO
+from support import REPO
 
 yaml = pytest.importorskip("yaml")  # PyYAML comes with papermill (the test extra)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import REPO
+from support import REPO
 from paperlib.errors import PaperlibError
 from paperlib.io import atomic_dir, clean_leftovers, read_json, read_parquet, run_lock, update_parquet, write_parquet
 
