@@ -75,16 +75,13 @@ def _check_strategies(spec: str) -> None:
 
 
 def _check_distill_args(depths: str | None, strategy: str) -> None:
-    """--depths (None = the preset's policy, a policy name, or a comma list of k >= 1) and --strategy (a known
-    name), before any work.  Whether each k is on the curve is checked once the curve is read."""
-    from .config import DEPTH_POLICIES
+    """--depths (None = the preset's policy) and --strategy (a known name), before any work.
+    Whether each k is on the curve is checked once the curve is read."""
+    from .config import check_depths
     from .strategies import FUSION_NAMES, REGISTRY
 
-    if depths is not None and depths not in DEPTH_POLICIES:
-        parts = [p.strip() for p in str(depths).split(",") if p.strip()]
-        if not parts or not all(p.isdigit() and int(p) >= 1 for p in parts):
-            raise PaperlibError(f"--depths must be one of {', '.join(DEPTH_POLICIES)} or a comma list of layer "
-                                f"counts k >= 1 (e.g. 2,4,6), got {depths!r}")
+    if depths is not None:
+        check_depths(depths, "--depths")
     known = [*REGISTRY, *FUSION_NAMES, *(f"{n} (transfer)" for n in FUSION_NAMES)]
     if strategy not in known:
         raise PaperlibError(f"unknown --strategy {strategy!r}; choose one of {known}")

@@ -91,15 +91,15 @@ def get_preset(name: str, **overrides) -> Preset:
 DEPTH_POLICIES = ("all", "every_other", "three", "best")  # distill.parse_depths implements them
 
 
-def check_depths(depths) -> None:
-    """A depth policy name or a comma list of integers (checked against the curve when distilling);
-    raises PaperlibError naming the choices otherwise."""
+def check_depths(depths, name: str = "distill_depths") -> None:
+    """A depth policy name or a comma list of layer counts k >= 1 (checked against the curve when
+    distilling); raises PaperlibError naming ``name`` (the preset field or ``--depths``) and the choices."""
     if depths in DEPTH_POLICIES:
         return
     parts = [p.strip() for p in str(depths).split(",") if p.strip()]
-    if not parts or not all(p.lstrip("-").isdigit() for p in parts):
-        raise PaperlibError(f"distill_depths must be one of {', '.join(DEPTH_POLICIES)} or a comma list of "
-                            f"integers such as '1,3', got {depths!r}")
+    if not parts or not all(p.isdigit() and int(p) >= 1 for p in parts):
+        raise PaperlibError(f"{name} must be one of {', '.join(DEPTH_POLICIES)} or a comma list of layer counts "
+                            f"k >= 1 (e.g. 2,4,6), got {depths!r}")
 
 
 def data_dir(explicit: str | os.PathLike | None = None) -> Path | None:
