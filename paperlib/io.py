@@ -175,10 +175,14 @@ def read_json(path: str | os.PathLike):
 
 
 def read_parquet(path: str | os.PathLike, columns: list[str] | None = None) -> pd.DataFrame:
-    """A parquet file of a run folder; a damaged one is one error naming it."""
+    """A parquet file of a run folder; a damaged one is one error naming it.
+
+    Read through one open handle: a writer may replace the file (atomically) meanwhile, and a reader that
+    opened it by name twice (size, then pages) could mix the old file with the new one."""
     path = Path(path)
     try:
-        return pd.read_parquet(path, columns=columns)
+        with open(path, "rb") as handle:
+            return pd.read_parquet(handle, columns=columns)
     except FileNotFoundError:
         raise
     except Exception as exc:  # pyarrow's ArrowInvalid / OSError for a truncated or foreign file
