@@ -118,7 +118,7 @@ def cmd_reproduce(args) -> None:
     from .reproduce import reproduce
 
     ok = reproduce(preset=args.preset, datasets=args.datasets, runs=args.runs, data_dir=args.data_dir,
-                   model=args.model, jobs=args.jobs, notebooks_dir=args.notebooks)
+                   model=args.model, jobs=args.jobs, notebooks_dir=args.notebooks, depths=args.depths)
     if not ok:
         sys.exit(1)
 
@@ -126,7 +126,7 @@ def cmd_reproduce(args) -> None:
 def cmd_report(args) -> None:
     from .report import report_command
 
-    report_command(args.runs)
+    report_command(args.runs, pages=not args.no_pages)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -187,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None, help="local data folder (default: $PAPERLIB_DATA_DIR)")
     p.add_argument("--model", default=None, help="override the preset's model")
     p.add_argument("--jobs", type=int, default=1, help="datasets run in parallel")
+    p.add_argument("--depths", default=None,
+                   help="distillation depths of notebook 05: all, every_other, three, best or a comma list of k "
+                        "(default: the preset's distill_depths)")
     p.add_argument("--notebooks", default=None, help="folder of the notebooks (default: the repository's notebooks/)")
     _precision(p)
     p.set_defaults(func=cmd_reproduce)
@@ -196,6 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "under <runs>/report/, with an index.html linking them beside the summary tables "
                                    "and the Figure 1 grid. `paperlib reproduce` writes it at its end.")
     p.add_argument("--runs", default="runs/quick", help="runs folder of a finished `paperlib reproduce` (default: runs/quick)")
+    p.add_argument("--no-pages", action="store_true",
+                   help="write index.html alone, linking the executed .ipynb files (no HTML page per notebook)")
     p.set_defaults(func=cmd_report)
     return parser
 

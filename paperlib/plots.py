@@ -118,15 +118,16 @@ def _in_notebook() -> bool:
     return shell is not None and getattr(shell, "kernel", None) is not None
 
 
-def show_figure(fig, folder: str | os.PathLike, name: str, inline_dpi: int = 80) -> list[Path]:
+def show_figure(fig, folder: str | os.PathLike | None, name: str, inline_dpi: int = 80) -> list[Path]:
     """Save ``fig`` as PNG and PDF (``save_figure``) and, inside a notebook, show it inline as one PNG.
 
+    ``folder`` None shows without saving (notebook 00, which belongs to no run).
     The inline image is drawn at ``inline_dpi`` (smaller than the saved file) so that an executed
     notebook stays small; it is shown explicitly whatever matplotlib backend the kernel has, and the
     figure is closed so that the inline backend does not show it a second time."""
     import io
 
-    paths = save_figure(fig, folder, name)
+    paths = save_figure(fig, folder, name) if folder is not None else []
     if _in_notebook():
         from IPython.display import Image, display
 
@@ -143,6 +144,84 @@ def _require(df: pd.DataFrame, columns, what: str) -> None:
         raise PaperlibError(f"{what} lacks column(s) {missing}; it has {list(df.columns)}")
     if df.empty:
         raise PaperlibError(f"{what} is empty; run the stage that writes it first")
+
+
+# ---------------------------------------------------------------- the pipeline and M_0
+
+PIPELINE = (("01", "fine-tune", "M₀ on the train split;\nTF-IDF + LR beside it"),
+            ("02", "signals", "12 numbers per layer\nfrom one calibration pass"),
+            ("03", "prune", "remove one layer at a time:\n12 rules, Random, Oracle"),
+            ("04", "fuse", "LR and RF learn which\nlayer to remove next"),
+            ("05", "distil", "retrain the RF-pruned model\nwith and without a teacher"),
+            ("06", "compare", "nine datasets: Table 1,\npaired bootstrap, claims"))
+
+
+@styled
+def pipeline_diagram(stages=PIPELINE, title: str | None = None):
+    """The study as boxes and arrows: one box per notebook (number, stage, what it does)."""
+    from matplotlib.patches import FancyBboxPatch
+
+    fig, ax = plt.subplots(figsize=(2.05 * len(stages), 1.9))
+    ax.set_xlim(0, len(stages))
+    ax.set_ylim(0, 1)
+    ax.axis("off")
+    colours = [TOL["blue"], TOL["teal"], TOL["orange"], TOL["red"], TOL["magenta"], TOL["dark grey"]]
+    for i, (number, stage, what) in enumerate(stages):
+        ax.add_patch(FancyBboxPatch((i + 0.06, 0.08), 0.82, 0.84, boxstyle="round,pad=0.0,rounding_size=0.06",
+                                    fc="white", ec=colours[i % len(colours)], lw=2))
+        ax.text(i + 0.47, 0.72, f"{number} · {stage}", ha="center", va="center", fontsize=10, weight="bold",
+                color=colours[i % len(colours)])
+        ax.text(i + 0.47, 0.38, what, ha="center", va="center", fontsize=7.5, linespacing=1.4)
+        if i + 1 < len(stages):
+            ax.annotate("", xy=(i + 1.06, 0.5), xytext=(i + 0.88, 0.5),
+                        arrowprops=dict(arrowstyle="-|>", color=TOL["dark grey"], lw=1.4))
+    ax.set_title(title or "One dataset flows through notebooks 01–05; 06 compares the datasets", loc="left")
+    fig.tight_layout()
+    return fig
+
+
+@styled
+def finetune_plot(counts: pd.DataFrame, val_acc_by_epoch, best_epoch: int | None = None,
+                  reference_val: float | None = None, title: str | None = None):
+    """Left: examples per class in each split (``counts``: classes x splits). Right: M_0's validation
+    accuracy after each fine-tuning epoch, the kept (best) epoch starred, and the TF-IDF + LR
+    reference's validation accuracy as a line (``reference_val``)."""
+    if counts.empty or not len(val_acc_by_epoch):
+        raise PaperlibError("finetune_plot needs class counts and at least one epoch's validation accuracy")
+    tidy = counts.rename_axis("class").reset_index().melt(id_vars="class", var_name="split", value_name="examples")
+    width = min(14.0, 6.5 + 0.28 * len(counts))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(width + 2.0, 3.8), gridspec_kw={"width_ratios": [max(1.2, len(counts) / 6), 1]})
+    split_colours = [TOL["blue"], TOL["orange"], TOL["teal"]]
+    n_splits = len(counts.columns)
+    bar = 0.8 / n_splits
+    x = np.arange(len(counts))
+    for j, split in enumerate(counts.columns):
+        left.bar(x + (j - (n_splits - 1) / 2) * bar, tidy.loc[tidy["split"] == split, "examples"].to_numpy(), bar,
+                 label=split, color=split_colours[j % len(split_colours)])
+    names = [str(c) for c in counts.index]
+    slanted = len(names) > 8 or max(len(n) for n in names) * len(names) > 40
+    left.set_xticks(x, names, rotation=40 if slanted else 0, ha="right" if slanted else "center")
+    left.set_ylabel("examples")
+    left.set_title("examples per class and split")
+    left.legend(frameon=False)
+    left.grid(axis="y", alpha=0.3)
+    epochs = np.arange(1, len(val_acc_by_epoch) + 1)
+    right.plot(epochs, val_acc_by_epoch, color=TOL["red"], marker="o", lw=2, label="M₀ (validation)")
+    if best_epoch is not None and 1 <= best_epoch <= len(val_acc_by_epoch):
+        right.plot([best_epoch], [val_acc_by_epoch[best_epoch - 1]], marker="*", ms=15, color=TOL["red"], ls="",
+                   label=f"kept: epoch {best_epoch} (best on validation)")
+    if reference_val is not None:
+        right.axhline(reference_val, color=TOL["dark grey"], ls="-.", lw=1.2, label="TF-IDF + LR (validation)")
+    right.set_xticks(epochs)
+    right.set_xlabel("fine-tuning epoch")
+    right.set_ylabel("validation accuracy")
+    right.set_title("fine-tuning M₀")
+    right.grid(alpha=0.3)
+    right.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
 
 
 # ---------------------------------------------------------------- signals

@@ -83,28 +83,37 @@ def _image_html(path: Path, alt: str) -> str:
     return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
 
 
-def write_report(runs: str | os.PathLike) -> Path:
-    """Render every executed notebook of ``runs`` and write ``runs/report/index.html``; return its path."""
+def write_report(runs: str | os.PathLike, pages: bool = True) -> Path:
+    """Render every executed notebook of ``runs`` and write ``runs/report/index.html``; return its path.
+
+    ``pages`` False writes the index alone, linking the executed notebooks themselves (``../<folder>/NN.ipynb``):
+    what the committed reference runs keep, since a notebook viewer (GitHub, JupyterLab) renders them."""
     runs = Path(runs).expanduser().resolve()
     if not runs.is_dir():
         raise PaperlibError(f"runs folder {str(runs)!r} does not exist: run `paperlib reproduce` first (or pass --runs DIR)")
     folders = notebook_folders(runs)
     if not folders:
         raise PaperlibError(f"{runs.name}/ holds no executed notebooks (01-06): run `paperlib reproduce --runs {runs.name}` first")
-    exporter = _exporter()
+    exporter = _exporter() if pages else None
     report = runs / REPORT_DIR
     sections = []
     for folder in folders:
         links = []
         for nb in sorted(folder.glob("0[1-6]_*.ipynb")):
-            page = render_notebook(nb, report / folder.name / f"{nb.stem}.html", exporter)
-            links.append(f'<li><a href="{folder.name}/{page.name}">{html.escape(nb.stem)}</a></li>')
+            if pages:
+                href = f"{folder.name}/{render_notebook(nb, report / folder.name / f'{nb.stem}.html', exporter).name}"
+            else:
+                href = f"../{folder.name}/{nb.name}"
+            links.append(f'<li><a href="{href}">{html.escape(nb.stem)}</a></li>')
         title = "Across datasets" if folder.name == "summary" else f"Dataset <code>{html.escape(folder.name)}</code>"
         sections.append(f"<h3>{title}</h3><ul class=\"nb\">{''.join(links)}</ul>")
     summary = runs / "summary"
     parts = [f"<h1>paperlib run <code>{html.escape(runs.name)}</code></h1>",
              f"<p>Executed notebooks of the run, rendered {datetime.date.today().isoformat()} by "
-             f"<code>paperlib report</code>. The pages need no network; formulas show as their TeX source.</p>",
+             f"<code>paperlib report</code>. The pages need no network; formulas show as their TeX source.</p>"
+             if pages else f"<p>Index of the run's executed notebooks, written {datetime.date.today().isoformat()} by "
+             f"<code>paperlib report --no-pages</code>: the links open the notebooks themselves (a notebook viewer "
+             f"renders them); <code>paperlib report</code> renders them as HTML pages too.</p>",
              "<h2>Notebooks</h2>", *sections]
     if (summary / FIGURE1).is_file():
         parts += ["<h2>Figure 1 over datasets</h2>", "<p>Test accuracy against layers pruned, one panel per dataset "
@@ -122,10 +131,10 @@ def write_report(runs: str | os.PathLike) -> Path:
     return index
 
 
-def report_command(runs: str | os.PathLike) -> Path:
+def report_command(runs: str | os.PathLike, pages: bool = True) -> Path:
     """`paperlib report`: write the report and print where (relative to the working directory)."""
     from .reproduce import display_path
 
-    index = write_report(runs)
+    index = write_report(runs, pages=pages)
     print(f"report: {display_path(index)} (open it in a browser)")
     return index

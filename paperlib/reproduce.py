@@ -32,6 +32,7 @@ from .errors import PaperlibError
 DATASET_NOTEBOOKS = ("01_finetune_baseline", "02_pruning_signals", "03_single_signal_pruning",
                      "04_strategic_fusion", "05_knowledge_distillation")
 SUMMARY_NOTEBOOK = "06_results_across_datasets"
+DISTILL_NOTEBOOK = "05_knowledge_distillation"
 ROOT_ENV = "PAPERLIB_ROOT"
 # the kernel's own log (transport warnings, shutdown noise) would drown the progress lines; cell
 # errors still reach the executed notebook and the failure report
@@ -294,13 +295,19 @@ def _say(message: str) -> None:
 
 
 def run_dataset(dataset: str, preset: str, runs: Path, data_dir: str | None, model: str | None,
-                notebooks_dir: Path, threads: int | None = None, bars: bool = False) -> DatasetResult:
-    """Notebooks 01-05 for one dataset; stops at the first failing notebook and says which."""
+                notebooks_dir: Path, threads: int | None = None, bars: bool = False,
+                depths: str | None = None, gpu: str | None = None) -> DatasetResult:
+    """Notebooks 01-05 for one dataset; stops at the first failing notebook and says which.
+
+    ``depths`` (``--depths``) reaches notebook 05 alone, as its ``DEPTHS`` parameter (None: the preset's policy);
+    ``gpu``: the one GPU this dataset's kernels see (``CUDA_VISIBLE_DEVICES``), set by parallel runs."""
     from .data import dataset_name
 
     if threads:  # parallel datasets share the cores: keep each kernel to its share
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ[var] = str(threads)
+    if gpu is not None:  # before anything here touches CUDA; the kernels inherit it
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     name = dataset_name(dataset)
     folder = runs / name
     result = DatasetResult(name, str(folder))
@@ -308,7 +315,8 @@ def run_dataset(dataset: str, preset: str, runs: Path, data_dir: str | None, mod
     start, stale = time.perf_counter(), False
     for nb in DATASET_NOTEBOOKS:
         output = folder / f"{nb}.ipynb"
-        if not stale and is_complete(output, params):
+        nb_params = {**params, "DEPTHS": depths} if nb == DISTILL_NOTEBOOK and depths is not None else params
+        if not stale and is_complete(output, nb_params):
             result.skipped.append(nb)
             _say(f"[{name}] {nb}: done already, skipped")
             continue
@@ -316,7 +324,7 @@ def run_dataset(dataset: str, preset: str, runs: Path, data_dir: str | None, mod
         _say(f"[{name}] {nb}: running ...")
         t0 = time.perf_counter()
         try:
-            execute(notebooks_dir / f"{nb}.ipynb", output, params, cwd=notebooks_dir,
+            execute(notebooks_dir / f"{nb}.ipynb", output, nb_params, cwd=notebooks_dir,
                     progress=f"[{name}] {nb[:2]}" if bars else None, clean_roots=[runs, data_dir, notebooks_dir])
         except Exception as exc:  # report, keep going with the other datasets
             result.failed, result.error = nb, _error_line(exc)
@@ -338,6 +346,27 @@ def _run_dataset_safe(*args) -> DatasetResult:
         return DatasetResult(str(args[0]), "", failed="setup", error=_error_line(exc))
 
 
+def usable_cpus() -> int:
+    """CPU cores this process may use (its affinity mask, e.g. under ``taskset``), else ``os.cpu_count()``."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def visible_gpus() -> list[str]:
+    """The CUDA devices parallel datasets are spread over: the entries of ``$CUDA_VISIBLE_DEVICES`` when
+    set, else every device torch counts (none without CUDA)."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [g.strip() for g in env.split(",") if g.strip()]
+    try:
+        import torch
+    except ImportError:
+        return []
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
 def _datasets(preset, datasets) -> list[str]:
     from .config import PAPER_DATASETS
 
@@ -351,16 +380,20 @@ def _datasets(preset, datasets) -> list[str]:
 
 
 def reproduce(preset: str = "quick", datasets=None, runs=None, data_dir=None, model=None, jobs: int = 1,
-              notebooks_dir=None) -> bool:
+              notebooks_dir=None, depths: str | None = None) -> bool:
     """Execute 01-05 per dataset and 06 once; True when every notebook ran (or was already done).
 
+    ``depths``: the distillation depths of notebook 05 (a policy or a comma list, ``config.check_depths``);
+    None keeps the preset's ``distill_depths``.
     ``datasets``: None (the preset's), 'all' (the nine), or a comma string / list of names or folders.
     ``runs``: default ``runs/<preset>``, relative to the current directory as every CLI path is."""
-    from .config import data_dir as resolve_data_dir, get_preset
+    from .config import check_depths, data_dir as resolve_data_dir, get_preset
     from .data import REGISTRY as DATA_REGISTRY, dataset_name
     from .train import progress_enabled
 
     preset_obj = get_preset(preset)
+    if depths is not None:
+        check_depths(depths, "--depths")
     names = _datasets(preset_obj, datasets)
     runs_path = Path(runs or f"runs/{preset_obj.name}").expanduser().resolve()
     root = resolve_data_dir(data_dir)  # fails fast on a bad --data-dir
@@ -382,11 +415,15 @@ def reproduce(preset: str = "quick", datasets=None, runs=None, data_dir=None, mo
          f"runs in {display_path(runs_path)}, {jobs} job(s)")
     args = [(d, preset_obj.name, runs_path, data_dir, model, nb_dir) for d in datasets]
     if jobs == 1:
-        results = [_run_dataset_safe(*a, None, bars) for a in args]
+        results = [_run_dataset_safe(*a, None, bars, depths) for a in args]
     else:
-        threads = max(1, (os.cpu_count() or 1) // jobs)
+        threads = max(1, usable_cpus() // jobs)
+        gpus = visible_gpus()  # several GPUs: dataset i runs on GPU i mod n
+        gpu = [gpus[i % len(gpus)] if len(gpus) > 1 else None for i in range(len(args))]
+        if len(gpus) > 1:
+            _say(f"reproduce: {len(datasets)} datasets spread over GPUs {gpus}")
         with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            results = list(pool.map(_run_dataset_safe, *zip(*[(*a, threads) for a in args])))
+            results = list(pool.map(_run_dataset_safe, *zip(*[(*a, threads, False, depths, g) for a, g in zip(args, gpu)])))
     done = [r for r in results if r.failed is None]
     summary_ok = True
     if done:
