@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,14 +22,17 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _toy_notebooks(folder: Path) -> Path:
-    """Six one-cell notebooks: 01-05 append their name to <RUNS>/<DATASET>/log.txt (01 fails for 'bad');
+    """Six one-cell notebooks: 01-05 append their name to <RUNS>/<DATASET>/log.txt (01 fails for 'bad') and
+    write what their kernel saw (DEPTHS if injected, $CUDA_VISIBLE_DEVICES) to <name>.seen.json beside it;
     06 writes the DATASETS it was given."""
     folder.mkdir()
     for name in rp.DATASET_NOTEBOOKS:
-        body = (f"from pathlib import Path\n"
+        body = (f"import json, os\nfrom pathlib import Path\n"
                 f"if DATASET == 'bad' and '{name}'.startswith('01'):\n    raise ValueError('bad dataset')\n"
                 f"folder = Path(RUNS) / DATASET\nfolder.mkdir(parents=True, exist_ok=True)\n"
-                f"with open(folder / 'log.txt', 'a') as f:\n    f.write('{name}\\n')\nprint('{name}', DATASET)")
+                f"with open(folder / 'log.txt', 'a') as f:\n    f.write('{name}\\n')\n"
+                f"seen = {{'DEPTHS': globals().get('DEPTHS', 'absent'), 'gpu': os.environ.get('CUDA_VISIBLE_DEVICES')}}\n"
+                f"(folder / '{name}.seen.json').write_text(json.dumps(seen))\nprint('{name}', DATASET)")
         params = new_code_cell("DATASET = 'x'\nPRESET = 'quick'\nRUNS = 'runs'\nDATA_DIR = None\nMODEL = None",
                                metadata={"tags": ["parameters"]})
         nbformat.write(new_notebook(cells=[params, new_code_cell(body)]), folder / f"{name}.ipynb")
@@ -87,6 +91,98 @@ def test_a_changed_or_failed_notebook_reruns_the_rest_of_its_chain(tmp_path):
                               {"DATASET": "good", "PRESET": "tiny", "RUNS": str(runs), "DATA_DIR": None, "MODEL": "x"})
 
 
+def _seen(runs: Path, dataset: str, notebook: str) -> dict:
+    return json.loads((runs / dataset / f"{notebook}.seen.json").read_text())
+
+
+def _parameters(runs: Path, dataset: str, notebook: str) -> dict:
+    return json.loads((runs / dataset / f"{notebook}.ipynb").read_text())["metadata"]["papermill"]["parameters"]
+
+
+def test_depths_reach_notebook_05_alone_and_a_new_depth_reruns_05_only(tmp_path, capfd):
+    nbs = _toy_notebooks(tmp_path / "nbs")
+    runs = tmp_path / "runs"
+    distill, before = rp.DATASET_NOTEBOOKS[-1], rp.DATASET_NOTEBOOKS[:-1]
+    assert distill == "05_knowledge_distillation"
+    assert rp.reproduce("tiny", "good", runs, notebooks_dir=nbs, depths="best")
+    assert _parameters(runs, "good", distill)["DEPTHS"] == "best"
+    assert _seen(runs, "good", distill)["DEPTHS"] == "best"  # injected into the kernel, not only recorded
+    for name in before:
+        assert "DEPTHS" not in _parameters(runs, "good", name), name
+        assert _seen(runs, "good", name)["DEPTHS"] == "absent", name
+    capfd.readouterr()
+
+    # the same depths again: every notebook (and 06) is complete
+    assert rp.reproduce("tiny", "good", runs, notebooks_dir=nbs, depths="best")
+    out = capfd.readouterr().out
+    assert out.count("done already, skipped") == len(rp.DATASET_NOTEBOOKS) + 1 and "running" not in out
+    assert _log(runs, "good") == list(rp.DATASET_NOTEBOOKS)
+
+    # other depths: 01-04 stay, 05 runs again with the new value
+    assert rp.reproduce("tiny", "good", runs, notebooks_dir=nbs, depths="three")
+    out = capfd.readouterr().out
+    assert _log(runs, "good") == [*rp.DATASET_NOTEBOOKS, distill]
+    assert all(f"[good] {name}: done already, skipped" in out for name in before)
+    assert _parameters(runs, "good", distill)["DEPTHS"] == _seen(runs, "good", distill)["DEPTHS"] == "three"
+
+
+def test_bad_depths_fail_before_any_notebook_runs(tmp_path):
+    nbs = _toy_notebooks(tmp_path / "nbs")
+    with pytest.raises(PaperlibError, match="--depths"):
+        rp.reproduce("tiny", "good", tmp_path / "runs", notebooks_dir=nbs, depths="bogus")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_parallel_datasets_each_see_their_own_gpu(tmp_path, monkeypatch):
+    nbs = _toy_notebooks(tmp_path / "nbs")
+    runs = tmp_path / "runs"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,5")  # the kernels would see "2,5" if nothing were spread
+    assert rp.reproduce("tiny", "one,two", runs, notebooks_dir=nbs, jobs=2)
+    seen = {d: {_seen(runs, d, name)["gpu"] for name in rp.DATASET_NOTEBOOKS} for d in ("one", "two")}
+    assert all(len(gpus) == 1 for gpus in seen.values()), seen  # one GPU for every notebook of a dataset
+    assert seen["one"] | seen["two"] == {"2", "5"}, seen         # ... and a different one per dataset
+
+
+def test_visible_gpus_reads_cuda_visible_devices_else_counts_devices(monkeypatch):
+    import torch
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,3")
+    assert rp.visible_gpus() == ["0", "3"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # set but empty: no GPU at all
+    assert rp.visible_gpus() == []
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    assert rp.visible_gpus() == []
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert rp.visible_gpus() == ["0", "1"]
+
+
+def test_usable_cpus_follows_the_affinity_mask():
+    assert rp.usable_cpus() == len(os.sched_getaffinity(0))
+    taskset = shutil.which("taskset")
+    if taskset is None:
+        pytest.skip("no taskset to restrict the affinity mask")
+    done = subprocess.run([taskset, "-c", "0", sys.executable, "-c",
+                           "from paperlib.reproduce import usable_cpus; print(usable_cpus())"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "1"
+
+
+def test_cli_reproduce_passes_depths_on(monkeypatch, capsys):
+    from paperlib import cli
+
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["reproduce", "--help"])
+    assert exit_.value.code == 0 and "--depths" in capsys.readouterr().out
+    calls = []
+    monkeypatch.setattr(rp, "reproduce", lambda **kwargs: calls.append(kwargs) or True)
+    cli.main(["reproduce", "--preset", "tiny", "--depths", "2,4"])
+    assert calls[0]["depths"] == "2,4"
+    cli.main(["reproduce", "--preset", "tiny"])
+    assert calls[1]["depths"] is None  # the preset's distill_depths
+
+
 def test_is_complete_reads_papermill_metadata(tmp_path):
     params = {"DATASET": "d", "PRESET": "quick"}
     path = tmp_path / "n.ipynb"
@@ -124,7 +220,8 @@ def test_every_notebook_has_a_parameters_cell_papermill_reads():
 
     for name in (*rp.DATASET_NOTEBOOKS, rp.SUMMARY_NOTEBOOK):
         found = pm.inspect_notebook(str(REPO / "notebooks" / f"{name}.ipynb"))
-        expected = {"PRESET", "RUNS", "DATA_DIR", "MODEL"} | ({"DATASETS"} if name == rp.SUMMARY_NOTEBOOK else {"DATASET"})
+        expected = {"PRESET", "RUNS", "DATA_DIR", "MODEL"} | ({"DATASETS"} if name == rp.SUMMARY_NOTEBOOK else {"DATASET"}) \
+            | ({"DEPTHS"} if name == rp.DISTILL_NOTEBOOK else set())  # what `reproduce --depths` sets
         assert set(found) == expected, name
 
 
