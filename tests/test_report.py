@@ -82,6 +82,42 @@ def test_report_renders_every_notebook_and_an_index(tmp_path):
         assert cdn not in page.lower() and cdn not in html.lower()
 
 
+def _hrefs(page: str) -> list[str]:
+    from html.parser import HTMLParser
+
+    found = []
+
+    class Links(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            if tag == "a":
+                found.append(dict(attrs).get("href"))
+
+    Links().feed(page)
+    return found
+
+
+@pytest.mark.parametrize("via", ["function", "cli"])
+def test_report_without_pages_links_the_executed_notebooks(tmp_path, via, capsys):
+    runs = make_run(tmp_path / "runs")
+    if via == "function":
+        index = write_report(runs, pages=False)
+    else:
+        from paperlib import cli
+
+        cli.main(["report", "--runs", str(runs), "--no-pages"])
+        assert "report: " in capsys.readouterr().out
+        index = runs / "report" / "index.html"
+    assert index == runs / "report" / "index.html"
+    assert [p.relative_to(index.parent).as_posix() for p in index.parent.rglob("*") if p.is_file()] == ["index.html"]
+    hrefs = _hrefs(index.read_text())
+    targets = [(index.parent / href).resolve() for href in hrefs]
+    assert all(t.is_file() and t.suffix == ".ipynb" for t in targets), hrefs
+    executed = [runs / d / f"{nb}.ipynb" for d in ("alpha", "beta") for nb in DATASET_NOTEBOOKS] \
+        + [runs / "summary" / f"{SUMMARY_NOTEBOOK}.ipynb"]
+    assert sorted(targets) == sorted(p.resolve() for p in executed)  # each notebook of the run, once
+    assert "RF is best" in index.read_text()                           # the summary tables stay
+
+
 def test_report_bad_input_is_one_error_line(tmp_path):
     with pytest.raises(PaperlibError, match="does not exist"):
         write_report(tmp_path / "missing")
