@@ -235,6 +235,69 @@ def test_show_figure_saves_and_stays_silent_outside_a_notebook(tmp_path, capsys)
     assert capsys.readouterr().out == ""
 
 
+def test_show_figure_without_a_folder_saves_nothing(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1])
+    assert plots.show_figure(fig, None, "x") == []
+    assert list(tmp_path.iterdir()) == []  # nothing written, not even beside the working directory
+    assert not plt.fignum_exists(fig.number) and capsys.readouterr().out == ""
+
+
+def _counts() -> pd.DataFrame:
+    return pd.DataFrame({"train": [310, 95, 402], "val": [41, 12, 50], "test": [77, 23, 99]},
+                        index=["business", "sport", "tech"])
+
+
+def test_finetune_plot_bars_are_the_counts_and_the_curve_is_the_validation_accuracy():
+    counts, val_acc = _counts(), [0.61, 0.74, 0.72]
+    fig = plots.finetune_plot(counts, val_acc, best_epoch=2, reference_val=0.66)
+    left, right = fig.axes[:2]
+    # one bar per (class, split): its class from the tick under it, its split from its container's label
+    ticks = dict(zip(np.round(left.get_xticks()).astype(int), [t.get_text() for t in left.get_xticklabels()]))
+    drawn = {}
+    for container in left.containers:
+        for bar in container.patches:
+            drawn[(ticks[int(round(bar.get_x() + bar.get_width() / 2))], container.get_label())] = bar.get_height()
+    assert len(left.patches) == counts.size == 9
+    assert drawn == {("business", "train"): 310, ("sport", "train"): 95, ("tech", "train"): 402,
+                     ("business", "val"): 41, ("sport", "val"): 12, ("tech", "val"): 50,
+                     ("business", "test"): 77, ("sport", "test"): 23, ("tech", "test"): 99}
+    curve = [l for l in right.get_lines() if l.get_marker() == "o"]
+    assert len(curve) == 1
+    np.testing.assert_allclose(curve[0].get_xdata(), [1, 2, 3])
+    np.testing.assert_allclose(curve[0].get_ydata(), [0.61, 0.74, 0.72])
+    star = [l for l in right.get_lines() if l.get_marker() == "*"]
+    assert len(star) == 1 and list(star[0].get_xdata()) == [2] and list(star[0].get_ydata()) == [0.74]
+    flat = [l for l in right.get_lines() if list(l.get_ydata()) == [0.66, 0.66]]
+    assert len(flat) == 1 and list(flat[0].get_xdata()) == [0, 1]  # axhline: across the whole axes
+    plt.close(fig)
+    fig = plots.finetune_plot(counts, val_acc)  # no kept epoch, no reference: the curve alone
+    assert [l.get_marker() for l in fig.axes[1].get_lines()] == ["o"]
+    plt.close(fig)
+
+
+def test_finetune_plot_needs_counts_and_epochs():
+    with pytest.raises(PaperlibError, match="class counts"):
+        plots.finetune_plot(pd.DataFrame(), [0.5])
+    with pytest.raises(PaperlibError, match="epoch"):
+        plots.finetune_plot(_counts(), [])
+
+
+def test_pipeline_diagram_one_box_and_name_per_stage():
+    from matplotlib.patches import FancyBboxPatch
+
+    for stages in (plots.PIPELINE, (("01", "alpha", "first"), ("02", "beta", "second"), ("03", "gamma", "third"))):
+        fig = plots.pipeline_diagram(stages)
+        ax = fig.axes[0]
+        assert len(ax.patches) == len(stages) and all(isinstance(p, FancyBboxPatch) for p in ax.patches)
+        texts = [t.get_text() for t in ax.texts]
+        for number, stage, what in stages:
+            assert any(stage in t and number in t for t in texts), stage
+            assert what in texts
+        plt.close(fig)
+
+
 def test_ats_bars_heights():
     ats = pd.DataFrame({"model": ["original", "RF k*", "KD k*"], "ats": [1.0, 2.5, 3.0]})
     fig = plots.ats_bars(ats)
