@@ -188,7 +188,8 @@ def finetune_plot(counts: pd.DataFrame, val_acc_by_epoch, best_epoch: int | None
     reference's validation accuracy as a line (``reference_val``)."""
     if counts.empty or not len(val_acc_by_epoch):
         raise PaperlibError("finetune_plot needs class counts and at least one epoch's validation accuracy")
-    tidy = counts.rename_axis("class").reset_index().melt(id_vars="class", var_name="split", value_name="examples")
+    if best_epoch is not None and not 1 <= best_epoch <= len(val_acc_by_epoch):
+        raise PaperlibError(f"best_epoch {best_epoch} is not one of the {len(val_acc_by_epoch)} epochs (1-based)")
     width = min(14.0, 6.5 + 0.28 * len(counts))
     fig, (left, right) = plt.subplots(1, 2, figsize=(width + 2.0, 3.8), gridspec_kw={"width_ratios": [max(1.2, len(counts) / 6), 1]})
     split_colours = [TOL["blue"], TOL["orange"], TOL["teal"]]
@@ -196,7 +197,7 @@ def finetune_plot(counts: pd.DataFrame, val_acc_by_epoch, best_epoch: int | None
     bar = 0.8 / n_splits
     x = np.arange(len(counts))
     for j, split in enumerate(counts.columns):
-        left.bar(x + (j - (n_splits - 1) / 2) * bar, tidy.loc[tidy["split"] == split, "examples"].to_numpy(), bar,
+        left.bar(x + (j - (n_splits - 1) / 2) * bar, counts[split].to_numpy(), bar,
                  label=split, color=split_colours[j % len(split_colours)])
     names = [str(c) for c in counts.index]
     slanted = len(names) > 8 or max(len(n) for n in names) * len(names) > 40
@@ -207,7 +208,7 @@ def finetune_plot(counts: pd.DataFrame, val_acc_by_epoch, best_epoch: int | None
     left.grid(axis="y", alpha=0.3)
     epochs = np.arange(1, len(val_acc_by_epoch) + 1)
     right.plot(epochs, val_acc_by_epoch, color=TOL["red"], marker="o", lw=2, label="M₀ (validation)")
-    if best_epoch is not None and 1 <= best_epoch <= len(val_acc_by_epoch):
+    if best_epoch is not None:
         right.plot([best_epoch], [val_acc_by_epoch[best_epoch - 1]], marker="*", ms=15, color=TOL["red"], ls="",
                    label=f"kept: epoch {best_epoch} (best on validation)")
     if reference_val is not None:

@@ -15,6 +15,7 @@ import base64
 import datetime
 import html
 import os
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -96,6 +97,9 @@ def write_report(runs: str | os.PathLike, pages: bool = True) -> Path:
         raise PaperlibError(f"{runs.name}/ holds no executed notebooks (01-06): run `paperlib reproduce --runs {runs.name}` first")
     exporter = _exporter() if pages else None
     report = runs / REPORT_DIR
+    if not pages:  # pages of an earlier full report would linger unlinked and stale
+        for folder in folders:
+            shutil.rmtree(report / folder.name, ignore_errors=True)
     sections = []
     for folder in folders:
         links = []

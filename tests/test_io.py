@@ -15,7 +15,7 @@ import pytest
 
 from support import REPO
 from paperlib.errors import PaperlibError
-from paperlib.io import atomic_dir, clean_leftovers, read_json, read_parquet, run_lock, update_parquet, write_parquet
+from paperlib.io import atomic_dir, atomic_path, clean_leftovers, read_json, read_parquet, run_lock, update_parquet, write_parquet
 
 
 def dead_pid() -> int:
@@ -25,6 +25,17 @@ def dead_pid() -> int:
 
 
 # ---------------------------------------------------------------- atomic folder replace
+
+def test_atomic_files_get_the_mode_a_plain_open_gives(tmp_path):
+    """mkstemp's temporary file is 0600; a result (a report page, a parquet file) must be readable as umask allows."""
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    with atomic_path(tmp_path / "atomic.txt") as tmp:
+        tmp.write_text("x")
+    write_parquet(pd.DataFrame({"a": [1]}), tmp_path / "frame.parquet")
+    for path in (tmp_path / "atomic.txt", tmp_path / "frame.parquet"):
+        assert path.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777, path
+
 
 def test_atomic_dir_replaces_the_folder_and_never_leaves_it_missing(tmp_path):
     target = tmp_path / "model"

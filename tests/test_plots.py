@@ -282,6 +282,16 @@ def test_finetune_plot_needs_counts_and_epochs():
         plots.finetune_plot(pd.DataFrame(), [0.5])
     with pytest.raises(PaperlibError, match="epoch"):
         plots.finetune_plot(_counts(), [])
+    with pytest.raises(PaperlibError, match="best_epoch 4"):
+        plots.finetune_plot(_counts(), [0.5, 0.6, 0.7], best_epoch=4)
+
+
+def test_finetune_plot_accepts_a_split_named_like_a_column_label():
+    counts = pd.DataFrame({"class": [3, 4], "test": [1, 2]}, index=["a", "b"])
+    fig = plots.finetune_plot(counts, [0.5])
+    heights = sorted(p.get_height() for p in fig.axes[0].patches)
+    assert heights == [1, 2, 3, 4]
+    plt.close(fig)
 
 
 def test_pipeline_diagram_one_box_and_name_per_stage():

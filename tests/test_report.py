@@ -99,6 +99,9 @@ def _hrefs(page: str) -> list[str]:
 @pytest.mark.parametrize("via", ["function", "cli"])
 def test_report_without_pages_links_the_executed_notebooks(tmp_path, via, capsys):
     runs = make_run(tmp_path / "runs")
+    stale = runs / "report" / "alpha" / "01_finetune_baseline.html"  # a page of an earlier full report
+    stale.parent.mkdir(parents=True)
+    stale.write_text("stale")
     if via == "function":
         index = write_report(runs, pages=False)
     else:

@@ -1,7 +1,7 @@
 """Print the README's result tables (markdown) from a committed runs folder, so no number is typed by hand.
 
     python tools/readme_results.py results/mpnet-paper          # Table 1, M_0 vs TF-IDF, distillation, claims
-    python tools/readme_results.py results/minilm-direction --direction
+    python tools/readme_results.py results/mpnet-paper --direction   # the direction check (flipped rules)
 
 Everything comes from ``paperlib.metrics.verdicts`` (the same code as ``paperlib table``) and the run
 folders' ``metrics.json``, ``baseline.json`` and ``distill.parquet``."""
