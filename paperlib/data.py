@@ -554,7 +554,7 @@ def _load_token_cache(path: Path, labels, max_length: int) -> Encoded | None:
         enc = Encoded(*(saved[f] for f in fields))
         n = len(enc.labels)
         ok = (enc.input_ids.shape == (n, max_length) and enc.attention_mask.shape == (n, max_length)
-              and enc.lengths.shape == (n,) and torch.equal(enc.labels, torch.as_tensor(np.asarray(labels, dtype=np.int64)))
+              and enc.lengths.shape == (n,) and torch.equal(enc.labels, torch.from_numpy(np.array(labels, dtype=np.int64)))
               and torch.equal(enc.lengths, enc.attention_mask.sum(1)))
         return enc if ok else None
     except Exception:

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import PaperlibError
-from .io import read_json, read_parquet, run_lock, write_csv, write_json, write_parquet
+from .io import read_csv, read_json, read_parquet, run_lock, write_csv, write_json, write_parquet
 from .strategies import CATEGORY, SIGNALS, Strategy, zscore
 
 PROTOCOLS = ("within", "transfer")
@@ -323,7 +323,7 @@ def _save_weights(weights: pd.DataFrame, path: Path) -> None:
     """Replace this protocol's block of fusion_weights.csv, keep the other protocol's."""
     with run_lock(path.parent):
         if path.is_file():
-            old = pd.read_csv(path)
+            old = read_csv(path, required=("protocol",))
             old = old[old["protocol"] != weights["protocol"].iloc[0]]
             weights = pd.concat([old, weights], ignore_index=True) if not old.empty else weights
         write_csv(weights, path)

@@ -215,6 +215,22 @@ def write_parquet(df: pd.DataFrame, path: str | os.PathLike) -> None:
         df.reset_index(drop=True).to_parquet(tmp, index=False)
 
 
+def read_csv(path: str | os.PathLike, required: tuple[str, ...] = ()) -> pd.DataFrame:
+    """A CSV file of a run folder (one this package wrote); a damaged one, or one without the ``required``
+    columns, is one error naming it."""
+    path = Path(path)
+    try:
+        df = pd.read_csv(path)
+    except FileNotFoundError:
+        raise
+    except (ValueError, UnicodeDecodeError) as exc:  # pandas' ParserError / EmptyDataError are ValueErrors
+        raise _damaged(path, exc) from None
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise _damaged(path, ValueError(f"no column(s) {missing}"))
+    return df
+
+
 def write_csv(df: pd.DataFrame, path: str | os.PathLike) -> None:
     with atomic_path(path) as tmp:
         df.to_csv(tmp, index=False)

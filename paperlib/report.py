@@ -18,10 +18,8 @@ import os
 import shutil
 from pathlib import Path
 
-import pandas as pd
-
 from .errors import PaperlibError
-from .io import atomic_path
+from .io import atomic_path, read_csv
 
 REPORT_DIR = "report"
 # lab's page without the scripts it would fetch from a CDN; everything shown is static HTML and CSS
@@ -75,7 +73,7 @@ def render_notebook(path: Path, out: Path, exporter=None) -> Path:
 
 
 def _table_html(path: Path) -> str:
-    df = pd.read_csv(path)
+    df = read_csv(path)
     return '<div class="table-wrap">' + df.to_html(index=False, na_rep="", border=0, float_format=lambda v: f"{v:.4g}") + "</div>"
 
 

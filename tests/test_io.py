@@ -15,7 +15,7 @@ import pytest
 
 from support import REPO
 from paperlib.errors import PaperlibError
-from paperlib.io import atomic_dir, atomic_path, clean_leftovers, read_json, read_parquet, run_lock, update_parquet, write_parquet
+from paperlib.io import atomic_dir, atomic_path, read_csv, clean_leftovers, read_json, read_parquet, run_lock, update_parquet, write_parquet
 
 
 def dead_pid() -> int:
@@ -25,6 +25,16 @@ def dead_pid() -> int:
 
 
 # ---------------------------------------------------------------- atomic folder replace
+
+def test_a_csv_without_its_columns_or_with_an_open_quote_is_one_error(tmp_path):
+    (tmp_path / "weights.csv").write_text("signal,lr_coefficient\nA,0.1\n")
+    with pytest.raises(PaperlibError, match=r"weights\.csv.*protocol"):
+        read_csv(tmp_path / "weights.csv", required=("protocol",))
+    (tmp_path / "cut.csv").write_text('signal,protocol\n"Activation-Mean,within\n')
+    with pytest.raises(PaperlibError, match="cut.csv"):
+        read_csv(tmp_path / "cut.csv")
+    assert list(read_csv(tmp_path / "weights.csv")["signal"]) == ["A"]
+
 
 def test_atomic_files_get_the_mode_a_plain_open_gives(tmp_path):
     """mkstemp's temporary file is 0600; a result (a report page, a parquet file) must be readable as umask allows."""
@@ -107,7 +117,8 @@ def test_fallback_swap_path(tmp_path, monkeypatch):
 def test_damaged_files_are_one_error_naming_the_file(tmp_path):
     (tmp_path / "curves.parquet").write_bytes(b"PAR1 this is not parquet")
     (tmp_path / "metrics.json").write_text('{"val_acc": 0.9')
-    for reader, name in ((read_parquet, "curves.parquet"), (read_json, "metrics.json")):
+    (tmp_path / "fusion_weights.csv").write_bytes(b"\xff\xfe\x00garbage\x81")
+    for reader, name in ((read_parquet, "curves.parquet"), (read_json, "metrics.json"), (read_csv, "fusion_weights.csv")):
         with pytest.raises(PaperlibError) as info:
             reader(tmp_path / name)
         msg = str(info.value)
