@@ -32,7 +32,7 @@ from .errors import PaperlibError
 DATASET_NOTEBOOKS = ("01_finetune_baseline", "02_pruning_signals", "03_single_signal_pruning",
                      "04_strategic_fusion", "05_knowledge_distillation")
 SUMMARY_NOTEBOOK = "06_results_across_datasets"
-DISTILL_NOTEBOOK = "05_knowledge_distillation"
+DISTILL_NOTEBOOK = DATASET_NOTEBOOKS[-1]  # the one notebook that takes --depths
 ROOT_ENV = "PAPERLIB_ROOT"
 # the kernel's own log (transport warnings, shutdown noise) would drown the progress lines; cell
 # errors still reach the executed notebook and the failure report
