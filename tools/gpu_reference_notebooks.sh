@@ -9,7 +9,13 @@
 #   pack               tar the run folders without models into $OUT (also done by start/wait once both ended)
 # The 12-layer run (MPNet-base, distillation at every other depth + k*, SPEC 6) and the 6-layer run (MiniLM,
 # every depth) go side by side; `reproduce --jobs 9` spreads each run's datasets over the visible GPUs.
-# Local side: tools/mpnet_to_device.sh prepare (then re-split in six, see the issue note), tools/pack_data.py.
+# Local side, before the calls (each call carries the checkout, ~16 MiB, plus at most ~48 MiB):
+#   tools/mpnet_to_device.sh prepare; python tools/pack_data.py ../shared/datasets .carry/data.tar.xz
+#   cat .carry/mp?/part0? > /tmp/mpnet.fp16 && split -n 6 -d /tmp/mpnet.fp16 /tmp/mpnet.part   # six 36.5 MB parts
+#   mkdir .carry/c1 .. .carry/c6; mv /tmp/mpnet.part0I .carry/c(I+1)/; data.tar.xz into c1, the wheels (README of
+#   the device tool: papermill, ipykernel, nbclient, nbformat and their needs) split between c2 and c3
+#   calls: `part c1` .. `part c6` (carry .carry/cN), then `start 480` (carry .carry/minilm16, .carry/mpnet16),
+#   `wait 560` until both runs end; a run's tarball over 15 MiB comes back in parts (cat them to reassemble).
 set -uo pipefail
 mode=$1; arg=${2:-540}
 R=/tmp/runs; mkdir -p "$R" /tmp/parts
@@ -18,8 +24,10 @@ export PYTHONPATH=/tmp/code:/tmp/site
 
 pack() {
   for run in mpnet-paper minilm-paper; do
-    [ -d "$R/$run" ] && tar -C "$R" --exclude="$run/*/model" --exclude="$run/*/direction_check/model" \
-      --exclude='*.lock' -cJf "$OUT/$run.tar.xz" "$run"
+    [ -d "$R/$run" ] || continue
+    tar -C "$R" --exclude="$run/*/model" --exclude='*.lock' -cf - "$run" | xz -T0 -6 > "/tmp/$run.tar.xz"
+    sha256sum "/tmp/$run.tar.xz"
+    split -b 15M -d "/tmp/$run.tar.xz" "$OUT/$run.tar.xz.part"   # a returned file may hold at most 16 MiB
   done
   cp "$R"/*.log "$OUT/" 2>/dev/null; ls -la "$OUT"
 }
