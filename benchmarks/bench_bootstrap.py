@@ -24,15 +24,30 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from machine import cpu_name  # noqa: E402
+
 from paperlib.metrics import DatasetResults, claims_check, comparison_table  # noqa: E402
 from paperlib.strategies import SIGNALS  # noqa: E402
 
-STRATEGIES = (*SIGNALS, "Linear-Regression", "Random-Forest", "Linear-Regression (transfer)",
-              "Random-Forest (transfer)", "Oracle", "Block-Influence", "Top-Drop")
+STRATEGIES = (
+    *SIGNALS,
+    "Linear-Regression",
+    "Random-Forest",
+    "Linear-Regression (transfer)",
+    "Random-Forest (transfer)",
+    "Oracle",
+    "Block-Influence",
+    "Top-Drop",
+)
 
 
-def synthetic_dataset(name: str, rng: np.random.Generator, n_layers: int = 12, n_test: int = 2000,
-                      n_val: int = 1000, random_seeds: int = 5) -> DatasetResults:
+def synthetic_dataset(
+    name: str,
+    rng: np.random.Generator,
+    n_layers: int = 12,
+    n_test: int = 2000,
+    n_val: int = 1000,
+    random_seeds: int = 5,
+) -> DatasetResults:
     """Curves falling from ~0.9 to ~0.4 with a per-strategy offset; correctness drawn per example."""
     rows, scores = [], {}
     steps = np.arange(1, n_layers)
@@ -42,13 +57,30 @@ def synthetic_dataset(name: str, rng: np.random.Generator, n_layers: int = 12, n
         acc = np.clip(0.9 - 0.5 * steps / n_layers + rng.normal(0, 0.02) + rng.normal(0, 0.01, len(steps)), 0.05, 0.99)
         correct = {split: rng.random((len(steps), n)) < acc[:, None] for split, n in (("val", n_val), ("test", n_test))}
         for k, v, t in zip(steps, correct["val"].mean(1), correct["test"].mean(1)):
-            rows.append({"dataset": name, "strategy": strategy, "seed": seed, "step": int(k), "removed": 0, "kept": "",
-                         "val_acc": float(v), "test_acc": float(t), "n_params": 1, "bytes": 4})
+            rows.append(
+                {
+                    "dataset": name,
+                    "strategy": strategy,
+                    "seed": seed,
+                    "step": int(k),
+                    "removed": 0,
+                    "kept": "",
+                    "val_acc": float(v),
+                    "test_acc": float(t),
+                    "n_params": 1,
+                    "bytes": 4,
+                }
+            )
         for split, c in correct.items():
             per_strategy.setdefault((strategy, split), []).append(c.astype(np.float64))
     scores = {key: np.mean(parts, axis=0) for key, parts in per_strategy.items()}
     original = {"val": (rng.random(n_val) < 0.9).astype(float), "test": (rng.random(n_test) < 0.9).astype(float)}
-    metrics = {"val_acc": original["val"].mean(), "test_acc": original["test"].mean(), "n_layers": n_layers, "bytes": 4e8}
+    metrics = {
+        "val_acc": original["val"].mean(),
+        "test_acc": original["test"].mean(),
+        "n_layers": n_layers,
+        "bytes": 4e8,
+    }
     return DatasetResults(name, n_layers, metrics, 0.01, pd.DataFrame(rows), pd.DataFrame(), scores, original, {})
 
 
@@ -69,12 +101,19 @@ def main(argv=None) -> None:
         times.append((t1 - t0, time.perf_counter() - t1))
     n_ci = int(table["diff"].notna().sum())
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"{datetime.datetime.now().isoformat(timespec='seconds')} | {cpu_name()}, {os.cpu_count()} threads, "
-          f"load avg {load:.1f} | numpy {np.__version__}, Python {platform.python_version()}")
-    print(f"{args.datasets} datasets x {len(STRATEGIES) + 1} strategies (Random: 5 seeds) x 11 k, 2000 test examples, "
-          f"{args.resamples} resamples: {n_ci} intervals in Table 1")
+    print(
+        f"{datetime.datetime.now().isoformat(timespec='seconds')} | {cpu_name()}, {os.cpu_count()} threads, "
+        f"load avg {load:.1f} | numpy {np.__version__}, Python {platform.python_version()}"
+    )
+    print(
+        f"{args.datasets} datasets x {len(STRATEGIES) + 1} strategies (Random: 5 seeds) x 11 k, 2000 test examples, "
+        f"{args.resamples} resamples: {n_ci} intervals in Table 1"
+    )
     for i, (t_table, t_claims) in enumerate(times):
-        print(f"run {i + 1}: comparison_table {t_table:.2f} s, claims_check {t_claims:.2f} s, total {t_table + t_claims:.2f} s")
+        print(
+            f"run {i + 1}: comparison_table {t_table:.2f} s, claims_check {t_claims:.2f} s, "
+            f"total {t_table + t_claims:.2f} s"
+        )
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ ALPHA, T, LR = 0.5, 2.0, 3e-5
 
 # ---------------------------------------------------------------- FLOPs and the ceiling
 
+
 def forward_matmul_flops(config, n_layers: int, length: int) -> float:
     """Matmul FLOPs of one example's forward: per token and layer 2*(4h^2 + 2*h*ffn) (QKV, output,
     FFN) + 2*2*length*h (QK^T and PV); per example the pooler (2h^2) and the classifier (2hK)."""
@@ -64,7 +65,7 @@ def matmul_ceiling(device, n: int = 8192, reps: int = 10) -> float:
     for _ in range(reps):
         a @ b
     sync(device)
-    return 2 * n ** 3 * reps / (time.perf_counter() - t0)
+    return 2 * n**3 * reps / (time.perf_counter() - t0)
 
 
 def sync(device):
@@ -73,6 +74,7 @@ def sync(device):
 
 
 # ---------------------------------------------------------------- models and data
+
 
 def make_models(config_name: str, device):
     from transformers import AutoModelForSequenceClassification
@@ -97,16 +99,32 @@ def random_data(n: int, length: int, vocab: int, seed: int = 0) -> Encoded:
 
 # ---------------------------------------------------------------- (a) paperlib
 
+
 def bench_paperlib(student0, data, cached, batch, steps, device, compile):
     """Two epochs of ``steps`` steps each: the first warms up (and compiles), the second is timed."""
     student = copy.deepcopy(student0)
-    info = distill(student, data, cached, alpha=ALPHA, temperature=T, epochs=2, lr=LR, batch_size=batch,
-                   device=device, compile=compile, progress=False)
+    info = distill(
+        student,
+        data,
+        cached,
+        alpha=ALPHA,
+        temperature=T,
+        epochs=2,
+        lr=LR,
+        batch_size=batch,
+        device=device,
+        compile=compile,
+        progress=False,
+    )
     assert info["steps"] == 2 * steps, info
     LAST_STUDENT[compile, batch] = student  # the profile reuses it: same module and shapes, no recompile
     seconds = info["epoch_seconds"][1]
-    return {"samples_per_s": steps * batch / seconds, "step_ms": 1e3 * seconds / steps,
-            "warmup_s": info["epoch_seconds"][0], "final_loss": info["final_loss"]}
+    return {
+        "samples_per_s": steps * batch / seconds,
+        "step_ms": 1e3 * seconds / steps,
+        "warmup_s": info["epoch_seconds"][0],
+        "final_loss": info["final_loss"],
+    }
 
 
 def kernel_breakdown(student, data, cached, batch, steps, device, compile) -> dict:
@@ -118,8 +136,12 @@ def kernel_breakdown(student, data, cached, batch, steps, device, compile) -> di
     gpu = device.type == "cuda"
     with profile(activities=[ProfilerActivity.CUDA if gpu else ProfilerActivity.CPU]) as prof:
         distill(student, data, cached, epochs=1, **kw)
-    kinds = {"attention": ("sdpa", "flash", "fmha", "attention", "efficient"), "matmul": ("gemm", "cutlass", "nvjet", "cublas"),
-             "optimizer": ("adam", "foreach", "multi_tensor"), "fused elementwise/norm (triton)": ("triton",)}
+    kinds = {
+        "attention": ("sdpa", "flash", "fmha", "attention", "efficient"),
+        "matmul": ("gemm", "cutlass", "nvjet", "cublas"),
+        "optimizer": ("adam", "foreach", "multi_tensor"),
+        "fused elementwise/norm (triton)": ("triton",),
+    }
     totals, top = {}, []
     for e in prof.key_averages():
         us = getattr(e, "self_device_time_total", None) if gpu else e.self_cpu_time_total
@@ -132,10 +154,15 @@ def kernel_breakdown(student, data, cached, batch, steps, device, compile) -> di
         totals[kind] = totals.get(kind, 0.0) + us / 1e3 / steps
         top.append((us / 1e3 / steps, e.key[:90]))
     top.sort(reverse=True)
-    return {"ms_per_step_by_kind": totals, "kernel_ms_per_step": sum(totals.values()), "top_kernels_ms_per_step": top[:15]}
+    return {
+        "ms_per_step_by_kind": totals,
+        "kernel_ms_per_step": sum(totals.values()),
+        "top_kernels_ms_per_step": top[:15],
+    }
 
 
 # ---------------------------------------------------------------- (b, c) Hugging Face Trainer
+
 
 def bench_trainer(student0, teacher, data, batch, steps, warmup, device, bf16):
     from transformers import Trainer, TrainerCallback, TrainingArguments
@@ -172,10 +199,22 @@ def bench_trainer(student0, teacher, data, batch, steps, warmup, device, bf16):
 
     clock = Clock()
     with tempfile.TemporaryDirectory() as tmp:
-        args = TrainingArguments(output_dir=tmp, per_device_train_batch_size=batch, max_steps=warmup + steps,
-                                 learning_rate=LR, warmup_steps=max(1, (warmup + steps) // 10), weight_decay=0.01, bf16=bf16,
-                                 save_strategy="no", report_to=[], disable_tqdm=True, logging_steps=10 ** 6,
-                                 dataloader_drop_last=True, use_cpu=device.type == "cpu", seed=0)
+        args = TrainingArguments(
+            output_dir=tmp,
+            per_device_train_batch_size=batch,
+            max_steps=warmup + steps,
+            learning_rate=LR,
+            warmup_steps=max(1, (warmup + steps) // 10),
+            weight_decay=0.01,
+            bf16=bf16,
+            save_strategy="no",
+            report_to=[],
+            disable_tqdm=True,
+            logging_steps=10**6,
+            dataloader_drop_last=True,
+            use_cpu=device.type == "cpu",
+            seed=0,
+        )
         trainer = KDTrainer(model=copy.deepcopy(student0), args=args, train_dataset=Rows())
         trainer.add_callback(clock)
         trainer.train()
@@ -185,12 +224,15 @@ def bench_trainer(student0, teacher, data, batch, steps, warmup, device, bf16):
 
 # ---------------------------------------------------------------- main
 
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--batch-sizes", default="64,256")
     p.add_argument("--length", type=int, default=128)
     p.add_argument("--steps", type=int, default=30, help="timed steps per variant (as many again warm up)")
-    p.add_argument("--variants", default="a_paperlib,b_trainer_bf16,c_trainer_fp32,a_paperlib_compile,a_paperlib_cudagraphs")
+    p.add_argument(
+        "--variants", default="a_paperlib,b_trainer_bf16,c_trainer_fp32,a_paperlib_compile,a_paperlib_cudagraphs"
+    )
     p.add_argument("--model", default="bert-base", help="key of paperlib.models.RANDOM_MODELS")
     p.add_argument("--smoke", action="store_true", help="tiny model, few steps: checks the script end to end")
     p.add_argument("--no-profile", dest="profile", action="store_false", help="skip the kernel-time breakdown")
@@ -210,10 +252,17 @@ def main(argv=None):
 
     import transformers
 
-    meta = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-            "torch": torch.__version__, "transformers": transformers.__version__, "python": platform.python_version(),
-            "model": args.model, "length": args.length, "steps": args.steps, "command": " ".join(sys.argv)}
+    meta = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+        "model": args.model,
+        "length": args.length,
+        "steps": args.steps,
+        "command": " ".join(sys.argv),
+    }
     peak = matmul_ceiling(device, n=8192 if device.type == "cuda" else 1024, reps=10 if device.type == "cuda" else 2)
     meta["matmul_bf16_tflops"] = peak / 1e12
     print(f"bf16 matmul ceiling: {peak / 1e12:.1f} TFLOP/s on {meta['device']}", flush=True)
@@ -234,8 +283,15 @@ def main(argv=None):
         cached = teacher_logits(teacher, data, batch_size=256, device=device)
         sync(device)
         cache_s = time.perf_counter() - t0
-        rows.append({"variant": "teacher_cache_pass", "batch": batch, "samples_per_s": len(data) / cache_s,
-                     "mfu": len(data) * f_teacher / cache_s / peak, "note": "one-off; includes warm-up"})
+        rows.append(
+            {
+                "variant": "teacher_cache_pass",
+                "batch": batch,
+                "samples_per_s": len(data) / cache_s,
+                "mfu": len(data) * f_teacher / cache_s / peak,
+                "note": "one-off; includes warm-up",
+            }
+        )
         for variant in variants:
             if time.perf_counter() - start > args.budget_s:
                 print(f"skipped {variant} at batch {batch}: over the time budget", flush=True)
@@ -243,7 +299,11 @@ def main(argv=None):
             t_start = time.perf_counter()
             try:
                 if variant.startswith("a_paperlib"):
-                    mode = {"a_paperlib": False, "a_paperlib_compile": True, "a_paperlib_cudagraphs": "reduce-overhead"}[variant]
+                    mode = {
+                        "a_paperlib": False,
+                        "a_paperlib_compile": True,
+                        "a_paperlib_cudagraphs": "reduce-overhead",
+                    }[variant]
                     r = bench_paperlib(student0, data, cached, batch, args.steps, device, compile=mode)
                     flops = 3 * f_student
                 elif variant.startswith(("b_trainer", "c_trainer")):
@@ -259,20 +319,36 @@ def main(argv=None):
                 rows.append({"variant": variant, "batch": batch, "error": f"{type(exc).__name__}: {exc}"[:500]})
                 save()
                 continue
-            r.update(variant=variant, batch=batch, mfu=r["samples_per_s"] * flops / peak,
-                     gflop_per_example=flops / 1e9, wall_s=time.perf_counter() - t_start)
+            r.update(
+                variant=variant,
+                batch=batch,
+                mfu=r["samples_per_s"] * flops / peak,
+                gflop_per_example=flops / 1e9,
+                wall_s=time.perf_counter() - t_start,
+            )
             rows.append(r)
-            print(f"{variant:>20} batch {batch:>4}: {r['samples_per_s']:9.0f} samples/s  MFU {100 * r['mfu']:5.1f}%  "
-                  f"({r['wall_s']:.0f}s)", flush=True)
+            print(
+                f"{variant:>20} batch {batch:>4}: {r['samples_per_s']:9.0f} samples/s  MFU {100 * r['mfu']:5.1f}%  "
+                f"({r['wall_s']:.0f}s)",
+                flush=True,
+            )
             save()
         if args.profile and time.perf_counter() - start < args.budget_s:
             gpu = device.type == "cuda"
             try:
-                prof = {"batch": batch, "compile": gpu, **kernel_breakdown(
-                    LAST_STUDENT.get((gpu, batch), student0), data, cached, batch, args.steps, device, compile=gpu)}
+                prof = {
+                    "batch": batch,
+                    "compile": gpu,
+                    **kernel_breakdown(
+                        LAST_STUDENT.get((gpu, batch), student0), data, cached, batch, args.steps, device, compile=gpu
+                    ),
+                }
                 meta.setdefault("profiles", []).append(prof)
-                print(f"kernel time per step at batch {batch}: {prof['kernel_ms_per_step']:.2f} ms",
-                      {k: round(v, 2) for k, v in prof["ms_per_step_by_kind"].items()}, flush=True)
+                print(
+                    f"kernel time per step at batch {batch}: {prof['kernel_ms_per_step']:.2f} ms",
+                    {k: round(v, 2) for k, v in prof["ms_per_step_by_kind"].items()},
+                    flush=True,
+                )
             except Exception as exc:
                 print(f"profile failed: {type(exc).__name__}: {exc}", flush=True)
             save()
@@ -284,16 +360,20 @@ def main(argv=None):
                 r["x_vs_trainer_bf16"] = r["samples_per_s"] / base["samples_per_s"]
     meta["total_s"] = time.perf_counter() - start
     save()
-    print(f"\n{meta['device']}, torch {meta['torch']}, transformers {meta['transformers']}, "
-          f"length {args.length}, bf16 matmul ceiling {meta['matmul_bf16_tflops']:.0f} TFLOP/s")
+    print(
+        f"\n{meta['device']}, torch {meta['torch']}, transformers {meta['transformers']}, "
+        f"length {args.length}, bf16 matmul ceiling {meta['matmul_bf16_tflops']:.0f} TFLOP/s"
+    )
     print(f"{'variant':>20} {'batch':>5} {'samples/s':>10} {'step ms':>8} {'MFU %':>6} {'x Trainer bf16':>14}")
     for r in rows:
         if "samples_per_s" not in r:
             print(f"{r['variant']:>20} {r['batch']:>5}  error: {r.get('error', '')[:80]}")
             continue
         x = r.get("x_vs_trainer_bf16")
-        print(f"{r['variant']:>20} {r['batch']:>5} {r['samples_per_s']:10.0f} {r.get('step_ms', float('nan')):8.2f} "
-              f"{100 * r['mfu']:6.1f} {'' if x is None else f'{x:14.2f}'}")
+        print(
+            f"{r['variant']:>20} {r['batch']:>5} {r['samples_per_s']:10.0f} {r.get('step_ms', float('nan')):8.2f} "
+            f"{100 * r['mfu']:6.1f} {'' if x is None else f'{x:14.2f}'}"
+        )
 
 
 if __name__ == "__main__":

@@ -27,13 +27,12 @@ from pathlib import Path
 
 DONE = re.compile(r"\[(?P<who>[^\]]+)\] (?P<nb>\d\d_\w+): done in (?P<s>\d+)s")
 REPO = Path(__file__).resolve().parents[1]
-MAIN_JOB_GOAL_S = 4 * 60   # issue 14, fp32 on 2 idle cores; bf16 must be faster still
-TEST_GOAL_S = 15 * 60      # issue 14, the README test command in fp32
+MAIN_JOB_GOAL_S = 4 * 60  # issue 14, fp32 on 2 idle cores; bf16 must be faster still
+TEST_GOAL_S = 15 * 60  # issue 14, the README test command in fp32
 
 
 def hardware() -> str:
     import torch
-
     from machine import cpu_name  # benchmarks/, first on sys.path when run as a script
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
@@ -50,8 +49,17 @@ def readme_test_command(readme: Path = REPO / "README.md") -> str:
 
 def run_main_job(precision: str, extra: list[str]) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench_reproduce_") as tmp:
-        cmd = [sys.executable, "-m", "paperlib", "reproduce", "--runs", str(Path(tmp) / "runs"),
-               "--precision", precision, *extra]
+        cmd = [
+            sys.executable,
+            "-m",
+            "paperlib",
+            "reproduce",
+            "--runs",
+            str(Path(tmp) / "runs"),
+            "--precision",
+            precision,
+            *extra,
+        ]
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
         total = time.perf_counter() - t0
@@ -81,22 +89,39 @@ def table(results: list[dict], tests: dict | None) -> str:
     lines = [head, "|---" * (len(results) + 2) + "|"]
     for nb in notebooks:
         lines.append(f"| {nb} | " + " | ".join(str(r["steps"].get(nb, "")) for r in results) + " | |")
-    cells = [f"**{r['total']:.0f}** ({r['total'] / 60:.1f} min, "
-             + (verdict(r["total"], MAIN_JOB_GOAL_S) if r["precision"] == "fp32" else
-                f"{'faster' if r['total'] < next((q['total'] for q in results if q['precision'] == 'fp32'), float('inf')) else 'not faster'} than fp32")
-             + ")" for r in results]
-    lines.append("| **main job (whole command)** | " + " | ".join(cells) + f" | <= {MAIN_JOB_GOAL_S / 60:.0f} min fp32 |")
+    fp32_total = next((q["total"] for q in results if q["precision"] == "fp32"), float("inf"))
+    cells = [
+        f"**{r['total']:.0f}** ({r['total'] / 60:.1f} min, "
+        + (
+            verdict(r["total"], MAIN_JOB_GOAL_S)
+            if r["precision"] == "fp32"
+            else f"{'faster' if r['total'] < fp32_total else 'not faster'} than fp32"
+        )
+        + ")"
+        for r in results
+    ]
+    lines.append(
+        "| **main job (whole command)** | " + " | ".join(cells) + f" | <= {MAIN_JOB_GOAL_S / 60:.0f} min fp32 |"
+    )
     if tests is not None:
-        lines.append(f"| **test command** (fp32) | **{tests['seconds']:.0f}** ({tests['seconds'] / 60:.1f} min, "
-                     f"{verdict(tests['seconds'], TEST_GOAL_S)}; exit {tests['status']}: {tests['summary']}) |"
-                     + " |" * (len(results) - 1) + f" <= {TEST_GOAL_S / 60:.0f} min fp32 |")
+        lines.append(
+            f"| **test command** (fp32) | **{tests['seconds']:.0f}** ({tests['seconds'] / 60:.1f} min, "
+            f"{verdict(tests['seconds'], TEST_GOAL_S)}; exit {tests['status']}: {tests['summary']}) |"
+            + " |" * (len(results) - 1)
+            + f" <= {TEST_GOAL_S / 60:.0f} min fp32 |"
+        )
     return "\n".join(lines)
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=["auto", "bf16", "fp32"],
-                    help="run the main job once per value (default: fp32 bf16)")
+    ap.add_argument(
+        "--precision",
+        nargs="+",
+        default=["fp32", "bf16"],
+        choices=["auto", "bf16", "fp32"],
+        help="run the main job once per value (default: fp32 bf16)",
+    )
     ap.add_argument("--no-tests", action="store_true", help="skip the test command")
     ap.add_argument("--test-command", default=None, help="default: the README's `python -m pytest ...` line")
     ap.add_argument("extra", nargs="*", help="more `paperlib reproduce` options, after --")
@@ -111,8 +136,12 @@ def main(argv=None) -> None:
         command = args.test_command or readme_test_command()
         print(f"test command: {command}", flush=True)
         tests = run_tests(command)
-    command = "python benchmarks/bench_reproduce.py " + " ".join(["--precision", *args.precision]) + \
-        (" --no-tests" if args.no_tests else "") + (" -- " + " ".join(args.extra) if args.extra else "")
+    command = (
+        "python benchmarks/bench_reproduce.py "
+        + " ".join(["--precision", *args.precision])
+        + (" --no-tests" if args.no_tests else "")
+        + (" -- " + " ".join(args.extra) if args.extra else "")
+    )
     print(f"\n{stamp} | {where}\n`{command}`\n\n{table(results, tests)}")
 
 

@@ -30,11 +30,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from machine import cpu_name  # noqa: E402  (benchmarks/, first on sys.path when run as a script)
 
 from paperlib.data import Encoded, length_batches  # noqa: E402
 from paperlib.signals import compute_signals  # noqa: E402
-from paperlib.train import autocast as train_autocast, precision  # noqa: E402
-from machine import cpu_name  # noqa: E402  (benchmarks/, first on sys.path when run as a script)
+from paperlib.train import autocast as train_autocast  # noqa: E402
+from paperlib.train import precision
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 HEADING = "## Signals"
@@ -90,12 +91,17 @@ def time_training(model, data: Encoded, batch_size: int, device: torch.device, s
     model.train()
     decay = [p for p in model.parameters() if p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.ndim < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=1e-5, fused=device.type in ("cuda", "cpu"))
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=1e-5,
+        fused=device.type in ("cuda", "cpu"),
+    )
     autocast = train_autocast(device)
     fwd_bwd = step = 0.0
-    batches = [{k: v.to(device) for k, v in b.items()}  # gathered up front, as paperlib.train does
-               for _, b in length_batches(data.to("cpu"), batch_size, shuffle=True, seed=seed)]
+    batches = [
+        {k: v.to(device) for k, v in b.items()}  # gathered up front, as paperlib.train does
+        for _, b in length_batches(data.to("cpu"), batch_size, shuffle=True, seed=seed)
+    ]
     for b in batches:
         _sync(device)
         t0 = time.perf_counter()
@@ -156,9 +162,14 @@ def run(args) -> dict:
         "date": dt.datetime.now().isoformat(timespec="seconds"),
         "hardware": hardware(device),
         "command": "python " + " ".join([Path(sys.argv[0]).as_posix()] + sys.argv[1:]),
-        "model": args.model, "data": source, "n": args.n, "length": args.length, "batch_size": args.batch_size,
+        "model": args.model,
+        "data": source,
+        "n": args.n,
+        "length": args.length,
+        "batch_size": args.batch_size,
         "repeats": args.repeats,
-        "train_fwd_bwd_s": statistics.median(fwd_bwd), "train_step_s": statistics.median(step),
+        "train_fwd_bwd_s": statistics.median(fwd_bwd),
+        "train_step_s": statistics.median(step),
         "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "signals_s": signals,
     }
@@ -167,15 +178,19 @@ def run(args) -> dict:
 
 
 def table(result: dict) -> str:
-    rows = ["| date | hardware | command | data | train fwd+bwd (s) | train step incl. AdamW (s) | signal pass (s) "
-            "| ratio pass / fwd+bwd |",
-            "|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| date | hardware | command | data | train fwd+bwd (s) | train step incl. AdamW (s) | signal pass (s) "
+        "| ratio pass / fwd+bwd |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for dtype, seconds in result["signals_s"].items():
         load = f", load avg {result['load_average']:.1f}" if result.get("load_average") is not None else ""
-        rows.append(f"| {result['date']} | {result['hardware']}{load} | `{result['command']}` | {result['model']}, "
-                    f"{result['n']} x {result['length']} {result['data']}, batch {result['batch_size']} | "
-                    f"{result['train_fwd_bwd_s']:.3f} | {result['train_step_s']:.3f} | {seconds:.3f} ({dtype}) | "
-                    f"{result['ratio_signals_over_fwd_bwd'][dtype]:.2f} |")
+        rows.append(
+            f"| {result['date']} | {result['hardware']}{load} | `{result['command']}` | {result['model']}, "
+            f"{result['n']} x {result['length']} {result['data']}, batch {result['batch_size']} | "
+            f"{result['train_fwd_bwd_s']:.3f} | {result['train_step_s']:.3f} | {seconds:.3f} ({dtype}) | "
+            f"{result['ratio_signals_over_fwd_bwd'][dtype]:.2f} |"
+        )
     return "\n".join(rows)
 
 
@@ -187,8 +202,10 @@ def append_results(result: dict, path: Path = RESULTS) -> None:
     lines = text.rstrip("\n").split("\n")
     rows = table(result).split("\n")
     if HEADING not in lines:
-        note = ("Calibration pass (`paperlib.signals.compute_signals`: forward with hooks + backward, MI and "
-                "weight signals included) against one fine-tuning pass over the same examples. Goal: ratio <= 2.")
+        note = (
+            "Calibration pass (`paperlib.signals.compute_signals`: forward with hooks + backward, MI and "
+            "weight signals included) against one fine-tuning pass over the same examples. Goal: ratio <= 2."
+        )
         lines += ["", HEADING, "", note, ""] + rows
     else:
         start = lines.index(HEADING)

@@ -50,8 +50,12 @@ def main(argv=None) -> None:
     ap.add_argument("--model", default=None, help="override the preset's model (e.g. random:bert-base)")
     ap.add_argument("--dataset", default=None, help="default: the preset's first dataset")
     ap.add_argument("--data-dir", default=None, help="local data folder (the nine datasets)")
-    ap.add_argument("--stop-after", default=None, choices=["02", "03"],
-                    help="end after this notebook's stages (e.g. 03: profile the prune stage alone)")
+    ap.add_argument(
+        "--stop-after",
+        default=None,
+        choices=["02", "03"],
+        help="end after this notebook's stages (e.g. 03: profile the prune stage alone)",
+    )
     args = ap.parse_args(argv)
     os.environ["PAPERLIB_PRECISION"] = args.precision
     os.environ.setdefault("PAPERLIB_QUIET", "1")
@@ -79,20 +83,37 @@ def main(argv=None) -> None:
         return result
 
     t_all = time.perf_counter()
-    run = stage("01 load data + fine-tune M_0 (or load it)",
-                lambda: prepare(args.dataset or preset.datasets[0], args.model, preset, args.runs, args.data_dir,
-                                device=args.device, progress=False))
+    run = stage(
+        "01 load data + fine-tune M_0 (or load it)",
+        lambda: prepare(
+            args.dataset or preset.datasets[0],
+            args.model,
+            preset,
+            args.runs,
+            args.data_dir,
+            device=args.device,
+            progress=False,
+        ),
+    )
     pruner = Pruner(run, progress=False)
     stage("02 twelve signal curves", lambda: run_pruning(run, list(SIGNALS), progress=False, pruner=pruner), pruner)
     if args.stop_after != "02":
-        stage("03 other strategies (Oracle, Random x seeds, references)",
-              lambda: run_pruning(run, "all", progress=False, pruner=pruner), pruner)
+        stage(
+            "03 other strategies (Oracle, Random x seeds, references)",
+            lambda: run_pruning(run, "all", progress=False, pruner=pruner),
+            pruner,
+        )
         flip = {"lowest": "highest", "highest": "lowest"}
-        flipped = [dataclasses.replace(REGISTRY[s], name=f"{s} (flipped)", direction=flip[REGISTRY[s].direction])
-                   for s in SIGNALS]
+        flipped = [
+            dataclasses.replace(REGISTRY[s], name=f"{s} (flipped)", direction=flip[REGISTRY[s].direction])
+            for s in SIGNALS
+        ]
         check_run = dataclasses.replace(run, folder=run.folder / "direction_check")
-        stage("03 direction check (12 flipped curves)",
-              lambda: run_pruning(check_run, flipped, progress=False, pruner=pruner), pruner)
+        stage(
+            "03 direction check (12 flipped curves)",
+            lambda: run_pruning(check_run, flipped, progress=False, pruner=pruner),
+            pruner,
+        )
     if args.stop_after is None:
         stage("04 fusion (within)", lambda: run_fusion(run, "within", progress=False), None)
         stage("05 distillation", lambda: distill_run(run, depths=args.depths, progress=False, verbose=True), None)
@@ -100,8 +121,10 @@ def main(argv=None) -> None:
 
     m = run.model
     calib = pruner.calibration
-    fl = {"forward / example": flops_per_example(m, run.encoded["val"], False),
-          "forward+backward / example": flops_per_example(m, run.encoded["train"], True)}
+    fl = {
+        "forward / example": flops_per_example(m, run.encoded["val"], False),
+        "forward+backward / example": flops_per_example(m, run.encoded["train"], True),
+    }
     m.eval()
     from paperlib.signals import compute_signals
 
@@ -109,17 +132,23 @@ def main(argv=None) -> None:
     compute_signals(m, calib, batch_size=preset.batch_size, device=args.device)  # ends reading floats: synchronised
     one_pass = time.perf_counter() - t0
     load = os.getloadavg()[0]
-    print(f"\ntotal {total:.0f}s, torch threads {torch.get_num_threads()}, load avg {load:.1f} at the end; "
-          f"calibration set {len(calib)}, train {len(run.encoded['train'])}, val {len(run.encoded['val'])}, "
-          f"test {len(run.encoded['test'])}")
+    print(
+        f"\ntotal {total:.0f}s, torch threads {torch.get_num_threads()}, load avg {load:.1f} at the end; "
+        f"calibration set {len(calib)}, train {len(run.encoded['train'])}, val {len(run.encoded['val'])}, "
+        f"test {len(run.encoded['test'])}"
+    )
     print("| stage | seconds | share | signal passes | val evals | test evals | layer forwards |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['stage']} | {r['seconds']} | {100 * r['seconds'] / total:.0f} % | {r.get('signals', '')} | "
-              f"{r.get('val', '')} | {r.get('test', '')} | {r.get('layers_run', '')} |")
+        print(
+            f"| {r['stage']} | {r['seconds']} | {100 * r['seconds'] / total:.0f} % | {r.get('signals', '')} | "
+            f"{r.get('val', '')} | {r.get('test', '')} | {r.get('layers_run', '')} |"
+        )
     print({k: f"{v / 1e9:.2f} GFLOP" for k, v in fl.items()})
-    print(f"one signal pass of the full model over the {len(calib)} calibration texts: {one_pass:.2f}s "
-          f"(passes x this bounds the signals' share of a stage; the rest is evaluation and bookkeeping)")
+    print(
+        f"one signal pass of the full model over the {len(calib)} calibration texts: {one_pass:.2f}s "
+        f"(passes x this bounds the signals' share of a stage; the rest is evaluation and bookkeeping)"
+    )
     if args.out:
         Path(args.out).write_text(json.dumps({"rows": rows, "total": total, "flops": fl, "load": load}, indent=1))
 

@@ -22,7 +22,9 @@ NAME = "TF-IDF+LR"
 JSON_NAME, PREDICTIONS_NAME = "baseline.json", "baseline_predictions.parquet"
 
 
-def tfidf_lr(train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame, c_grid=C_GRID, seed: int = 0) -> tuple[dict, np.ndarray]:
+def tfidf_lr(
+    train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame, c_grid=C_GRID, seed: int = 0
+) -> tuple[dict, np.ndarray]:
     """Fit TF-IDF + LR on ``train``, pick C by validation accuracy (ties: smaller C), score on ``test``.
 
     Returns ({'val_acc', 'test_acc', 'C', 'seconds', 'n_features'}, test predictions)."""
@@ -42,9 +44,16 @@ def tfidf_lr(train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame, c_grid=
             best = (acc, c, clf)
     val_acc, c, clf = best
     pred = clf.predict(x_test)
-    info = {"method": NAME, "val_acc": val_acc, "test_acc": float((pred == y_test).mean()), "C": c,
-            "c_grid": list(c_grid), "n_features": int(x_train.shape[1]), "seconds": round(time.perf_counter() - t0, 2),
-            "sizes": {"train": len(train), "val": len(val), "test": len(test)}}
+    info = {
+        "method": NAME,
+        "val_acc": val_acc,
+        "test_acc": float((pred == y_test).mean()),
+        "C": c,
+        "c_grid": list(c_grid),
+        "n_features": int(x_train.shape[1]),
+        "seconds": round(time.perf_counter() - t0, 2),
+        "sizes": {"train": len(train), "val": len(val), "test": len(test)},
+    }
     return info, pred
 
 
@@ -56,8 +65,10 @@ def baseline_run(run, force: bool = False) -> dict:
     splits = run.splits
     info, pred = tfidf_lr(splits.train, splits.val, splits.test, seed=run.preset.seed)
     labels = splits.test["label"].to_numpy()
-    write_parquet(pd.DataFrame({"index": np.arange(len(labels)), "label": labels, "pred": pred,
-                                "correct": pred == labels}), Path(run.folder) / PREDICTIONS_NAME)
+    write_parquet(
+        pd.DataFrame({"index": np.arange(len(labels)), "label": labels, "pred": pred, "correct": pred == labels}),
+        Path(run.folder) / PREDICTIONS_NAME,
+    )
     write_json(info, path)
     return info
 

@@ -13,16 +13,26 @@ from .errors import PaperlibError
 
 
 def _common(p: argparse.ArgumentParser, dataset_required: bool = True) -> None:
-    p.add_argument("--dataset", required=dataset_required, default=None if dataset_required else "bbc_news",
-                   help="registry name (bbc_news, newsgroup, dbpedia, arxiv, patent, yahoo, yelp, agnews, imdb, amazon) "
-                        "or a folder with train.csv+test.csv or all.csv (columns text,label; optional labels.txt)")
-    p.add_argument("--model", default=None,
-                   help="'minilm' (embedded), 'random:<tiny|bert-base|...>', a hub id or a checkpoint folder "
-                        "(default: the preset's model)")
+    p.add_argument(
+        "--dataset",
+        required=dataset_required,
+        default=None if dataset_required else "bbc_news",
+        help="registry name (bbc_news, newsgroup, dbpedia, arxiv, patent, yahoo, yelp, agnews, imdb, amazon) "
+        "or a folder with train.csv+test.csv or all.csv (columns text,label; optional labels.txt)",
+    )
+    p.add_argument(
+        "--model",
+        default=None,
+        help="'minilm' (embedded), 'random:<tiny|bert-base|...>', a hub id or a checkpoint folder "
+        "(default: the preset's model)",
+    )
     p.add_argument("--preset", default="quick", help="quick (CPU, default), paper (GPU) or tiny (tests)")
     p.add_argument("--out", default=None, help="runs folder; results go to OUT/<dataset>/ (default: runs/<preset>)")
-    p.add_argument("--data-dir", default=None,
-                   help="local folder laid out like ../shared/datasets (default: $PAPERLIB_DATA_DIR; else embedded or hub)")
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="local folder laid out like ../shared/datasets (default: $PAPERLIB_DATA_DIR; else embedded or hub)",
+    )
     p.add_argument("--max-length", type=int, default=None, help="override the preset's max tokens per text")
     p.add_argument("--seed", type=int, default=None, help="override the preset's seed")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
@@ -31,9 +41,13 @@ def _common(p: argparse.ArgumentParser, dataset_required: bool = True) -> None:
 
 
 def _precision(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default=None,
-                   help="matrix products in bf16 autocast or fp32; auto (default, or $PAPERLIB_PRECISION): bf16 on "
-                        "GPUs and on CPUs with bf16 arithmetic (AVX512-BF16/AMX), fp32 elsewhere")
+    p.add_argument(
+        "--precision",
+        choices=["auto", "bf16", "fp32"],
+        default=None,
+        help="matrix products in bf16 autocast or fp32; auto (default, or $PAPERLIB_PRECISION): bf16 on "
+        "GPUs and on CPUs with bf16 arithmetic (AVX512-BF16/AMX), fp32 elsewhere",
+    )
 
 
 def _preset(args):
@@ -50,21 +64,32 @@ def _prepare(args):
     from .experiment import prepare
 
     preset = _preset(args)
-    return prepare(args.dataset, args.model, preset, _out(args, preset), args.data_dir, args.device,
-                   progress=False if args.quiet else None)
+    return prepare(
+        args.dataset,
+        args.model,
+        preset,
+        _out(args, preset),
+        args.data_dir,
+        args.device,
+        progress=False if args.quiet else None,
+    )
 
 
 def cmd_finetune(args) -> None:
     run = _prepare(args)
     m = run.metrics
-    print(f"{run.splits.name}: fine-tuned {m['n_layers']}-layer model in {m['train_seconds']}s; "
-          f"val acc {m['val_acc']:.4f}, test acc {m['test_acc']:.4f} -> {run.folder}")
+    print(
+        f"{run.splits.name}: fine-tuned {m['n_layers']}-layer model in {m['train_seconds']}s; "
+        f"val acc {m['val_acc']:.4f}, test acc {m['test_acc']:.4f} -> {run.folder}"
+    )
     from .baselines import read_baseline
 
     b = read_baseline(run.folder)
     if b:
-        print(f"{run.splits.name}: classical reference {b['method']} (C={b['C']:g}, chosen on validation): "
-              f"val acc {b['val_acc']:.4f}, test acc {b['test_acc']:.4f}")
+        print(
+            f"{run.splits.name}: classical reference {b['method']} (C={b['C']:g}, chosen on validation): "
+            f"val acc {b['val_acc']:.4f}, test acc {b['test_acc']:.4f}"
+        )
 
 
 def _check_strategies(spec: str) -> None:
@@ -78,11 +103,11 @@ def _check_distill_args(depths: str | None, strategy: str) -> None:
     """--depths (None = the preset's policy) and --strategy (a known name), before any work.
     Whether each k is on the curve is checked once the curve is read."""
     from .config import check_depths
-    from .strategies import FUSION_NAMES, REGISTRY
+    from .strategies import REGISTRY, fusion_names
 
     if depths is not None:
         check_depths(depths, "--depths")
-    known = [*REGISTRY, *FUSION_NAMES, *(f"{n} (transfer)" for n in FUSION_NAMES)]
+    known = [*REGISTRY, *fusion_names("within"), *fusion_names("transfer")]
     if strategy not in known:
         raise PaperlibError(f"unknown --strategy {strategy!r}; choose one of {known}")
 
@@ -98,14 +123,22 @@ def cmd_fuse(args) -> None:
     from .fusion import fuse_command
 
     preset = _preset(args)
-    fuse_command(_prepare(args), protocol=args.protocol, runs_root=_out(args, preset), progress=False if args.quiet else None)
+    fuse_command(
+        _prepare(args), protocol=args.protocol, runs_root=_out(args, preset), progress=False if args.quiet else None
+    )
 
 
 def cmd_distill(args) -> None:
     from .distill import distill_command
 
     _check_distill_args(args.depths, args.strategy)
-    distill_command(_prepare(args), depths=args.depths, compile=args.compile, progress=False if args.quiet else None, strategy=args.strategy)
+    distill_command(
+        _prepare(args),
+        depths=args.depths,
+        compile=args.compile,
+        progress=False if args.quiet else None,
+        strategy=args.strategy,
+    )
 
 
 def cmd_table(args) -> None:
@@ -117,8 +150,16 @@ def cmd_table(args) -> None:
 def cmd_reproduce(args) -> None:
     from .reproduce import reproduce
 
-    ok = reproduce(preset=args.preset, datasets=args.datasets, runs=args.runs, data_dir=args.data_dir,
-                   model=args.model, jobs=args.jobs, notebooks_dir=args.notebooks, depths=args.depths)
+    ok = reproduce(
+        preset=args.preset,
+        datasets=args.datasets,
+        runs=args.runs,
+        data_dir=args.data_dir,
+        model=args.model,
+        jobs=args.jobs,
+        notebooks_dir=args.notebooks,
+        depths=args.depths,
+    )
     if not ok:
         sys.exit(1)
 
@@ -133,74 +174,116 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="paperlib",
         description="Layer pruning, strategic fusion and distillation of transformer classifiers "
-                    "(companion to arXiv 2501.03273). Stages: finetune -> prune -> fuse -> distill -> table.")
+        "(companion to arXiv 2501.03273). Stages: finetune -> prune -> fuse -> distill -> table.",
+    )
     from . import __version__
 
     parser.add_argument("--version", action="version", version=f"paperlib {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("finetune", help="fine-tune the full model M_0 and write the run folder",
-                       description="Fine-tune MODEL on DATASET and write OUT/<dataset>/ (config.json, model/, metrics.json). "
-                                   "A rerun with the same config reuses the saved model.")
+    p = sub.add_parser(
+        "finetune",
+        help="fine-tune the full model M_0 and write the run folder",
+        description="Fine-tune MODEL on DATASET and write OUT/<dataset>/ (config.json, model/, metrics.json). "
+        "A rerun with the same config reuses the saved model.",
+    )
     _common(p)
     p.set_defaults(func=cmd_finetune)
 
-    p = sub.add_parser("prune", help="single-signal, random, oracle and reference pruning curves",
-                       description="Prune layers one at a time with each strategy (fine-tuning first if needed); "
-                                   "writes signals.parquet and curves.parquet and prints best test accuracy per strategy.")
+    p = sub.add_parser(
+        "prune",
+        help="single-signal, random, oracle and reference pruning curves",
+        description="Prune layers one at a time with each strategy (fine-tuning first if needed); "
+        "writes signals.parquet and curves.parquet and prints best test accuracy per strategy.",
+    )
     _common(p)
-    p.add_argument("--strategies", default="all",
-                   help="'all' or a comma list of strategy names (e.g. Weight-Entropy,Random,Oracle)")
+    p.add_argument(
+        "--strategies",
+        default="all",
+        help="'all' or a comma list of strategy names (e.g. Weight-Entropy,Random,Oracle)",
+    )
     p.set_defaults(func=cmd_prune)
 
-    p = sub.add_parser("fuse", help="fit LR / RF fusion on the single-signal runs and prune with them",
-                       description="Build fusion rows from the single-signal runs, fit Linear-Regression and Random-Forest, "
-                                   "and add their pruning curves to curves.parquet.")
+    p = sub.add_parser(
+        "fuse",
+        help="fit LR / RF fusion on the single-signal runs and prune with them",
+        description="Build fusion rows from the single-signal runs, fit Linear-Regression and Random-Forest, "
+        "and add their pruning curves to curves.parquet.",
+    )
     _common(p)
-    p.add_argument("--protocol", choices=["within", "transfer"], default="within",
-                   help="within: rows from this dataset (default); transfer: rows from the other datasets under the runs folder")
+    p.add_argument(
+        "--protocol",
+        choices=["within", "transfer"],
+        default="within",
+        help="within: rows from this dataset (default); transfer: rows from the other datasets under the runs folder",
+    )
     p.set_defaults(func=cmd_fuse)
 
-    p = sub.add_parser("distill", help="knowledge distillation of the RF-pruned models",
-                       description="Distil the teacher M_0 into the RF-pruned student at each depth (and the alpha=0 control); "
-                                   "writes distill.parquet.")
+    p = sub.add_parser(
+        "distill",
+        help="knowledge distillation of the RF-pruned models",
+        description="Distil the teacher M_0 into the RF-pruned student at each depth (and the alpha=0 control); "
+        "writes distill.parquet.",
+    )
     _common(p)
-    p.add_argument("--depths", default=None,
-                   help="'all' (k = 1..L-1), 'every_other' (k = 1,3,5,... and k*), 'three' (k*, the middle, the deepest), "
-                        "'best' (k* only) or a comma list of k (default: the preset's; quick: three, paper: all)")
+    p.add_argument(
+        "--depths",
+        default=None,
+        help="'all' (k = 1..L-1), 'every_other' (k = 1,3,5,... and k*), 'three' (k*, the middle, the deepest), "
+        "'best' (k* only) or a comma list of k (default: the preset's; quick: three, paper: all)",
+    )
     p.add_argument("--compile", action="store_true", help="torch.compile the student (CUDA)")
-    p.add_argument("--strategy", default="Random-Forest", help="whose pruned curve to distil (any strategy in curves.parquet)")
+    p.add_argument(
+        "--strategy", default="Random-Forest", help="whose pruned curve to distil (any strategy in curves.parquet)"
+    )
     p.set_defaults(func=cmd_distill)
 
-    p = sub.add_parser("table", help="print Table 1, distillation/ATS columns and the claims check",
-                       description="Read every dataset under RUNS and print Table 1 and the claims check.")
+    p = sub.add_parser(
+        "table",
+        help="print Table 1, distillation/ATS columns and the claims check",
+        description="Read every dataset under RUNS and print Table 1 and the claims check.",
+    )
     p.add_argument("--runs", default="runs/quick", help="runs folder holding <dataset>/ run folders")
     p.add_argument("--save", default=None, help="also write the tables as CSV into this folder")
     p.set_defaults(func=cmd_table)
 
-    p = sub.add_parser("reproduce", help="run the notebooks with papermill over datasets (the main job)",
-                       description="Execute notebooks 01-05 per dataset, then 06 once, with papermill; "
-                                   "resumes, and reports failed datasets at the end.")
+    p = sub.add_parser(
+        "reproduce",
+        help="run the notebooks with papermill over datasets (the main job)",
+        description="Execute notebooks 01-05 per dataset, then 06 once, with papermill; "
+        "resumes, and reports failed datasets at the end.",
+    )
     p.add_argument("--preset", default="quick", help="quick (default) or paper")
     p.add_argument("--datasets", default=None, help="'all' (the nine) or a comma list (default: the preset's datasets)")
     p.add_argument("--runs", default=None, help="runs folder (default: runs/<preset>)")
     p.add_argument("--data-dir", default=None, help="local data folder (default: $PAPERLIB_DATA_DIR)")
     p.add_argument("--model", default=None, help="override the preset's model")
     p.add_argument("--jobs", type=int, default=1, help="datasets run in parallel")
-    p.add_argument("--depths", default=None,
-                   help="distillation depths of notebook 05: all, every_other, three, best or a comma list of k "
-                        "(default: the preset's distill_depths)")
+    p.add_argument(
+        "--depths",
+        default=None,
+        help="distillation depths of notebook 05: all, every_other, three, best or a comma list of k "
+        "(default: the preset's distill_depths)",
+    )
     p.add_argument("--notebooks", default=None, help="folder of the notebooks (default: the repository's notebooks/)")
     _precision(p)
     p.set_defaults(func=cmd_reproduce)
 
-    p = sub.add_parser("report", help="render a run's executed notebooks as static HTML with an index (offline)",
-                       description="Render every executed notebook of a run (per dataset 01-05, and 06) to static HTML "
-                                   "under <runs>/report/, with an index.html linking them beside the summary tables "
-                                   "and the Figure 1 grid. `paperlib reproduce` writes it at its end.")
-    p.add_argument("--runs", default="runs/quick", help="runs folder of a finished `paperlib reproduce` (default: runs/quick)")
-    p.add_argument("--no-pages", action="store_true",
-                   help="write index.html alone, linking the executed .ipynb files (no HTML page per notebook)")
+    p = sub.add_parser(
+        "report",
+        help="render a run's executed notebooks as static HTML with an index (offline)",
+        description="Render every executed notebook of a run (per dataset 01-05, and 06) to static HTML "
+        "under <runs>/report/, with an index.html linking them beside the summary tables "
+        "and the Figure 1 grid. `paperlib reproduce` writes it at its end.",
+    )
+    p.add_argument(
+        "--runs", default="runs/quick", help="runs folder of a finished `paperlib reproduce` (default: runs/quick)"
+    )
+    p.add_argument(
+        "--no-pages",
+        action="store_true",
+        help="write index.html alone, linking the executed .ipynb files (no HTML page per notebook)",
+    )
     p.set_defaults(func=cmd_report)
     return parser
 

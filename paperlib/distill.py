@@ -24,24 +24,52 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from . import pruning
 from .config import DEPTH_POLICIES
 from .errors import PaperlibError
 from .io import read_parquet, update_parquet
-from . import pruning
 from .models import count_parameters, fp32_bytes, kept_layers, remove_layers
-from .train import LossFn, evaluate, init_distributed, is_main_process, predict_logits, progress_enabled, recovery_lr, tqdm, train
+from .train import (
+    LossFn,
+    evaluate,
+    init_distributed,
+    is_main_process,
+    predict_logits,
+    progress_enabled,
+    recovery_lr,
+    tqdm,
+    train,
+)
 
 DEFAULT_STRATEGY = "Random-Forest"
 MODES = ("none", "kd", "ce")  # pruned as is (alpha NaN); distilled (alpha = kd_alpha); label-only control (alpha = 0)
-COLUMNS = ["dataset", "strategy", "depth", "n_layers", "kept", "mode", "alpha", "val_acc", "test_acc",
-           "n_params", "bytes", "ats", "best_depth"]
+COLUMNS = [
+    "dataset",
+    "strategy",
+    "depth",
+    "n_layers",
+    "kept",
+    "mode",
+    "alpha",
+    "val_acc",
+    "test_acc",
+    "n_params",
+    "bytes",
+    "ats",
+    "best_depth",
+]
 PREDICTION_COLUMNS = ["strategy", "depth", "kept", "mode", "split", "example", "pred"]
 PREDICTIONS_FILE = "distill_predictions.parquet"
 COMPILE_MULTIPLE_OF = 32  # length bucket under torch.compile: at most max_length/32 shapes per batch size
 
 
-def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None, labels: torch.Tensor,
-            alpha: float = 0.5, temperature: float = 2.0) -> torch.Tensor:
+def kd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor | None,
+    labels: torch.Tensor,
+    alpha: float = 0.5,
+    temperature: float = 2.0,
+) -> torch.Tensor:
     """alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) * CE(y, s), each averaged over the batch.
 
     Computed in float32 (the logits may come from bf16 autocast).  With alpha = 0 the teacher is not
@@ -76,11 +104,27 @@ def teacher_logits(teacher: torch.nn.Module, data, batch_size: int = 128, device
     return predict_logits(teacher, data, batch_size, device)
 
 
-def distill(student: torch.nn.Module, data, teacher_logits: torch.Tensor | None, *, alpha: float = 0.5,
-            temperature: float = 2.0, epochs: int = 3, lr: float = 3e-5, batch_size: int = 32, seed: int = 0,
-            warmup_ratio: float = 0.1, weight_decay: float = 0.01, device=None, compile: bool | str = False,
-            progress: bool | None = None, desc: str = "distill", val_data=None, patience: int = 0,
-            eval_batch_size: int = 128) -> dict:
+def distill(
+    student: torch.nn.Module,
+    data,
+    teacher_logits: torch.Tensor | None,
+    *,
+    alpha: float = 0.5,
+    temperature: float = 2.0,
+    epochs: int = 3,
+    lr: float = 3e-5,
+    batch_size: int = 32,
+    seed: int = 0,
+    warmup_ratio: float = 0.1,
+    weight_decay: float = 0.01,
+    device=None,
+    compile: bool | str = False,
+    progress: bool | None = None,
+    desc: str = "distill",
+    val_data=None,
+    patience: int = 0,
+    eval_batch_size: int = 128,
+) -> dict:
     """Train ``student`` in place on ``data`` with the KD loss (alpha = 0: labels only); return train()'s info.
 
     Early stopping (``patience`` > 0 and ``val_data``): validation accuracy after every epoch; training
@@ -88,13 +132,32 @@ def distill(student: torch.nn.Module, data, teacher_logits: torch.Tensor | None,
     put back.  The info then also holds 'val_acc' (the kept weights' validation accuracy), 'best_epoch'
     and 'epochs_run'.  The learning-rate schedule is the full ``epochs`` one either way."""
     if teacher_logits is not None and len(teacher_logits) != len(data):
-        raise PaperlibError(f"{len(teacher_logits)} teacher logits for {len(data)} training examples; "
-                            f"compute them on the same training set")
-    stop = EarlyStopping(student, val_data, patience, eval_batch_size, device) if patience > 0 and val_data is not None else None
-    info = train(student, data, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, warmup_ratio=warmup_ratio,
-                 weight_decay=weight_decay, loss_fn=kd_loss_fn(teacher_logits, alpha, temperature), device=device,
-                 progress=progress, compile=compile, multiple_of=COMPILE_MULTIPLE_OF if compile else 1, desc=desc,
-                 on_epoch_end=stop)
+        raise PaperlibError(
+            f"{len(teacher_logits)} teacher logits for {len(data)} training examples; "
+            f"compute them on the same training set"
+        )
+    stop = (
+        EarlyStopping(student, val_data, patience, eval_batch_size, device)
+        if patience > 0 and val_data is not None
+        else None
+    )
+    info = train(
+        student,
+        data,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        seed=seed,
+        warmup_ratio=warmup_ratio,
+        weight_decay=weight_decay,
+        loss_fn=kd_loss_fn(teacher_logits, alpha, temperature),
+        device=device,
+        progress=progress,
+        compile=compile,
+        multiple_of=COMPILE_MULTIPLE_OF if compile else 1,
+        desc=desc,
+        on_epoch_end=stop,
+    )
     if stop is not None:
         info.update(stop.restore())
     return info
@@ -129,6 +192,7 @@ class EarlyStopping:
 
 # ---------------------------------------------------------------- the pruned curve to distil
 
+
 def parse_kept(kept) -> list[int]:
     """Original layer indices from a curves.parquet ``kept`` cell, as a list (``pruning.parse_kept``)."""
     return list(pruning.parse_kept(kept))
@@ -139,8 +203,9 @@ def pruned_curve(curves: pd.DataFrame, strategy: str = DEFAULT_STRATEGY) -> pd.D
     have = sorted(curves["strategy"].unique().tolist())
     if strategy not in have:
         hint = " (run `paperlib fuse` first to add the fusion curves)" if strategy == DEFAULT_STRATEGY else ""
-        raise PaperlibError(f"curves.parquet has no {strategy!r} curve{hint}; or distil another strategy with "
-                            f"--strategy, one of {have}")
+        raise PaperlibError(
+            f"curves.parquet has no {strategy!r} curve{hint}; or distil another strategy with --strategy, one of {have}"
+        )
     rows = curves[curves["strategy"] == strategy]
     if "seed" in rows and rows["seed"].notna().any():
         rows = rows[rows["seed"] == rows["seed"].min()]
@@ -176,8 +241,9 @@ def parse_depths(depths, curve: pd.DataFrame) -> list[int]:
         try:
             chosen = [int(k) for k in (str(depths).split(",") if isinstance(depths, str) else depths) if str(k).strip()]
         except ValueError:
-            raise PaperlibError(f"--depths must be one of {', '.join(DEPTH_POLICIES)} or a comma list of integers, "
-                                f"got {depths!r}") from None
+            raise PaperlibError(
+                f"--depths must be one of {', '.join(DEPTH_POLICIES)} or a comma list of integers, got {depths!r}"
+            ) from None
         bad = sorted(set(chosen) - set(steps))
         if bad:
             raise PaperlibError(f"depth(s) {bad} are not on the curve; choose k in {min(steps)}..{max(steps)}")
@@ -193,7 +259,8 @@ def _ats(acc: float, n_bytes: int) -> float:
 
 # ---------------------------------------------------------------- the stage
 
-def _scored(model: torch.nn.Module, data, batch_size: int, device) -> tuple[float, "np.ndarray"]:
+
+def _scored(model: torch.nn.Module, data, batch_size: int, device) -> tuple[float, np.ndarray]:
     """(accuracy exactly as ``train.evaluate``, predicted labels as int16 in ``data``'s order)."""
     pred = predict_logits(model, data, batch_size, device).argmax(-1)
     acc = float((pred == data.labels.to(pred.device)).float().mean())
@@ -204,12 +271,22 @@ def _current(rows: list[dict], curve: pd.DataFrame, strategy: str) -> list[dict]
     """Rows still valid for ``curve``: another strategy's, or this strategy's whose kept layers are the
     curve's at that depth (a refitted curve that now keeps other layers makes the old row stale)."""
     kept_at = {int(k): pruning.format_kept(parse_kept(v)) for k, v in zip(curve["step"], curve["kept"])}
-    return [r for r in rows if r["strategy"] != strategy
-            or kept_at.get(int(r["depth"])) == pruning.format_kept(parse_kept(r["kept"]))]
+    return [
+        r
+        for r in rows
+        if r["strategy"] != strategy or kept_at.get(int(r["depth"])) == pruning.format_kept(parse_kept(r["kept"]))
+    ]
 
 
-def distill_run(run, depths=None, strategy: str = DEFAULT_STRATEGY, compile: bool = False,
-                progress: bool | None = None, modes=MODES, verbose: bool = True) -> pd.DataFrame:
+def distill_run(
+    run,
+    depths=None,
+    strategy: str = DEFAULT_STRATEGY,
+    compile: bool = False,
+    progress: bool | None = None,
+    modes=MODES,
+    verbose: bool = True,
+) -> pd.DataFrame:
     """Distil the run's M_0 into ``strategy``'s pruned student at each depth; return distill.parquet's rows.
 
     ``depths``: a policy of ``parse_depths`` or a list of k; None takes the preset's ``distill_depths``.
@@ -232,11 +309,20 @@ def distill_run(run, depths=None, strategy: str = DEFAULT_STRATEGY, compile: boo
     if world > 1:
         torch.distributed.barrier()  # every rank has read the same finished rows before rank 0 writes more
     rows = _current([] if done.empty else done.to_dict("records"), curve, strategy)
-    have = {(r.strategy, int(r.depth), r.kept, r.mode) for r in preds.drop_duplicates(["strategy", "depth", "kept", "mode"]).itertuples()}
-    rows = [r for r in rows if (r["strategy"], int(r["depth"]), pruning.format_kept(parse_kept(r["kept"])), r["mode"]) in have]
+    have = {
+        (r.strategy, int(r.depth), r.kept, r.mode)
+        for r in preds.drop_duplicates(["strategy", "depth", "kept", "mode"]).itertuples()
+    }
+    rows = [
+        r
+        for r in rows
+        if (r["strategy"], int(r["depth"]), pruning.format_kept(parse_kept(r["kept"])), r["mode"]) in have
+    ]
     finished = {(r["strategy"], int(r["depth"]), r["mode"]) for r in rows}
     keys = {(r["strategy"], int(r["depth"]), pruning.format_kept(parse_kept(r["kept"])), r["mode"]) for r in rows}
-    preds = preds[[(t.strategy, int(t.depth), t.kept, t.mode) in keys for t in preds.itertuples()]] if len(preds) else preds
+    preds = (
+        preds[[(t.strategy, int(t.depth), t.kept, t.mode) in keys for t in preds.itertuples()]] if len(preds) else preds
+    )
     pred_parts = [preds] if len(preds) else []
     todo = [(k, m) for k in chosen for m in modes if (strategy, k, m) not in finished]
     device = run.device
@@ -252,31 +338,72 @@ def distill_run(run, depths=None, strategy: str = DEFAULT_STRATEGY, compile: boo
         student = pruned_copy(run.model, kept).to(device)
         alpha = {"none": float("nan"), "kd": preset.kd_alpha, "ce": 0.0}[mode]  # 'none' is not trained
         if mode != "none":
-            distill(student, run.encoded["train"], cached if mode == "kd" else None, alpha=alpha,
-                    temperature=preset.kd_temperature, epochs=preset.kd_epochs,
-                    lr=recovery_lr(preset.kd_lr, len(kept_layers(run.model)), len(kept)),
-                    batch_size=preset.batch_size, seed=preset.seed, warmup_ratio=preset.warmup_ratio,
-                    weight_decay=preset.weight_decay, device=device, compile=compile, progress=progress,
-                    desc=f"{mode} k={k}", val_data=run.encoded["val"], patience=preset.kd_patience,
-                    eval_batch_size=preset.eval_batch_size)
-        (val, val_pred), (test, test_pred) = (_scored(student, run.encoded[split], preset.eval_batch_size, device)
-                                              for split in ("val", "test"))
+            distill(
+                student,
+                run.encoded["train"],
+                cached if mode == "kd" else None,
+                alpha=alpha,
+                temperature=preset.kd_temperature,
+                epochs=preset.kd_epochs,
+                lr=recovery_lr(preset.kd_lr, len(kept_layers(run.model)), len(kept)),
+                batch_size=preset.batch_size,
+                seed=preset.seed,
+                warmup_ratio=preset.warmup_ratio,
+                weight_decay=preset.weight_decay,
+                device=device,
+                compile=compile,
+                progress=progress,
+                desc=f"{mode} k={k}",
+                val_data=run.encoded["val"],
+                patience=preset.kd_patience,
+                eval_batch_size=preset.eval_batch_size,
+            )
+        (val, val_pred), (test, test_pred) = (
+            _scored(student, run.encoded[split], preset.eval_batch_size, device) for split in ("val", "test")
+        )
         n_bytes = fp32_bytes(student)
         kept_str = pruning.format_kept(kept)
-        pred_parts += [pd.DataFrame({"strategy": strategy, "depth": int(k), "kept": kept_str, "mode": mode, "split": split,
-                                     "example": np.arange(len(pred)), "pred": pred})
-                       for split, pred in (("val", val_pred), ("test", test_pred))]
-        rows.append({"dataset": dataset, "strategy": strategy, "depth": int(k), "n_layers": len(kept),
-                     "kept": kept_str, "mode": mode, "alpha": float(alpha), "val_acc": val, "test_acc": test,
-                     "n_params": count_parameters(student), "bytes": n_bytes, "ats": _ats(test, n_bytes),
-                     "best_depth": bool(k == k_star)})
+        pred_parts += [
+            pd.DataFrame(
+                {
+                    "strategy": strategy,
+                    "depth": int(k),
+                    "kept": kept_str,
+                    "mode": mode,
+                    "split": split,
+                    "example": np.arange(len(pred)),
+                    "pred": pred,
+                }
+            )
+            for split, pred in (("val", val_pred), ("test", test_pred))
+        ]
+        rows.append(
+            {
+                "dataset": dataset,
+                "strategy": strategy,
+                "depth": int(k),
+                "n_layers": len(kept),
+                "kept": kept_str,
+                "mode": mode,
+                "alpha": float(alpha),
+                "val_acc": val,
+                "test_acc": test,
+                "n_params": count_parameters(student),
+                "bytes": n_bytes,
+                "ats": _ats(test, n_bytes),
+                "best_depth": bool(k == k_star),
+            }
+        )
         if rank == 0:  # predictions first: a row in distill.parquet marks the pair done; both under the run lock
             key = ["strategy", "depth", "mode"]
             update_parquet(pred_path, _tidy_predictions(pred_parts[-2:]), key, lambda df: _tidy_predictions([df]))
             update_parquet(out_path, _tidy(rows[-1:]), key, lambda df: _tidy(df.to_dict("records")))
         if verbose and rank == 0:
-            print(f"{dataset} {strategy} k={k} ({len(kept)} layers) {mode}: val {val:.4f} test {test:.4f} "
-                  f"({time.perf_counter() - t0:.1f}s)", flush=True)
+            print(
+                f"{dataset} {strategy} k={k} ({len(kept)} layers) {mode}: val {val:.4f} test {test:.4f} "
+                f"({time.perf_counter() - t0:.1f}s)",
+                flush=True,
+            )
         del student
     bar.close()
     return _tidy(rows)
@@ -284,7 +411,8 @@ def distill_run(run, depths=None, strategy: str = DEFAULT_STRATEGY, compile: boo
 
 def _tidy_predictions(parts: list[pd.DataFrame]) -> pd.DataFrame:
     df = pd.concat(parts, ignore_index=True)[PREDICTION_COLUMNS].astype(
-        {"strategy": str, "depth": "int16", "kept": str, "mode": str, "split": str, "example": "int32", "pred": "int16"})
+        {"strategy": str, "depth": "int16", "kept": str, "mode": str, "split": str, "example": "int32", "pred": "int16"}
+    )
     return df.sort_values(["strategy", "depth", "mode", "split", "example"], kind="stable").reset_index(drop=True)
 
 
@@ -308,26 +436,40 @@ def _tidy(rows: list[dict]) -> pd.DataFrame:
     df["mode"] = pd.Categorical(df["mode"], categories=list(MODES))
     df = df.sort_values(["strategy", "depth", "mode"]).reset_index(drop=True)
     df["mode"] = df["mode"].astype(str)
-    return df.astype({"depth": "int64", "n_layers": "int64", "n_params": "int64", "bytes": "int64",
-                      "alpha": "float64", "val_acc": "float64", "test_acc": "float64", "ats": "float64",
-                      "best_depth": "bool"})
+    return df.astype(
+        {
+            "depth": "int64",
+            "n_layers": "int64",
+            "n_params": "int64",
+            "bytes": "int64",
+            "alpha": "float64",
+            "val_acc": "float64",
+            "test_acc": "float64",
+            "ats": "float64",
+            "best_depth": "bool",
+        }
+    )
 
 
 def distill_table(df: pd.DataFrame) -> pd.DataFrame:
     """Wide view: one row per depth, test accuracy and ATS of each mode side by side."""
-    wide = df.pivot_table(index=["strategy", "depth", "n_layers", "best_depth"], columns="mode",
-                          values=["test_acc", "ats"], observed=True)
+    wide = df.pivot_table(
+        index=["strategy", "depth", "n_layers", "best_depth"], columns="mode", values=["test_acc", "ats"], observed=True
+    )
     wide.columns = [f"{v}_{m}" for v, m in wide.columns]
     return wide.reset_index()
 
 
-def distill_command(run, depths=None, compile: bool = False, progress: bool | None = None,
-                    strategy: str = DEFAULT_STRATEGY) -> pd.DataFrame:
+def distill_command(
+    run, depths=None, compile: bool = False, progress: bool | None = None, strategy: str = DEFAULT_STRATEGY
+) -> pd.DataFrame:
     """``paperlib distill``: distil every requested depth and print the table (rank 0 only)."""
     df = distill_run(run, depths=depths, strategy=strategy, compile=compile, progress=progress)
     if is_main_process():
-        print(f"\n{run.splits.name}: distillation of the {strategy}-pruned students "
-              f"(teacher test acc {run.metrics['test_acc']:.4f}) -> {run.folder / 'distill.parquet'}")
+        print(
+            f"\n{run.splits.name}: distillation of the {strategy}-pruned students "
+            f"(teacher test acc {run.metrics['test_acc']:.4f}) -> {run.folder / 'distill.parquet'}"
+        )
         with pd.option_context("display.width", 160, "display.max_columns", 20):
             print(distill_table(df).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     return df

@@ -21,7 +21,7 @@ from .data import REGISTRY, Encoded, Splits, dataset_name, dataset_ref, encode_s
 from .errors import PaperlibError
 from .io import atomic_dir, read_json, write_json
 from .models import count_parameters, fp32_bytes, load_model
-from .train import barrier, is_main_process, default_device, evaluate, precision, progress_enabled, train
+from .train import barrier, default_device, evaluate, is_main_process, precision, progress_enabled, train
 
 
 @dataclass
@@ -47,11 +47,18 @@ def run_folder(out: str | Path, dataset: str) -> Path:
 
 def _run_config(dataset: str, model: str, preset: Preset, splits: Splits, device: torch.device, data_dir=None) -> dict:
     """What was run; data recorded as names and hashes, never machine paths (a shared run folder leaks none)."""
-    return {"dataset": splits.name, "dataset_arg": dataset_ref(dataset, data_dir), "model": _model_ref(model), "source": splits.source,
-            "device": device.type, "precision": precision(device),
-            "class_names": splits.class_names, "data_fingerprint": splits.fingerprint(),
-            "sizes": {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test)},
-            "preset": preset.to_dict()}
+    return {
+        "dataset": splits.name,
+        "dataset_arg": dataset_ref(dataset, data_dir),
+        "model": _model_ref(model),
+        "source": splits.source,
+        "device": device.type,
+        "precision": precision(device),
+        "class_names": splits.class_names,
+        "data_fingerprint": splits.fingerprint(),
+        "sizes": {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test)},
+        "preset": preset.to_dict(),
+    }
 
 
 def _model_ref(model: str) -> str:
@@ -76,13 +83,24 @@ def _compare(old: dict, new: dict, folder: Path) -> None:
     if diff:
         detail = ", ".join(diff)
         if "preset" in diff:
-            detail += " (" + ", ".join(k for k in new["preset"] if old.get("preset", {}).get(k) != new["preset"][k]) + ")"
-        raise PaperlibError(f"run folder {str(folder)!r} holds a run with a different config (differs in {detail}); "
-                            f"use another --out or delete that folder")
+            detail += (
+                " (" + ", ".join(k for k in new["preset"] if old.get("preset", {}).get(k) != new["preset"][k]) + ")"
+            )
+        raise PaperlibError(
+            f"run folder {str(folder)!r} holds a run with a different config (differs in {detail}); "
+            f"use another --out or delete that folder"
+        )
 
 
-def prepare(dataset: str, model: str | None, preset: Preset, out: str | Path, data_dir=None,
-            device=None, progress: bool | None = None) -> Run:
+def prepare(
+    dataset: str,
+    model: str | None,
+    preset: Preset,
+    out: str | Path,
+    data_dir=None,
+    device=None,
+    progress: bool | None = None,
+) -> Run:
     """Load data and fine-tune ``model`` on it unless the run folder already holds M_0 for this config."""
     model = model or preset.model
     splits = load_splits(dataset, preset, data_dir)
@@ -104,18 +122,41 @@ def prepare(dataset: str, model: str | None, preset: Preset, out: str | Path, da
     encoded = encode_splits(splits, tok, preset.max_length)
     t0 = time.perf_counter()
     select = _EpochSelection(m, encoded["val"], preset.eval_batch_size, device)
-    info = train(m, encoded["train"], epochs=preset.finetune_epochs, lr=preset.lr, batch_size=preset.batch_size,
-                 seed=preset.seed, warmup_ratio=preset.warmup_ratio, weight_decay=preset.weight_decay,
-                 device=device, progress=progress, desc=f"fine-tune {splits.name}", on_epoch_end=select)
+    info = train(
+        m,
+        encoded["train"],
+        epochs=preset.finetune_epochs,
+        lr=preset.lr,
+        batch_size=preset.batch_size,
+        seed=preset.seed,
+        warmup_ratio=preset.warmup_ratio,
+        weight_decay=preset.weight_decay,
+        device=device,
+        progress=progress,
+        desc=f"fine-tune {splits.name}",
+        on_epoch_end=select,
+    )
     select.restore_best()
     seconds = time.perf_counter() - t0
     val = evaluate(m, encoded["val"], preset.eval_batch_size, device)
     test = evaluate(m, encoded["test"], preset.eval_batch_size, device)
-    metrics = {"val_acc": val["accuracy"], "val_loss": val["loss"], "test_acc": test["accuracy"],
-               "test_loss": test["loss"], "n_params": count_parameters(m), "bytes": fp32_bytes(m),
-               "n_layers": len(m.config.kept_layers), "train_seconds": round(seconds, 2), "train_steps": info["steps"],
-               "best_epoch": select.best_epoch + 1, "val_acc_by_epoch": select.history,
-               "device": str(device), "precision": precision(device), "torch": torch.__version__, "paperlib": __version__}
+    metrics = {
+        "val_acc": val["accuracy"],
+        "val_loss": val["loss"],
+        "test_acc": test["accuracy"],
+        "test_loss": test["loss"],
+        "n_params": count_parameters(m),
+        "bytes": fp32_bytes(m),
+        "n_layers": len(m.config.kept_layers),
+        "train_seconds": round(seconds, 2),
+        "train_steps": info["steps"],
+        "best_epoch": select.best_epoch + 1,
+        "val_acc_by_epoch": select.history,
+        "device": str(device),
+        "precision": precision(device),
+        "torch": torch.__version__,
+        "paperlib": __version__,
+    }
     if is_main_process():  # under torchrun every rank trained the same weights; one writes them
         _save_run(folder, m, tok, config, metrics, progress)
     run = Run(folder, preset, splits, encoded, m, tok, metrics)
@@ -158,9 +199,15 @@ def preset_of(folder: str | Path) -> Preset:
 
 
 def _finished_config(folder: Path) -> dict:
-    if not (folder / "config.json").is_file() or not (folder / "metrics.json").is_file() or not (folder / "model").is_dir():
-        raise PaperlibError(f"{str(folder)!r} holds no fine-tuned M_0 (config.json, metrics.json, model/): "
-                            f"run `paperlib finetune` or notebook 01 for this dataset first")
+    if (
+        not (folder / "config.json").is_file()
+        or not (folder / "metrics.json").is_file()
+        or not (folder / "model").is_dir()
+    ):
+        raise PaperlibError(
+            f"{str(folder)!r} holds no fine-tuned M_0 (config.json, metrics.json, model/): "
+            f"run `paperlib finetune` or notebook 01 for this dataset first"
+        )
     return read_json(folder / "config.json")
 
 
@@ -180,8 +227,9 @@ def load_run(runs: str | Path, dataset: str, data_dir=None, device=None) -> Run:
     if key not in _LOADED:
         _LOADED.clear()  # one run per process at a time: a model is tens of MB and up
         source = dataset if Path(dataset).expanduser().is_dir() or dataset in REGISTRY else config["dataset_arg"]
-        _LOADED[key] = prepare(source, config["model"], preset_of(folder), folder.parent, data_dir,
-                               device=device, progress=False)
+        _LOADED[key] = prepare(
+            source, config["model"], preset_of(folder), folder.parent, data_dir, device=device, progress=False
+        )
     return _LOADED[key]
 
 

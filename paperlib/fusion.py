@@ -33,18 +33,17 @@ import pandas as pd
 
 from .errors import PaperlibError
 from .io import read_csv, read_json, read_parquet, run_lock, write_csv, write_json, write_parquet
-from .strategies import CATEGORY, SIGNALS, Strategy, zscore
+from .strategies import CATEGORY, FUSION_NAMES, SIGNALS, Strategy, fusion_names, zscore
 
 PROTOCOLS = ("within", "transfer")
 KINDS = ("lr", "rf")
-KIND_NAMES = {"lr": "Linear-Regression", "rf": "Random-Forest"}
+KIND_NAMES = dict(zip(KINDS, FUSION_NAMES))
 ROW_COLUMNS = ["dataset", "strategy", "step", "layer", *SIGNALS, "target"]
 
 
 def strategy_name(kind: str, protocol: str = "within") -> str:
     """'Linear-Regression' / 'Random-Forest', suffixed ' (transfer)' for the transfer protocol."""
-    name = KIND_NAMES[_kind(kind)]
-    return name if protocol == "within" else f"{name} ({protocol})"
+    return fusion_names(_protocol(protocol))[KINDS.index(_kind(kind))]
 
 
 def _kind(kind: str) -> str:
@@ -63,8 +62,10 @@ def _protocol(protocol: str) -> str:
 
 # ---------------------------------------------------------------- rows
 
-def fusion_rows(signals_df: pd.DataFrame, curves_df: pd.DataFrame, base_val_acc: float,
-                dataset: str | None = None) -> pd.DataFrame:
+
+def fusion_rows(
+    signals_df: pd.DataFrame, curves_df: pd.DataFrame, base_val_acc: float, dataset: str | None = None
+) -> pd.DataFrame:
     """One row per step of every single-signal run: z-scored signals of the removed layer, accuracy change.
 
     ``signals_df`` holds, per (strategy, seed, step), the signals of the model *before* step k's
@@ -77,30 +78,45 @@ def fusion_rows(signals_df: pd.DataFrame, curves_df: pd.DataFrame, base_val_acc:
     curves = curves_df[curves_df["strategy"].isin(SIGNALS)]
     if curves.empty:
         raise PaperlibError("no single-signal pruning runs to learn from; run `paperlib prune --strategies all` first")
-    signals = {key: g for key, g in signals_df[signals_df["strategy"].isin(SIGNALS)].groupby(
-        ["strategy", "seed", "step"], sort=False)}
+    signals = {
+        key: g
+        for key, g in signals_df[signals_df["strategy"].isin(SIGNALS)].groupby(["strategy", "seed", "step"], sort=False)
+    }
     rows = []
     for (strategy, seed), curve in curves.groupby(["strategy", "seed"], sort=False):
         curve = curve.sort_values("step")
         steps = curve["step"].to_numpy()
         if not np.array_equal(steps, np.arange(1, len(steps) + 1)):
-            raise PaperlibError(f"{strategy} (seed {seed}) has pruning steps {steps.tolist()}, not 1..k; "
-                                f"rerun `paperlib prune` to complete it")
+            raise PaperlibError(
+                f"{strategy} (seed {seed}) has pruning steps {steps.tolist()}, not 1..k; "
+                f"rerun `paperlib prune` to complete it"
+            )
         before = float(base_val_acc)
         for step, removed, after in zip(steps, curve["removed"], curve["val_acc"]):
             layers = signals.get((strategy, seed, step))
             if layers is None or int(removed) not in set(layers["layer"].astype(int)):
-                raise PaperlibError(f"signals.parquet lacks the signals of {strategy} (seed {seed}) at step {step}; "
-                                    f"rerun `paperlib prune` for that strategy")
+                raise PaperlibError(
+                    f"signals.parquet lacks the signals of {strategy} (seed {seed}) at step {step}; "
+                    f"rerun `paperlib prune` for that strategy"
+                )
             z = zscore(layers)
             features = z[(layers["layer"].astype(int) == int(removed)).to_numpy()].iloc[0]
-            rows.append({"dataset": dataset, "strategy": strategy, "step": int(step), "layer": int(removed),
-                         **features.to_dict(), "target": float(after) - before})
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "strategy": strategy,
+                    "step": int(step),
+                    "layer": int(removed),
+                    **features.to_dict(),
+                    "target": float(after) - before,
+                }
+            )
             before = float(after)
     order = {s: i for i, s in enumerate(SIGNALS)}
     out = pd.DataFrame(rows, columns=ROW_COLUMNS)
-    return out.sort_values(["strategy", "step"], key=lambda c: c.map(order) if c.name == "strategy" else c,
-                           kind="stable").reset_index(drop=True)
+    return out.sort_values(
+        ["strategy", "step"], key=lambda c: c.map(order) if c.name == "strategy" else c, kind="stable"
+    ).reset_index(drop=True)
 
 
 def dataset_name_of(folder: str | Path) -> str:
@@ -160,8 +176,9 @@ def single_signal_folders(runs_root: str | Path, model: str | None = None, compl
     return found
 
 
-def rows_for(protocol: str, dataset: str, runs_root: str | Path, model: str | None = None,
-             datasets=None) -> pd.DataFrame:
+def rows_for(
+    protocol: str, dataset: str, runs_root: str | Path, model: str | None = None, datasets=None
+) -> pd.DataFrame:
     """Training rows for fusion on ``dataset``.
 
     within: that dataset's rows.  transfer: the rows of the complete single-signal curves of every other
@@ -171,15 +188,19 @@ def rows_for(protocol: str, dataset: str, runs_root: str | Path, model: str | No
     if _protocol(protocol) == "within":
         folders = single_signal_folders(runs_root)
         if dataset not in folders:
-            raise PaperlibError(f"no single-signal runs for {dataset!r} under {str(runs_root)!r}; "
-                                f"run `paperlib prune --dataset {dataset}` first")
+            raise PaperlibError(
+                f"no single-signal runs for {dataset!r} under {str(runs_root)!r}; "
+                f"run `paperlib prune --dataset {dataset}` first"
+            )
         return dataset_rows(folders[dataset])
     folders = single_signal_folders(runs_root, model, complete=True)
     others = [name for name in folders if name != dataset and (datasets is None or name in set(datasets))]
     if not others:
-        raise PaperlibError(f"the transfer protocol needs complete single-signal runs of at least one dataset other "
-                            f"than {dataset!r} under {str(runs_root)!r}"
-                            f"{f' with model {model!r}' if model else ''}; run `paperlib prune` on another dataset first")
+        raise PaperlibError(
+            f"the transfer protocol needs complete single-signal runs of at least one dataset other "
+            f"than {dataset!r} under {str(runs_root)!r}"
+            f"{f' with model {model!r}' if model else ''}; run `paperlib prune` on another dataset first"
+        )
     rows = pd.concat([dataset_rows(folders[name], complete=True) for name in others], ignore_index=True)
     assert not (rows["dataset"] == dataset).any()  # leave-one-dataset-out
     return rows
@@ -190,11 +211,15 @@ def rows_key(rows: pd.DataFrame) -> dict:
     import hashlib
 
     text = rows.reset_index(drop=True).to_csv(index=False, float_format="%.17g")
-    return {"datasets": sorted(rows["dataset"].dropna().astype(str).unique().tolist()), "n_rows": int(len(rows)),
-            "sha256": hashlib.sha256(text.encode()).hexdigest()}
+    return {
+        "datasets": sorted(rows["dataset"].dropna().astype(str).unique().tolist()),
+        "n_rows": int(len(rows)),
+        "sha256": hashlib.sha256(text.encode()).hexdigest(),
+    }
 
 
 # ---------------------------------------------------------------- models
+
 
 def fit_fusion(rows: pd.DataFrame, kind: str, seed: int = 0):
     """Fit ``Pipeline(StandardScaler, LinearRegression | RandomForestRegressor(200, random_state=seed))``
@@ -206,7 +231,9 @@ def fit_fusion(rows: pd.DataFrame, kind: str, seed: int = 0):
 
     kind = _kind(kind)
     if len(rows) < 2:
-        raise PaperlibError(f"fusion needs at least 2 rows to fit, got {len(rows)}; run the single-signal strategies first")
+        raise PaperlibError(
+            f"fusion needs at least 2 rows to fit, got {len(rows)}; run the single-signal strategies first"
+        )
     model = LinearRegression() if kind == "lr" else RandomForestRegressor(n_estimators=200, random_state=seed, n_jobs=1)
     pipe = Pipeline([("scale", StandardScaler()), (kind, model)])
     pipe.fit(rows[list(SIGNALS)].astype(float), rows["target"].astype(float))
@@ -218,12 +245,14 @@ def fusion_weights(lr_pipe, rf_pipe) -> pd.DataFrame:
 
     ``lr_coefficient`` is per standard deviation of the feature (the scaler's units), so the twelve
     are comparable: positive = a high z-scored signal predicts a smaller loss (a safer removal)."""
-    return pd.DataFrame({
-        "signal": list(SIGNALS),
-        "category": [CATEGORY[s] for s in SIGNALS],
-        "lr_coefficient": np.asarray(lr_pipe[-1].coef_, dtype=float),
-        "rf_importance": np.asarray(rf_pipe[-1].feature_importances_, dtype=float),
-    })
+    return pd.DataFrame(
+        {
+            "signal": list(SIGNALS),
+            "category": [CATEGORY[s] for s in SIGNALS],
+            "lr_coefficient": np.asarray(lr_pipe[-1].coef_, dtype=float),
+            "rf_importance": np.asarray(rf_pipe[-1].feature_importances_, dtype=float),
+        }
+    )
 
 
 def fusion_strategy(pipe, name: str) -> Strategy:
@@ -232,6 +261,7 @@ def fusion_strategy(pipe, name: str) -> Strategy:
 
 
 # ---------------------------------------------------------------- stage
+
 
 @dataclass
 class FusionResult:
@@ -248,8 +278,9 @@ class FusionResult:
     refitted: bool = False  # True when earlier fusion curves of this protocol were stale and redone
 
 
-def run_fusion(run, protocol: str = "within", runs_root=None, progress=None, signal_fn=None,
-               pruner=None, datasets=None) -> FusionResult:
+def run_fusion(
+    run, protocol: str = "within", runs_root=None, progress=None, signal_fn=None, pruner=None, datasets=None
+) -> FusionResult:
     """Build and save this dataset's fusion rows, fit LR and RF, prune with them.
 
     Writes ``fusion_rows.parquet``, ``fusion_<protocol>.json`` (``fit_summary``: the key of the training
@@ -302,13 +333,24 @@ def fit_summary(pipes: dict, protocol: str, key: dict) -> dict:
     per_sd = np.asarray(lr.coef_, dtype=float)
     scale = np.asarray(lr_scale.scale_, dtype=float)
     mean = np.asarray(lr_scale.mean_, dtype=float)
-    return {"protocol": protocol, "key": key, "trained_on": key["datasets"], "n_rows": key["n_rows"],
-            "features": list(SIGNALS),
-            "lr": {"coefficient_per_sd": per_sd.tolist(), "coefficient": (per_sd / scale).tolist(),
-                   "intercept": float(lr.intercept_ - (per_sd * mean / scale).sum()),
-                   "scaler_mean": mean.tolist(), "scaler_scale": scale.tolist()},
-            "rf": {"importance": np.asarray(pipes["rf"][-1].feature_importances_, dtype=float).tolist(),
-                   "n_estimators": int(pipes["rf"][-1].n_estimators)}}
+    return {
+        "protocol": protocol,
+        "key": key,
+        "trained_on": key["datasets"],
+        "n_rows": key["n_rows"],
+        "features": list(SIGNALS),
+        "lr": {
+            "coefficient_per_sd": per_sd.tolist(),
+            "coefficient": (per_sd / scale).tolist(),
+            "intercept": float(lr.intercept_ - (per_sd * mean / scale).sum()),
+            "scaler_mean": mean.tolist(),
+            "scaler_scale": scale.tolist(),
+        },
+        "rf": {
+            "importance": np.asarray(pipes["rf"][-1].feature_importances_, dtype=float).tolist(),
+            "n_estimators": int(pipes["rf"][-1].n_estimators),
+        },
+    }
 
 
 def load_fit_summary(folder: str | Path, protocol: str = "within") -> dict:
@@ -333,13 +375,17 @@ def fuse_command(run, protocol: str = "within", runs_root=None, progress=None) -
     """``paperlib fuse``: fit, prune, print the weights and the fusion curves' mean accuracies (no k picked on test)."""
     result = run_fusion(run, protocol, runs_root, progress)
     trained_on = sorted(result.train_rows["dataset"].dropna().unique())
-    print(f"{dataset_name_of(run.folder)}: fusion ({protocol}) fitted on {len(result.train_rows)} rows "
-          f"from {', '.join(map(str, trained_on))}")
+    print(
+        f"{dataset_name_of(run.folder)}: fusion ({protocol}) fitted on {len(result.train_rows)} rows "
+        f"from {', '.join(map(str, trained_on))}"
+    )
     with pd.option_context("display.width", 120, "display.float_format", "{:.4f}".format):
         print(result.weights.drop(columns=["dataset", "protocol"]).to_string(index=False))
     print(f"original: val acc {run.metrics['val_acc']:.4f}, test acc {run.metrics['test_acc']:.4f}")
     for name, curve in result.curves.groupby("strategy", sort=False):
         curve = curve.sort_values("step")
-        print(f"{name}: mean over k of val acc {curve['val_acc'].mean():.4f}, test acc {curve['test_acc'].mean():.4f}; "
-              f"removal order {curve['removed'].astype(int).tolist()}")
+        print(
+            f"{name}: mean over k of val acc {curve['val_acc'].mean():.4f}, test acc {curve['test_acc'].mean():.4f}; "
+            f"removal order {curve['removed'].astype(int).tolist()}"
+        )
     return result

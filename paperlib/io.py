@@ -149,8 +149,10 @@ def run_lock(folder: str | os.PathLike, timeout: float = LOCK_TIMEOUT_S):
     try:
         lock.acquire(timeout=timeout)
     except Timeout:
-        raise PaperlibError(f"run folder {str(folder)!r} stayed locked for {timeout:.0f}s by another paperlib process; "
-                            f"wait for it, or delete {str(lock_path(folder))!r} if no such process runs") from None
+        raise PaperlibError(
+            f"run folder {str(folder)!r} stayed locked for {timeout:.0f}s by another paperlib process; "
+            f"wait for it, or delete {str(lock_path(folder))!r} if no such process runs"
+        ) from None
     try:
         if lock.lock_counter == 1:
             clean_leftovers(folder)
@@ -161,8 +163,10 @@ def run_lock(folder: str | os.PathLike, timeout: float = LOCK_TIMEOUT_S):
 
 def _damaged(path: Path, exc: Exception) -> PaperlibError:
     detail = " ".join(str(exc).split())[:200]
-    return PaperlibError(f"{str(path)!r} is damaged ({type(exc).__name__}: {detail}); delete that file and rerun "
-                         f"the stage that writes it (finished results in other files are kept)")
+    return PaperlibError(
+        f"{str(path)!r} is damaged ({type(exc).__name__}: {detail}); delete that file and rerun "
+        f"the stage that writes it (finished results in other files are kept)"
+    )
 
 
 def write_json(obj, path: str | os.PathLike) -> None:

@@ -15,6 +15,7 @@ Everything here works on DataFrames and arrays read from the run folders, so it 
 * Claims (``claims_check``): a point-estimate count (the paper's reading) and a significant count
   (ours) per claim; the rules are ``VERDICT_RULES``, printed under the table.
 """
+
 from __future__ import annotations
 
 import functools
@@ -28,10 +29,17 @@ import pandas as pd
 from .config import PAPER_DATASETS
 from .errors import PaperlibError
 from .io import read_json, read_parquet, write_csv
-from .strategies import CATEGORY, FUSION_NAMES, REFERENCE_SIGNALS, SIGNALS
+from .strategies import (
+    CATEGORY,
+    FLIPPED,
+    FUSION_NAMES,
+    REFERENCE_SIGNALS,
+    SIGNALS,
+    display_order,
+    fusion_names,
+)
 
 COMPETITORS: tuple[str, ...] = SIGNALS + FUSION_NAMES
-REFERENCES: tuple[str, ...] = ("Random", "Oracle", "Block-Influence", "Top-Drop")
 NEAR_OPTIMAL_PP = 1.0  # "near-optimal" = within 1 percentage point of the best (our reading)
 PAPER_ATS_FACTOR = 18.84
 
@@ -49,16 +57,12 @@ def _category(strategy: str) -> str:
     return "baseline" if strategy in ("Random", "Oracle") else "reference"
 
 
-def _strategy_order(names) -> list[str]:
-    fixed = list(COMPETITORS) + [f"{n} (transfer)" for n in FUSION_NAMES] + list(REFERENCES)
-    return [n for n in fixed if n in set(names)] + sorted(set(names) - set(fixed))
-
-
 def _dataset_order(names) -> list[str]:
     return [d for d in PAPER_DATASETS if d in set(names)] + sorted(set(names) - set(PAPER_DATASETS))
 
 
 # ---------------------------------------------------------------- Table 1
+
 
 def _curve_stats(curve: pd.DataFrame) -> tuple[float, int, float]:
     """(max test acc, first k reaching it, mean test acc over k) of one curve."""
@@ -94,20 +98,42 @@ def table1(curves: pd.DataFrame, metrics_by_dataset: dict | None = None) -> pd.D
         else:
             best_k = int(ks[0])
         sd = (lambda v: float(np.std(v, ddof=1))) if len(per_seed) > 1 else (lambda v: np.nan)
-        rows.append({"dataset": dataset, "strategy": strategy, "category": _category(strategy),
-                     "n_seeds": len(per_seed), "max_test_acc": float(maxes.mean()), "max_test_acc_sd": sd(maxes),
-                     "best_k": best_k, "mean_test_acc": float(means.mean()), "mean_test_acc_sd": sd(means),
-                     "original_test_acc": float(metrics_by_dataset.get(dataset, {}).get("test_acc", np.nan))})
-    table = pd.DataFrame(rows, columns=["dataset", "strategy", "category", "n_seeds", "max_test_acc",
-                                        "max_test_acc_sd", "best_k", "mean_test_acc", "mean_test_acc_sd",
-                                        "original_test_acc"])
+        rows.append(
+            {
+                "dataset": dataset,
+                "strategy": strategy,
+                "category": _category(strategy),
+                "n_seeds": len(per_seed),
+                "max_test_acc": float(maxes.mean()),
+                "max_test_acc_sd": sd(maxes),
+                "best_k": best_k,
+                "mean_test_acc": float(means.mean()),
+                "mean_test_acc_sd": sd(means),
+                "original_test_acc": float(metrics_by_dataset.get(dataset, {}).get("test_acc", np.nan)),
+            }
+        )
+    table = pd.DataFrame(
+        rows,
+        columns=[
+            "dataset",
+            "strategy",
+            "category",
+            "n_seeds",
+            "max_test_acc",
+            "max_test_acc_sd",
+            "best_k",
+            "mean_test_acc",
+            "mean_test_acc_sd",
+            "original_test_acc",
+        ],
+    )
     table["competitor"] = table["strategy"].isin(COMPETITORS)
     rounded = pd.Series(pct(table["max_test_acc"]), index=table.index)
     top = rounded.where(table["competitor"]).groupby(table["dataset"]).transform("max")
     table["best"] = table["competitor"] & (rounded == top)
     table["gap_pp"] = np.round(top - rounded, 2)
     dorder = {d: i for i, d in enumerate(_dataset_order(table["dataset"]))}
-    sorder = {s: i for i, s in enumerate(_strategy_order(table["strategy"]))}
+    sorder = {s: i for i, s in enumerate(display_order(table["strategy"]))}
     table = table.assign(_d=table["dataset"].map(dorder), _s=table["strategy"].map(sorder))
     return table.sort_values(["_d", "_s"]).drop(columns=["_d", "_s"]).reset_index(drop=True)
 
@@ -118,7 +144,7 @@ def table1_wide(table: pd.DataFrame, value: str = "max_test_acc", marked: bool =
     ``marked=False``: the numbers of column ``value`` (fractions).  ``marked=True``: strings in percent
     with two decimals, '*' after each best (ties all marked), Random as 'mean±sd' over seeds."""
     wide = table.pivot(index="dataset", columns="strategy", values=value)
-    wide = wide.reindex(index=_dataset_order(wide.index), columns=_strategy_order(wide.columns))
+    wide = wide.reindex(index=_dataset_order(wide.index), columns=display_order(wide.columns))
     original = table.groupby("dataset")["original_test_acc"].first()
     wide["Original"] = original.reindex(wide.index)
     wide.columns.name = None
@@ -138,6 +164,7 @@ def table1_wide(table: pd.DataFrame, value: str = "max_test_acc", marked: bool =
 
 # ---------------------------------------------------------------- accuracy-to-size
 
+
 def ats(test_acc, n_bytes):
     """Accuracy-to-size ratio: 100 * accuracy / (bytes / 10^6), i.e. percent per MB with MB = 10^6 bytes."""
     return 100 * np.asarray(test_acc, dtype=float) / (np.asarray(n_bytes, dtype=float) / 1e6)
@@ -155,8 +182,9 @@ def _by_depth(distill: pd.DataFrame, mode: str) -> pd.DataFrame:
     return rows.drop_duplicates("depth").set_index("depth")
 
 
-def ats_factors(distill_df: pd.DataFrame, original_test_acc: float, original_bytes: float,
-                baseline: str = "none") -> dict:
+def ats_factors(
+    distill_df: pd.DataFrame, original_test_acc: float, original_bytes: float, baseline: str = "none"
+) -> dict:
     """The three improvement factors of SPEC 7 for one dataset's distill rows (RF-pruned students).
 
     F1 = ATS(distilled RF at k*) / ATS(original), k* = the depth flagged ``best_depth``;
@@ -183,7 +211,8 @@ def ats_factors(distill_df: pd.DataFrame, original_test_acc: float, original_byt
 
 def distill_summary(distill: pd.DataFrame, metrics_by_dataset: dict) -> pd.DataFrame:
     """One row per dataset: k*, original / pruned (no KD) / distilled test accuracy at k*, sizes, ATS, F1-F3
-    (and F2-control: F2 against the alpha = 0 control), and whether the distilled model beats the original or narrows the drop.
+    (and F2-control: F2 against the alpha = 0 control), and whether the distilled model beats the original or
+    narrows the drop.
 
     beats_original: round(100*acc_KD(k*), 2) > round(100*acc_original, 2).
     narrows_drop: not beats_original and acc_KD(k*) > acc_noKD(k*) (rounded the same way): distillation
@@ -195,16 +224,33 @@ def distill_summary(distill: pd.DataFrame, metrics_by_dataset: dict) -> pd.DataF
         f = ats_factors(rows, m.get("test_acc", np.nan), m.get("bytes", np.nan))
         f_control = ats_factors(rows, m.get("test_acc", np.nan), m.get("bytes", np.nan), baseline="ce")["F2"]
         at = rows[rows["depth"] == f["k_star"]] if f["k_star"] is not None else rows.iloc[:0]
-        pick = lambda mode, col: float(at.loc[at["mode"] == mode, col].iloc[0]) if (at["mode"] == mode).any() else np.nan
+
+        def pick(mode, col, at=at):
+            return float(at.loc[at["mode"] == mode, col].iloc[0]) if (at["mode"] == mode).any() else np.nan
+
         kd_acc, none_acc = pick("kd", "test_acc"), pick("none", "test_acc")
         orig = float(m.get("test_acc", np.nan))
         beats = bool(pct(kd_acc) > pct(orig))
-        out.append({"dataset": dataset, "k_star": f["k_star"], "original_test_acc": orig,
-                    "pruned_test_acc": none_acc, "ce_test_acc": pick("ce", "test_acc"), "kd_test_acc": kd_acc,
-                    "original_bytes": m.get("bytes", np.nan), "kd_bytes": pick("kd", "bytes"),
-                    "ats_original": f["ats_original"], "ats_kd": float(ats(kd_acc, pick("kd", "bytes"))),
-                    "F1": f["F1"], "F2": f["F2"], "F2-control": f_control, "F3": f["F3"], "beats_original": beats,
-                    "narrows_drop": bool(not beats and pct(kd_acc) > pct(none_acc))})
+        out.append(
+            {
+                "dataset": dataset,
+                "k_star": f["k_star"],
+                "original_test_acc": orig,
+                "pruned_test_acc": none_acc,
+                "ce_test_acc": pick("ce", "test_acc"),
+                "kd_test_acc": kd_acc,
+                "original_bytes": m.get("bytes", np.nan),
+                "kd_bytes": pick("kd", "bytes"),
+                "ats_original": f["ats_original"],
+                "ats_kd": float(ats(kd_acc, pick("kd", "bytes"))),
+                "F1": f["F1"],
+                "F2": f["F2"],
+                "F2-control": f_control,
+                "F3": f["F3"],
+                "beats_original": beats,
+                "narrows_drop": bool(not beats and pct(kd_acc) > pct(none_acc)),
+            }
+        )
     return pd.DataFrame(out)
 
 
@@ -215,7 +261,6 @@ BOOTSTRAP_SEED = 0
 CI_LEVEL = 0.95
 VIEWS = ("L/4", "L/2", "3L/4", "mean")  # the selection-free views of Table 1 that get intervals
 FRACTIONS = {"L/4": 0.25, "L/2": 0.5, "3L/4": 0.75}
-FLIPPED = " (flipped)"
 
 
 def fraction_steps(n_layers: int) -> dict[str, int]:
@@ -246,8 +291,14 @@ def bootstrap_weights(n: int, resamples: int = DEFAULT_RESAMPLES, seed: int = BO
     return weights
 
 
-def paired_bootstrap(a, b, resamples: int = DEFAULT_RESAMPLES, seed: int = BOOTSTRAP_SEED,
-                     level: float = CI_LEVEL, weights: np.ndarray | None = None) -> pd.DataFrame:
+def paired_bootstrap(
+    a,
+    b,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+    level: float = CI_LEVEL,
+    weights: np.ndarray | None = None,
+) -> pd.DataFrame:
     """Paired bootstrap over examples of the accuracy difference of ``a`` minus ``b``.
 
     ``a``: (m, n) per-example scores of m models (1 = correct, 0 = wrong; a seed mean for Random), ``b``:
@@ -298,7 +349,9 @@ def _correct_blocks(preds: pd.DataFrame, labels: np.ndarray, keys: list[str]) ->
     n = len(labels)
     preds = preds.sort_values([*keys, "example"], kind="stable")
     if len(preds) % n or not (preds["example"].to_numpy().reshape(-1, n) == np.arange(n)).all():
-        raise PaperlibError(f"predictions do not cover examples 0..{n - 1} once per model; rerun the stage that wrote them")
+        raise PaperlibError(
+            f"predictions do not cover examples 0..{n - 1} once per model; rerun the stage that wrote them"
+        )
     correct = preds["pred"].to_numpy().reshape(-1, n) == labels
     heads = preds[keys].iloc[::n]
     return {tuple(k): c for k, c in zip(heads.itertuples(index=False, name=None), correct)}
@@ -318,7 +371,7 @@ def _read_scores(folder: Path, res: DatasetResults) -> None:
         y = labels[labels["split"] == split].sort_values("example")["label"].to_numpy()
         blocks = _correct_blocks(preds[preds["split"] == split], y, ["strategy", "seed", "step"])
         by_strategy: dict[str, dict[int, list]] = {}
-        for (strategy, seed, step), c in blocks.items():
+        for (strategy, _seed, step), c in blocks.items():
             if strategy == ORIGINAL:
                 res.original[split] = c.astype(np.float64)
             else:
@@ -327,8 +380,9 @@ def _read_scores(folder: Path, res: DatasetResults) -> None:
             if set(per_step) >= set(steps.tolist()):
                 res.scores[(strategy, split)] = np.stack([np.mean(per_step[k], axis=0) for k in steps])
         if dpreds is not None and len(dpreds):
-            for (strategy, depth, mode), c in _correct_blocks(dpreds[dpreds["split"] == split], y,
-                                                             ["strategy", "depth", "mode"]).items():
+            for (strategy, depth, mode), c in _correct_blocks(
+                dpreds[dpreds["split"] == split], y, ["strategy", "depth", "mode"]
+            ).items():
                 res.distill_scores[(strategy, int(depth), mode, split)] = c.astype(np.float64)
 
 
@@ -357,13 +411,16 @@ def load_results(runs_root: str | Path) -> list[DatasetResults]:
         _read_scores(folder, res)
         out.append(res)
     if not out:
-        raise PaperlibError(f"no run folder with curves.parquet and metrics.json under {str(root)!r}; "
-                            f"run `paperlib prune` first (or check --runs)")
+        raise PaperlibError(
+            f"no run folder with curves.parquet and metrics.json under {str(root)!r}; "
+            f"run `paperlib prune` first (or check --runs)"
+        )
     order = {d: i for i, d in enumerate(_dataset_order([r.name for r in out]))}
     return sorted(out, key=lambda r: order[r.name])
 
 
 # ---------------------------------------------------------------- selection-free Table 1
+
 
 def _seed_mean(curves: pd.DataFrame, column: str) -> pd.DataFrame:
     """strategy x k table of ``column`` averaged over seeds (k = 1..L-1)."""
@@ -384,8 +441,12 @@ def _in_table(name: str) -> bool:
     return not name.endswith(FLIPPED)
 
 
-def comparison_table(results: list[DatasetResults], resamples: int = DEFAULT_RESAMPLES,
-                     seed: int = BOOTSTRAP_SEED, level: float = CI_LEVEL) -> pd.DataFrame:
+def comparison_table(
+    results: list[DatasetResults],
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+    level: float = CI_LEVEL,
+) -> pd.DataFrame:
     """The selection-free Table 1, tidy: one row per (dataset, strategy, view).
 
     Views: 'L/4', 'L/2', '3L/4' (test accuracy at that k, rounded half up), 'mean' (the curve mean over
@@ -405,40 +466,94 @@ def comparison_table(results: list[DatasetResults], resamples: int = DEFAULT_RES
         ks = fraction_steps(res.n_layers)
         weights = bootstrap_weights(len(res.original["test"]), resamples, seed) if res.has_predictions else None
         ref_scores = res.scores.get((ref, "test")) if weights is not None else None
-        names = _strategy_order(test.index)
+        names = display_order(test.index)
         pairs, where = [], []  # (strategy scores, reference scores) of every interval, and its row
         for strategy in names:
             acc = test.loc[strategy].dropna()
-            base = {"dataset": res.name, "strategy": strategy, "category": _category(strategy),
-                    "n_seeds": int(seeds[strategy]), "reference": ref}
+            base = {
+                "dataset": res.name,
+                "strategy": strategy,
+                "category": _category(strategy),
+                "n_seeds": int(seeds[strategy]),
+                "reference": ref,
+            }
             scores = res.scores.get((strategy, "test")) if ref_scores is not None else None
             views = [(v, k, acc.get(k, np.nan)) for v, k in ks.items()] + [("mean", np.nan, acc.mean())]
             for view, k, a in views:
                 if scores is not None:
-                    pairs.append((scores[k - 1], ref_scores[k - 1]) if view != "mean" else (scores.mean(0), ref_scores.mean(0)))
+                    pairs.append(
+                        (scores[k - 1], ref_scores[k - 1]) if view != "mean" else (scores.mean(0), ref_scores.mean(0))
+                    )
                     where.append(len(rows))
-                rows.append({**base, "view": view, "k": k, "test_acc": float(a), "diff": np.nan, "ci_low": np.nan,
-                             "ci_high": np.nan, "call": "ref" if strategy == ref else ""})
+                rows.append(
+                    {
+                        **base,
+                        "view": view,
+                        "k": k,
+                        "test_acc": float(a),
+                        "diff": np.nan,
+                        "ci_low": np.nan,
+                        "ci_high": np.nan,
+                        "call": "ref" if strategy == ref else "",
+                    }
+                )
             k_val = val_chosen_k(val.loc[strategy].dropna(), res.metrics.get("val_acc", np.nan), res.tolerance)
-            rows.append({**base, "view": "val-k", "k": k_val, "test_acc": float(acc.get(k_val, res.metrics.get("test_acc", np.nan))),
-                         "diff": np.nan, "ci_low": np.nan, "ci_high": np.nan, "call": ""})
+            rows.append(
+                {
+                    **base,
+                    "view": "val-k",
+                    "k": k_val,
+                    "test_acc": float(acc.get(k_val, res.metrics.get("test_acc", np.nan))),
+                    "diff": np.nan,
+                    "ci_low": np.nan,
+                    "ci_high": np.nan,
+                    "call": "",
+                }
+            )
             k_max = int(acc.idxmax())  # first maximum: the smallest k on ties
-            rows.append({**base, "view": "max", "k": k_max, "test_acc": float(acc.max()),
-                         "diff": np.nan, "ci_low": np.nan, "ci_high": np.nan, "call": ""})
+            rows.append(
+                {
+                    **base,
+                    "view": "max",
+                    "k": k_max,
+                    "test_acc": float(acc.max()),
+                    "diff": np.nan,
+                    "ci_low": np.nan,
+                    "ci_high": np.nan,
+                    "call": "",
+                }
+            )
         if pairs:  # one product for the whole dataset: every interval sees the same resamples
-            ci = paired_bootstrap(np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs]), level=level,
-                                  weights=weights)
+            ci = paired_bootstrap(
+                np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs]), level=level, weights=weights
+            )
             for i, (d, lo, hi) in zip(where, ci.itertuples(index=False, name=None)):
                 rows[i].update({"diff": d, "ci_low": lo, "ci_high": hi})
                 if rows[i]["call"] != "ref":
                     rows[i]["call"] = call(lo, hi)
-    table = pd.DataFrame(rows, columns=["dataset", "strategy", "category", "n_seeds", "reference", "view", "k",
-                                        "test_acc", "diff", "ci_low", "ci_high", "call"])
+    table = pd.DataFrame(
+        rows,
+        columns=[
+            "dataset",
+            "strategy",
+            "category",
+            "n_seeds",
+            "reference",
+            "view",
+            "k",
+            "test_acc",
+            "diff",
+            "ci_low",
+            "ci_high",
+            "call",
+        ],
+    )
     return table.astype({"k": "float64"})
 
 
-def comparison_wide(table: pd.DataFrame, view: str = "mean", original: dict | None = None,
-                    baseline: dict | None = None) -> pd.DataFrame:
+def comparison_wide(
+    table: pd.DataFrame, view: str = "mean", original: dict | None = None, baseline: dict | None = None
+) -> pd.DataFrame:
     """Strategies x datasets of one view, as text: percent with two decimals; '+' = significant win
     over the reference, '-' = significant loss, 'R' = the reference itself; 'val-k' and 'max' cells add
     '(k=..)'.  ``original``: {dataset: M_0 test acc} adds an 'Original' row; ``baseline``: {dataset: test
@@ -453,8 +568,9 @@ def comparison_wide(table: pd.DataFrame, view: str = "mean", original: dict | No
         return text + mark
 
     wide = sub.assign(cell=sub.apply(cell, axis=1) if len(sub) else []).pivot(
-        index="strategy", columns="dataset", values="cell")
-    wide = wide.reindex(index=_strategy_order(wide.index), columns=_dataset_order(wide.columns)).fillna("")
+        index="strategy", columns="dataset", values="cell"
+    )
+    wide = wide.reindex(index=display_order(wide.index), columns=_dataset_order(wide.columns)).fillna("")
     if original:
         wide.loc["Original"] = [f"{100 * original.get(d, np.nan):.2f}" for d in wide.columns]
     if baseline:
@@ -465,8 +581,13 @@ def comparison_wide(table: pd.DataFrame, view: str = "mean", original: dict | No
 
 # ---------------------------------------------------------------- direction check
 
-def direction_check(results: list[DatasetResults], resamples: int = DEFAULT_RESAMPLES, seed: int = BOOTSTRAP_SEED,
-                    level: float = CI_LEVEL) -> pd.DataFrame:
+
+def direction_check(
+    results: list[DatasetResults],
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+    level: float = CI_LEVEL,
+) -> pd.DataFrame:
     """Does SPEC 3's direction beat its flip?  Per (signal, dataset) with both curves: the VALIDATION
     curve mean of '<signal>' and of '<signal> (flipped)' (``paperlib prune --strategies flipped``), their
     difference, its paired-bootstrap interval over validation examples and a verdict: 'SPEC' (the
@@ -489,10 +610,21 @@ def direction_check(results: list[DatasetResults], resamples: int = DEFAULT_RESA
             else:
                 lo = hi = np.nan
                 verdict = "(SPEC)" if spec > flip else "(flip)" if flip > spec else "(tie)"
-            rows.append({"signal": signal, "dataset": res.name, "spec_val_mean": spec, "flipped_val_mean": flip,
-                         "diff": spec - flip, "ci_low": lo, "ci_high": hi, "verdict": verdict})
-    return pd.DataFrame(rows, columns=["signal", "dataset", "spec_val_mean", "flipped_val_mean", "diff",
-                                       "ci_low", "ci_high", "verdict"])
+            rows.append(
+                {
+                    "signal": signal,
+                    "dataset": res.name,
+                    "spec_val_mean": spec,
+                    "flipped_val_mean": flip,
+                    "diff": spec - flip,
+                    "ci_low": lo,
+                    "ci_high": hi,
+                    "verdict": verdict,
+                }
+            )
+    return pd.DataFrame(
+        rows, columns=["signal", "dataset", "spec_val_mean", "flipped_val_mean", "diff", "ci_low", "ci_high", "verdict"]
+    )
 
 
 def direction_wide(check: pd.DataFrame) -> pd.DataFrame:
@@ -501,10 +633,15 @@ def direction_wide(check: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     cells = check.assign(cell=[f"{v} {100 * d:+.2f}" for v, d in zip(check["verdict"], check["diff"])])
     wide = cells.pivot(index="signal", columns="dataset", values="cell")
-    wide = wide.reindex(index=[s for s in (*SIGNALS, *REFERENCE_SIGNALS) if s in wide.index],
-                        columns=_dataset_order(wide.columns)).fillna("")
-    counts = check.groupby("signal")["verdict"].agg(lambda v: f"SPEC {sum(x.strip('()') == 'SPEC' for x in v)}, "
-                                                              f"flip {sum(x.strip('()') == 'flip' for x in v)} of {len(v)}")
+    wide = wide.reindex(
+        index=[s for s in (*SIGNALS, *REFERENCE_SIGNALS) if s in wide.index], columns=_dataset_order(wide.columns)
+    ).fillna("")
+    counts = check.groupby("signal")["verdict"].agg(
+        lambda v: (
+            f"SPEC {sum(x.strip('()') == 'SPEC' for x in v)}, "
+            f"flip {sum(x.strip('()') == 'flip' for x in v)} of {len(v)}"
+        )
+    )
     wide["SPEC better / flip better"] = counts.reindex(wide.index)
     wide.columns.name = None
     return wide
@@ -549,36 +686,73 @@ def _fraction_verdict(k: int, n: int, paper_k: int, paper_n: int = 9) -> tuple[s
 def _claim(claim, protocol, paper, point, significant, n, paper_k, detail="", paper_n: int = 9) -> dict:
     """One claims row; ``point``/``significant``: lists of the datasets counted (None: not measured)."""
     if n == 0 or point is None:
-        return {"claim": claim, "protocol": protocol, "paper": paper, "n": n, "need": np.nan, "point_count": np.nan,
-                "significant_count": np.nan, "verdict_point": "not measured", "verdict": "not measured",
-                "detail": detail or "not run"}
+        return {
+            "claim": claim,
+            "protocol": protocol,
+            "paper": paper,
+            "n": n,
+            "need": np.nan,
+            "point_count": np.nan,
+            "significant_count": np.nan,
+            "verdict_point": "not measured",
+            "verdict": "not measured",
+            "detail": detail or "not run",
+        }
     vp, need = _fraction_verdict(len(point), n, paper_k, paper_n)
     vs, _ = _fraction_verdict(len(significant), n, paper_k, paper_n)
     text = f"point: {', '.join(point) or 'none'}; significant: {', '.join(significant) or 'none'}"
-    return {"claim": claim, "protocol": protocol, "paper": paper, "n": n, "need": need, "point_count": len(point),
-            "significant_count": len(significant), "verdict_point": vp, "verdict": vs,
-            "detail": text + (f"; {detail}" if detail else "")}
+    return {
+        "claim": claim,
+        "protocol": protocol,
+        "paper": paper,
+        "n": n,
+        "need": need,
+        "point_count": len(point),
+        "significant_count": len(significant),
+        "verdict_point": vp,
+        "verdict": vs,
+        "detail": text + (f"; {detail}" if detail else ""),
+    }
 
 
 def _factor_claim(name: str, value: float, n: int, note: str) -> dict:
     if not np.isfinite(value):
-        return {"claim": f"Accuracy-to-size factor {name} reaches 18.84", "protocol": "", "paper": f"{PAPER_ATS_FACTOR}",
-                "n": n, "need": np.nan, "point_count": np.nan, "significant_count": np.nan,
-                "verdict_point": "not measured", "verdict": "not measured", "detail": f"{note}; not computable"}
+        return {
+            "claim": f"Accuracy-to-size factor {name} reaches 18.84",
+            "protocol": "",
+            "paper": f"{PAPER_ATS_FACTOR}",
+            "n": n,
+            "need": np.nan,
+            "point_count": np.nan,
+            "significant_count": np.nan,
+            "verdict_point": "not measured",
+            "verdict": "not measured",
+            "detail": f"{note}; not computable",
+        }
     ratio = value / PAPER_ATS_FACTOR
     verdict = "reproduced" if 0.75 <= ratio <= 1 / 0.75 else "partly" if 0.5 <= ratio <= 2 else "not reproduced"
-    return {"claim": f"Accuracy-to-size factor {name} reaches 18.84", "protocol": "", "paper": f"{PAPER_ATS_FACTOR}",
-            "n": n, "need": np.nan, "point_count": np.nan, "significant_count": np.nan, "verdict_point": verdict,
-            "verdict": verdict, "detail": f"{name} = {value:.2f} (mean over {n}); {note}"}
+    return {
+        "claim": f"Accuracy-to-size factor {name} reaches 18.84",
+        "protocol": "",
+        "paper": f"{PAPER_ATS_FACTOR}",
+        "n": n,
+        "need": np.nan,
+        "point_count": np.nan,
+        "significant_count": np.nan,
+        "verdict_point": verdict,
+        "verdict": verdict,
+        "detail": f"{name} = {value:.2f} (mean over {n}); {note}",
+    }
 
 
-def fusion_names(protocol: str) -> tuple[str, str]:
-    """(LR, RF) strategy names of a fusion protocol."""
-    return tuple(n if protocol == "within" else f"{n} ({protocol})" for n in FUSION_NAMES)
-
-
-def fusion_claims(results: list[DatasetResults], table: pd.DataFrame, protocol: str,
-                  resamples: int = DEFAULT_RESAMPLES, seed: int = BOOTSTRAP_SEED, level: float = CI_LEVEL) -> list[dict]:
+def fusion_claims(
+    results: list[DatasetResults],
+    table: pd.DataFrame,
+    protocol: str,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+    level: float = CI_LEVEL,
+) -> list[dict]:
     """The four fusion claims of SPEC 0 for one protocol (see ``VERDICT_RULES``)."""
     lr, rf = fusion_names(protocol)
     competitors = (*SIGNALS, lr, rf)
@@ -622,8 +796,13 @@ def fusion_claims(results: list[DatasetResults], table: pd.DataFrame, protocol: 
         a = res.scores.get((chosen, "test"))
         refs = [s for s in singles if (s, "test") in res.scores]
         if a is not None and refs:
-            ci = paired_bootstrap(np.repeat(a.mean(0)[None], len(refs), 0), np.stack([res.scores[(s, "test")].mean(0) for s in refs]),
-                                  resamples, seed, level)
+            ci = paired_bootstrap(
+                np.repeat(a.mean(0)[None], len(refs), 0),
+                np.stack([res.scores[(s, "test")].mean(0) for s in refs]),
+                resamples,
+                seed,
+                level,
+            )
             below = [s for s, hi in zip(refs, ci["ci_high"]) if hi < 0]
             if not below:
                 reach_sig.append(d)
@@ -634,13 +813,43 @@ def fusion_claims(results: list[DatasetResults], table: pd.DataFrame, protocol: 
         sig = lambda v: []  # no predictions: no significant count
     else:
         sig = lambda v: v
-    out.append(_claim("Random-Forest fusion is best" + tag, protocol, "7 of 9", point_best[rf], sig(sig_best[rf]), n_of[rf], 7))
-    out.append(_claim("Random-Forest fusion is best or near-optimal" + tag, protocol,
-                      "9 of 9 (best on 7, near-optimal on 2)", near_point, sig(near_sig), n_of[rf], 9))
-    out.append(_claim("Linear-Regression fusion leads (is best)" + tag, protocol, "5 of 9", point_best[lr], sig(sig_best[lr]), n_of[lr], 5))
-    out.append(_claim("Fusion reaches every single-signal strategy's best" + tag, protocol,
-                      "8 of 9 (short of Gradient-Fisher on one)", reach_point, sig(reach_sig), len(fused), 8,
-                      "; ".join(f"{d}: {s}" for d, s in short.items())))
+    out.append(
+        _claim("Random-Forest fusion is best" + tag, protocol, "7 of 9", point_best[rf], sig(sig_best[rf]), n_of[rf], 7)
+    )
+    out.append(
+        _claim(
+            "Random-Forest fusion is best or near-optimal" + tag,
+            protocol,
+            "9 of 9 (best on 7, near-optimal on 2)",
+            near_point,
+            sig(near_sig),
+            n_of[rf],
+            9,
+        )
+    )
+    out.append(
+        _claim(
+            "Linear-Regression fusion leads (is best)" + tag,
+            protocol,
+            "5 of 9",
+            point_best[lr],
+            sig(sig_best[lr]),
+            n_of[lr],
+            5,
+        )
+    )
+    out.append(
+        _claim(
+            "Fusion reaches every single-signal strategy's best" + tag,
+            protocol,
+            "8 of 9 (short of Gradient-Fisher on one)",
+            reach_point,
+            sig(reach_sig),
+            len(fused),
+            8,
+            "; ".join(f"{d}: {s}" for d, s in short.items()),
+        )
+    )
     if not sig_measured:
         for row in out[-4:]:
             if row["n"]:
@@ -649,16 +858,27 @@ def fusion_claims(results: list[DatasetResults], table: pd.DataFrame, protocol: 
     return out
 
 
-def distill_claims(results: list[DatasetResults], summary: pd.DataFrame | None, strategy: str = "Random-Forest",
-                   resamples: int = DEFAULT_RESAMPLES, seed: int = BOOTSTRAP_SEED, level: float = CI_LEVEL) -> tuple[list[dict], pd.DataFrame]:
+def distill_claims(
+    results: list[DatasetResults],
+    summary: pd.DataFrame | None,
+    strategy: str = "Random-Forest",
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+    level: float = CI_LEVEL,
+) -> tuple[list[dict], pd.DataFrame]:
     """The distillation claims, split (see ``VERDICT_RULES``), and a per-dataset frame of the paired
     differences at k*: kd - M_0, ce - M_0, kd - none, kd - ce (diff, ci_low, ci_high each)."""
-    names = ["Pruned + distilled (KD) at k* beats the original M_0",
-             "Pruned + distilled narrows the drop where it does not beat M_0",
-             "The teacher adds accuracy over the alpha = 0 control (KD vs control at k*)"]
+    names = [
+        "Pruned + distilled (KD) at k* beats the original M_0",
+        "Pruned + distilled narrows the drop where it does not beat M_0",
+        "The teacher adds accuracy over the alpha = 0 control (KD vs control at k*)",
+    ]
     papers = ["6 of 9", "3 of 3 (beats or narrows on 9 of 9)", "credited on 6 of 9 (the paper has no control)"]
     if summary is None or summary.empty:
-        return [_claim(c, "", p, None, None, 0, 0, "no distill.parquet: run `paperlib distill`") for c, p in zip(names, papers)], pd.DataFrame()
+        return [
+            _claim(c, "", p, None, None, 0, 0, "no distill.parquet: run `paperlib distill`")
+            for c, p in zip(names, papers)
+        ], pd.DataFrame()
     s = summary[summary["kd_test_acc"].notna()].set_index("dataset")
     pairs, rows = {"kd-M_0": ("kd", None), "ce-M_0": ("ce", None), "kd-none": ("kd", "none"), "kd-ce": ("kd", "ce")}, []
     for res in results:
@@ -676,11 +896,17 @@ def distill_claims(results: list[DatasetResults], summary: pd.DataFrame | None, 
             row |= {f"{label}_diff": ci["diff"], f"{label}_ci_low": ci["ci_low"], f"{label}_ci_high": ci["ci_high"]}
         rows.append(row)
     pairs_df = pd.DataFrame(rows)
-    win = lambda d, label: (not pairs_df.empty and label + "_ci_low" in pairs_df
-                            and bool((pairs_df.set_index("dataset").at[d, label + "_ci_low"] > 0)))
+    win = lambda d, label: (
+        not pairs_df.empty
+        and label + "_ci_low" in pairs_df
+        and bool(pairs_df.set_index("dataset").at[d, label + "_ci_low"] > 0)
+    )
     measured = not pairs_df.empty and pairs_df.filter(like="_ci_low").notna().any().any()
     data = list(s.index)
-    orig, kd, none, ce = (pd.Series(pct(s[c]), index=s.index) for c in ("original_test_acc", "kd_test_acc", "pruned_test_acc", "ce_test_acc"))
+    orig, kd, none, ce = (
+        pd.Series(pct(s[c]), index=s.index)
+        for c in ("original_test_acc", "kd_test_acc", "pruned_test_acc", "ce_test_acc")
+    )
     beats_p = [d for d in data if kd[d] > orig[d]]
     beats_s = [d for d in data if win(d, "kd-M_0")]
     ce_p = [d for d in data if ce[d] > orig[d]]
@@ -689,10 +915,14 @@ def distill_claims(results: list[DatasetResults], summary: pd.DataFrame | None, 
     narrows_s = beats_s + [d for d in data if d not in beats_s and win(d, "kd-none")]
     teacher_p = [d for d in data if kd[d] > ce[d]]
     teacher_s = [d for d in data if win(d, "kd-ce")]
-    ctrl = f"alpha = 0 control beats M_0: point {len(ce_p)}, significant {len(ce_s) if measured else 'n/a'} of {len(data)}"
-    out = [_claim(names[0], "", papers[0], beats_p, beats_s, len(data), 6, ctrl),
-           _claim(names[1], "", papers[1], narrows_p, narrows_s, len(data), 9),
-           _claim(names[2], "", papers[2], teacher_p, teacher_s, len(data), 6)]
+    ctrl = (
+        f"alpha = 0 control beats M_0: point {len(ce_p)}, significant {len(ce_s) if measured else 'n/a'} of {len(data)}"
+    )
+    out = [
+        _claim(names[0], "", papers[0], beats_p, beats_s, len(data), 6, ctrl),
+        _claim(names[1], "", papers[1], narrows_p, narrows_s, len(data), 9),
+        _claim(names[2], "", papers[2], teacher_p, teacher_s, len(data), 6),
+    ]
     if not measured:
         for row in out:
             row["verdict"], row["significant_count"] = "not measured", np.nan
@@ -700,8 +930,14 @@ def distill_claims(results: list[DatasetResults], summary: pd.DataFrame | None, 
     return out, pairs_df
 
 
-def claims_check(results: list[DatasetResults], table: pd.DataFrame, summary: pd.DataFrame | None = None,
-                 resamples: int = DEFAULT_RESAMPLES, seed: int = BOOTSTRAP_SEED, level: float = CI_LEVEL) -> pd.DataFrame:
+def claims_check(
+    results: list[DatasetResults],
+    table: pd.DataFrame,
+    summary: pd.DataFrame | None = None,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+    level: float = CI_LEVEL,
+) -> pd.DataFrame:
     """Every claim of SPEC 0 with a point-estimate count (the paper's reading) and a significant count
     (ours), fusion claims for the within and the transfer protocol separately, the distillation claim
     split in two (beats M_0; the teacher adds over the alpha = 0 control) and F1, F2, F3 (and F2 against
@@ -713,8 +949,12 @@ def claims_check(results: list[DatasetResults], table: pd.DataFrame, summary: pd
     rows += distill_claims(results, summary, resamples=resamples, seed=seed, level=level)[0]
     s = summary[summary["kd_test_acc"].notna()] if summary is not None and not summary.empty else pd.DataFrame()
     n = len(s)
-    notes = {"F1": "ATS(KD at k*) / ATS(M_0)", "F2": "mean over k of acc_KD / acc_pruned (untrained)",
-             "F2-control": "mean over k of acc_KD / acc_alpha=0 control", "F3": "ATS(KD at L-1) / ATS(M_0)"}
+    notes = {
+        "F1": "ATS(KD at k*) / ATS(M_0)",
+        "F2": "mean over k of acc_KD / acc_pruned (untrained)",
+        "F2-control": "mean over k of acc_KD / acc_alpha=0 control",
+        "F3": "ATS(KD at L-1) / ATS(M_0)",
+    }
     for name, note in notes.items():
         value = float(s[name].mean()) if n and name in s and s[name].notna().any() else np.nan
         rows.append(_factor_claim(name, value, n, note))
@@ -722,6 +962,7 @@ def claims_check(results: list[DatasetResults], table: pd.DataFrame, summary: pd
 
 
 # ---------------------------------------------------------------- loading and the CLI
+
 
 def load_runs(runs_root: str | Path) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
     """(curves with a 'dataset' column, {dataset: metrics.json}, distill rows) of every ``<dataset>/``
@@ -740,8 +981,11 @@ def load_runs(runs_root: str | Path) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
             distill.append(read_parquet(folder / "distill.parquet").assign(dataset=name))
     if not curves:
         raise PaperlibError(f"no curves.parquet under {str(root)!r}; run `paperlib prune` first (or check --runs)")
-    return (pd.concat(curves, ignore_index=True), metrics,
-            pd.concat(distill, ignore_index=True) if distill else pd.DataFrame())
+    return (
+        pd.concat(curves, ignore_index=True),
+        metrics,
+        pd.concat(distill, ignore_index=True) if distill else pd.DataFrame(),
+    )
 
 
 def ci_wide(table: pd.DataFrame, view: str = "mean") -> pd.DataFrame:
@@ -749,9 +993,12 @@ def ci_wide(table: pd.DataFrame, view: str = "mean") -> pd.DataFrame:
     sub = table[(table["view"] == view) & table["diff"].notna()]
     if sub.empty:
         return pd.DataFrame()
-    text = [f"{100 * d:+.2f} [{100 * lo:+.2f}, {100 * hi:+.2f}]" for d, lo, hi in zip(sub["diff"], sub["ci_low"], sub["ci_high"])]
+    text = [
+        f"{100 * d:+.2f} [{100 * lo:+.2f}, {100 * hi:+.2f}]"
+        for d, lo, hi in zip(sub["diff"], sub["ci_low"], sub["ci_high"])
+    ]
     wide = sub.assign(cell=text).pivot(index="strategy", columns="dataset", values="cell")
-    wide = wide.reindex(index=_strategy_order(wide.index), columns=_dataset_order(wide.columns)).fillna("")
+    wide = wide.reindex(index=display_order(wide.index), columns=_dataset_order(wide.columns)).fillna("")
     wide.columns.name = None
     return wide
 
@@ -766,13 +1013,30 @@ def verdicts(runs_root: str | Path, resamples: int = DEFAULT_RESAMPLES, seed: in
     distill = [r.distill for r in results if not r.distill.empty]
     summary = distill_summary(pd.concat(distill, ignore_index=True), metrics) if distill else None
     pairs = distill_claims(results, summary, resamples=resamples, seed=seed)[1]
-    references = pd.DataFrame([{"dataset": r.name, "reference": reference_strategy(r.curves), "n_layers": r.n_layers,
-                                "ks": fraction_steps(r.n_layers), "val_tolerance": r.tolerance,
-                                "n_test": len(r.original.get("test", [])), "predictions": r.has_predictions}
-                               for r in results])
-    return {"results": results, "table": table, "table1_max": table1(curves[curves["strategy"].map(_in_table)], metrics),
-            "references": references, "distill_summary": summary, "distill_pairs": pairs,
-            "claims": claims_check(results, table, summary, resamples, seed), "direction": direction_check(results, resamples, seed)}
+    references = pd.DataFrame(
+        [
+            {
+                "dataset": r.name,
+                "reference": reference_strategy(r.curves),
+                "n_layers": r.n_layers,
+                "ks": fraction_steps(r.n_layers),
+                "val_tolerance": r.tolerance,
+                "n_test": len(r.original.get("test", [])),
+                "predictions": r.has_predictions,
+            }
+            for r in results
+        ]
+    )
+    return {
+        "results": results,
+        "table": table,
+        "table1_max": table1(curves[curves["strategy"].map(_in_table)], metrics),
+        "references": references,
+        "distill_summary": summary,
+        "distill_pairs": pairs,
+        "claims": claims_check(results, table, summary, resamples, seed),
+        "direction": direction_check(results, resamples, seed),
+    }
 
 
 BASELINE_ROW = "TF-IDF+LR (classical reference)"
@@ -797,18 +1061,26 @@ def table_command(runs_root: str | Path, out: str | Path | None = None) -> dict:
     table, references, claims = v["table"], v["references"], v["claims"]
     original = {r.name: r.metrics.get("test_acc", np.nan) for r in v["results"]}
     baseline = classical_reference(runs_root)
-    ks = "; ".join(f"{r.dataset}: L={r.n_layers}, k={'/'.join(str(k) for k in r.ks.values())}, reference {r.reference}"
-                   f"{'' if r.predictions else ' (no predictions.parquet: no intervals)'}" for r in references.itertuples())
-    views = {"mean": "test accuracy (%) averaged over k = 1..L-1 (area under the curve)",
-             "L/4": "test accuracy (%) at k = L/4", "L/2": "test accuracy (%) at k = L/2",
-             "3L/4": "test accuracy (%) at k = 3L/4",
-             "val-k": "test accuracy (%) at the k chosen on validation (most layers removed with validation "
-                      "accuracy within the preset's tolerance of M_0's; k=0 is M_0)",
-             "max": "SECONDARY, selected on test (the paper's Table 1): maximum over k of test accuracy"}
+    ks = "; ".join(
+        f"{r.dataset}: L={r.n_layers}, k={'/'.join(str(k) for k in r.ks.values())}, reference {r.reference}"
+        f"{'' if r.predictions else ' (no predictions.parquet: no intervals)'}"
+        for r in references.itertuples()
+    )
+    views = {
+        "mean": "test accuracy (%) averaged over k = 1..L-1 (area under the curve)",
+        "L/4": "test accuracy (%) at k = L/4",
+        "L/2": "test accuracy (%) at k = L/2",
+        "3L/4": "test accuracy (%) at k = 3L/4",
+        "val-k": "test accuracy (%) at the k chosen on validation (most layers removed with validation "
+        "accuracy within the preset's tolerance of M_0's; k=0 is M_0)",
+        "max": "SECONDARY, selected on test (the paper's Table 1): maximum over k of test accuracy",
+    }
     with pd.option_context("display.width", 250, "display.max_columns", None, "display.max_colwidth", 200):
-        print("Table 1 (selection-free). R = reference: the best single-signal strategy chosen on validation "
-              "(validation curve mean); + / - = the paired-bootstrap 95 % interval of the difference to R at the "
-              "same k excludes 0 (2,000 resamples of the test examples); no mark = tie.")
+        print(
+            "Table 1 (selection-free). R = reference: the best single-signal strategy chosen on validation "
+            "(validation curve mean); + / - = the paired-bootstrap 95 % interval of the difference to R at the "
+            "same k excludes 0 (2,000 resamples of the test examples); no mark = tie."
+        )
         print(ks)
         for view, title in views.items():
             print(f"\n{title}")
@@ -821,9 +1093,16 @@ def table_command(runs_root: str | Path, out: str | Path | None = None) -> dict:
             s = v["distill_summary"]
             print("\nDistillation of the RF-pruned model at k* (accuracy-to-size in %/MB, MB = 10^6 bytes)")
             shown = s.assign(original_MB=s["original_bytes"] / 1e6, kd_MB=s["kd_bytes"] / 1e6)
-            print(shown.drop(columns=["original_bytes", "kd_bytes"]).to_string(index=False, float_format=lambda x: f"{x:.4f}"))
+            print(
+                shown.drop(columns=["original_bytes", "kd_bytes"]).to_string(
+                    index=False, float_format=lambda x: f"{x:.4f}"
+                )
+            )
             if not v["distill_pairs"].empty:
-                print("\nPaired differences at k* (points, 95 % interval): KD vs M_0, control vs M_0, KD vs untrained, KD vs control")
+                print(
+                    "\nPaired differences at k* (points, 95 % interval): "
+                    "KD vs M_0, control vs M_0, KD vs untrained, KD vs control"
+                )
                 print(_pairs_text(v["distill_pairs"]).to_string(index=False))
         print("\nClaims check (verdict_point: the paper's reading; verdict: ours, significant count)")
         print(claims.drop(columns=["detail"]).to_string(index=False))
@@ -838,7 +1117,9 @@ def table_command(runs_root: str | Path, out: str | Path | None = None) -> dict:
         out = Path(out)
         write_csv(table, out / "table1.csv")
         for view in views:
-            write_csv(comparison_wide(table, view).reset_index(names="strategy"), out / f"table1_{view.replace('/', '_')}.csv")
+            write_csv(
+                comparison_wide(table, view).reset_index(names="strategy"), out / f"table1_{view.replace('/', '_')}.csv"
+            )
         write_csv(v["table1_max"], out / "table1_max.csv")
         if v["distill_summary"] is not None:
             write_csv(v["distill_summary"], out / "distill_summary.csv")
@@ -851,6 +1132,8 @@ def table_command(runs_root: str | Path, out: str | Path | None = None) -> dict:
 def _pairs_text(pairs: pd.DataFrame) -> pd.DataFrame:
     out = pairs[["dataset", "k_star"]].copy()
     for label in ("kd-M_0", "ce-M_0", "kd-none", "kd-ce"):
-        out[label] = [("" if pd.isna(d) else f"{100 * d:+.2f} [{100 * lo:+.2f}, {100 * hi:+.2f}]")
-                      for d, lo, hi in zip(pairs[f"{label}_diff"], pairs[f"{label}_ci_low"], pairs[f"{label}_ci_high"])]
+        out[label] = [
+            ("" if pd.isna(d) else f"{100 * d:+.2f} [{100 * lo:+.2f}, {100 * hi:+.2f}]")
+            for d, lo, hi in zip(pairs[f"{label}_diff"], pairs[f"{label}_ci_low"], pairs[f"{label}_ci_high"])
+        ]
     return out

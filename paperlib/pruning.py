@@ -36,8 +36,8 @@ from __future__ import annotations
 
 import copy
 from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -71,7 +71,7 @@ def format_kept(kept: Iterable[int]) -> str:
 
 
 def parse_kept(kept) -> tuple[int, ...]:
-    """"0,2,5" -> (0, 2, 5); also reads "[0, 2, 5]" and a list or array of indices."""
+    """ "0,2,5" -> (0, 2, 5); also reads "[0, 2, 5]" and a list or array of indices."""
     if isinstance(kept, str):
         kept = kept.strip().strip("[]()").split(",")
     return tuple(int(i) for i in kept if str(i).strip() != "")
@@ -100,7 +100,7 @@ class LayerInputs:
     def donor(self, kept: tuple[int, ...], split: str) -> tuple[list | None, int]:
         """(stored inputs, p): the entry sharing the longest prefix with ``kept``; at least one layer must run."""
         best, best_p = None, 0
-        for (other, s), inputs in self.entries.items():
+        for other, s in self.entries:
             if s != split:
                 continue
             lcp = next((i for i, (a, b) in enumerate(zip(other, kept)) if a != b), min(len(other), len(kept)))
@@ -122,8 +122,13 @@ class LayerInputs:
             del self.entries[victim]
 
     def _bytes(self) -> int:
-        return sum(t.numel() * t.element_size() for inputs in self.entries.values()
-                   for per_batch in inputs for t in per_batch if t is not None)
+        return sum(
+            t.numel() * t.element_size()
+            for inputs in self.entries.values()
+            for per_batch in inputs
+            for t in per_batch
+            if t is not None
+        )
 
 
 class Pruner:
@@ -152,8 +157,9 @@ class Pruner:
         # sizes: M_0's totals minus the removed layers' own tensors (no copy needed)
         layers = get_layers(run.model)
         self._total = (count_parameters(run.model), fp32_bytes(run.model))
-        self._layer_size = {orig: (count_parameters(layer), fp32_bytes(layer))
-                            for orig, layer in zip(self.all_layers, layers)}
+        self._layer_size = {
+            orig: (count_parameters(layer), fp32_bytes(layer)) for orig, layer in zip(self.all_layers, layers)
+        }
 
     @property
     def device(self):
@@ -177,16 +183,21 @@ class Pruner:
         folder = Path(folder if folder is not None else self.run.folder)
         added = 0
         if (folder / CURVES_FILE).is_file():
-            for kept, val, test in read_parquet(folder / CURVES_FILE, columns=["kept", "val_acc", "test_acc"]).itertuples(index=False):
+            for kept, val, test in read_parquet(
+                folder / CURVES_FILE, columns=["kept", "val_acc", "test_acc"]
+            ).itertuples(index=False):
                 key = frozenset(parse_kept(kept))
                 added += key not in self._val
                 self._val.setdefault(key, float(val))
                 self._test.setdefault(key, float(test))
         if (folder / PREDICTIONS_FILE).is_file() and (folder / CURVES_FILE).is_file():
-            kept_of = {(str(r.strategy), int(r.seed), int(r.step)): frozenset(parse_kept(r.kept))
-                       for r in read_parquet(folder / CURVES_FILE, columns=["strategy", "seed", "step", "kept"]).itertuples()}
+            kept_of = {
+                (str(r.strategy), int(r.seed), int(r.step)): frozenset(parse_kept(r.kept))
+                for r in read_parquet(folder / CURVES_FILE, columns=["strategy", "seed", "step", "kept"]).itertuples()
+            }
             for (name, seed, step, split), g in read_parquet(folder / PREDICTIONS_FILE).groupby(
-                    ["strategy", "seed", "step", "split"], sort=False):
+                ["strategy", "seed", "step", "split"], sort=False
+            ):
                 key = frozenset(self.all_layers) if name == ORIGINAL else kept_of.get((str(name), int(seed), int(step)))
                 if key is not None and split in self._pred and key not in self._pred[split]:
                     self._pred[split][key] = g.sort_values("example")["pred"].to_numpy(np.int16)
@@ -202,7 +213,7 @@ class Pruner:
                     added += 1
         return added
 
-    def fork(self) -> "Pruner":
+    def fork(self) -> Pruner:
         """A Pruner over a deep copy of M_0 (for ``finetune_between > 0``, where each curve trains its own)."""
         return Pruner(self.run, self.signal_fn, self.progress, model=copy.deepcopy(self.run.model))
 
@@ -211,7 +222,9 @@ class Pruner:
         key = frozenset(int(i) for i in kept)
         have = set(kept_layers(self.model))
         if not key or not key <= have:
-            raise PaperlibError(f"kept layers {sorted(key)} must be a non-empty subset of the model's layers {sorted(have)}")
+            raise PaperlibError(
+                f"kept layers {sorted(key)} must be a non-empty subset of the model's layers {sorted(have)}"
+            )
         return key
 
     def _without(self, key: frozenset):
@@ -263,9 +276,12 @@ class Pruner:
                     args = (donor[q][current["batch"]], *args[1:])
                 inputs[q][current["batch"]] = args[0]
                 return args
+
             return hook
 
-        handles = [self._modules[layer].register_forward_pre_hook(hook_at(q)) for q, layer in enumerate(kept) if q >= start]
+        handles = [
+            self._modules[layer].register_forward_pre_hook(hook_at(q)) for q, layer in enumerate(kept) if q >= start
+        ]
         out = torch.empty(len(data), self.model.config.num_labels, device=self.device)
         was_training = self.model.training
         self.model.eval()
@@ -273,7 +289,9 @@ class Pruner:
             with self._without(frozenset(kept[start:])) as m, autocast(self.device):
                 for b, (index, batch) in enumerate(batches):
                     current["batch"] = b
-                    out[index.to(self.device)] = m(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+                    out[index.to(self.device)] = m(
+                        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+                    ).logits.float()
         finally:
             for h in handles:
                 h.remove()
@@ -306,12 +324,15 @@ class Pruner:
             return self._signals[key]
         preset = self.run.preset
         with self._without(key) as m:
-            df = self.signal_fn(m, self.calibration, batch_size=preset.batch_size, device=self.device,
-                                seed=preset.seed, progress=False)
+            df = self.signal_fn(
+                m, self.calibration, batch_size=preset.batch_size, device=self.device, seed=preset.seed, progress=False
+            )
         self.calls["signals"] += 1
         if sorted(df["layer"].astype(int).tolist()) != sorted(key):
-            raise PaperlibError(f"signal function returned layers {sorted(df['layer'].tolist())} for a model "
-                                f"keeping {sorted(key)} (it must give one row per remaining layer)")
+            raise PaperlibError(
+                f"signal function returned layers {sorted(df['layer'].tolist())} for a model "
+                f"keeping {sorted(key)} (it must give one row per remaining layer)"
+            )
         df = df.sort_values("layer").reset_index(drop=True)
         if self.memo:
             self._signals[key] = df
@@ -363,24 +384,39 @@ def prune_curve(pruner: Pruner, strategy, seed: int = 0, with_predictions: bool 
         else:  # Random, Top-Drop: only the remaining layers matter
             layer = strategy.choose(pd.DataFrame({"layer": kept}), rng)
         if layer not in kept:
-            raise PaperlibError(f"strategy {strategy.name!r} chose layer {layer}, which is not among the remaining {kept}")
+            raise PaperlibError(
+                f"strategy {strategy.name!r} chose layer {layer}, which is not among the remaining {kept}"
+            )
         kept = [i for i in kept if i != layer]
         if not work.memo:
             remove_layers(work.model, [layer])
             if preset.finetune_between > 0:
-                train(work.model, pruner.run.encoded["train"], epochs=preset.finetune_between, lr=preset.lr,
-                      batch_size=preset.batch_size, seed=preset.seed + step, warmup_ratio=preset.warmup_ratio,
-                      weight_decay=preset.weight_decay, device=work.device, progress=False,
-                      desc=f"re-train k={step}")
+                train(
+                    work.model,
+                    pruner.run.encoded["train"],
+                    epochs=preset.finetune_between,
+                    lr=preset.lr,
+                    batch_size=preset.batch_size,
+                    seed=preset.seed + step,
+                    warmup_ratio=preset.warmup_ratio,
+                    weight_decay=preset.weight_decay,
+                    device=work.device,
+                    progress=False,
+                    desc=f"re-train k={step}",
+                )
         val, test = work.evaluate(kept)
         if with_predictions:
-            predictions += [prediction_rows(work.predictions(kept, split), strategy.name, seed, step, split)
-                            for split in SPLITS]
+            predictions += [
+                prediction_rows(work.predictions(kept, split), strategy.name, seed, step, split) for split in SPLITS
+            ]
         n_params, n_bytes = work.size(kept)
         curve.append((strategy.name, seed, step, layer, format_kept(kept), val, test, n_params, n_bytes))
     curves = _typed_curves(pd.DataFrame(curve, columns=CURVE_COLUMNS))
-    signals = (pd.concat(signal_rows, ignore_index=True)[SIGNAL_COLUMNS] if signal_rows
-               else pd.DataFrame(columns=SIGNAL_COLUMNS))
+    signals = (
+        pd.concat(signal_rows, ignore_index=True)[SIGNAL_COLUMNS]
+        if signal_rows
+        else pd.DataFrame(columns=SIGNAL_COLUMNS)
+    )
     if with_predictions:
         return curves, _typed_signals(signals), _typed_predictions(pd.concat(predictions, ignore_index=True))
     return curves, _typed_signals(signals)
@@ -389,16 +425,34 @@ def prune_curve(pruner: Pruner, strategy, seed: int = 0, with_predictions: bool 
 def prediction_rows(pred: np.ndarray, strategy: str, seed: int, step: int, split: str) -> pd.DataFrame:
     """One model's predictions on one split as ``predictions.parquet`` rows (example = row of the split)."""
     n = len(pred)
-    return pd.DataFrame({"strategy": [strategy] * n, "seed": seed, "step": step, "split": split,
-                         "example": np.arange(n), "pred": np.asarray(pred)})
+    return pd.DataFrame(
+        {
+            "strategy": [strategy] * n,
+            "seed": seed,
+            "step": step,
+            "split": split,
+            "example": np.arange(n),
+            "pred": np.asarray(pred),
+        }
+    )
 
 
 # ---------------------------------------------------------------- files
 
+
 def _typed_curves(df: pd.DataFrame) -> pd.DataFrame:
     df = df.reindex(columns=CURVE_COLUMNS)
-    types = {"strategy": str, "seed": "int64", "step": "int64", "removed": "int64", "kept": str,
-             "val_acc": "float64", "test_acc": "float64", "n_params": "int64", "bytes": "int64"}
+    types = {
+        "strategy": str,
+        "seed": "int64",
+        "step": "int64",
+        "removed": "int64",
+        "kept": str,
+        "val_acc": "float64",
+        "test_acc": "float64",
+        "n_params": "int64",
+        "bytes": "int64",
+    }
     return df.astype(types).sort_values(["strategy", "seed", "step"], kind="stable").reset_index(drop=True)
 
 
@@ -412,14 +466,20 @@ def _typed_signals(df: pd.DataFrame) -> pd.DataFrame:
 def _typed_predictions(df: pd.DataFrame) -> pd.DataFrame:
     df = df.reindex(columns=PREDICTION_COLUMNS)
     types = {"strategy": str, "seed": "int16", "step": "int16", "split": str, "example": "int32", "pred": "int16"}
-    return df.astype(types).sort_values(["strategy", "seed", "step", "split", "example"],
-                                        kind="stable").reset_index(drop=True)
+    return (
+        df.astype(types)
+        .sort_values(["strategy", "seed", "step", "split", "example"], kind="stable")
+        .reset_index(drop=True)
+    )
 
 
 def _typed_labels(df: pd.DataFrame) -> pd.DataFrame:
     df = df.reindex(columns=LABEL_COLUMNS)
-    return df.astype({"split": str, "example": "int32", "label": "int16"}).sort_values(
-        ["split", "example"], kind="stable").reset_index(drop=True)
+    return (
+        df.astype({"split": str, "example": "int32", "label": "int16"})
+        .sort_values(["split", "example"], kind="stable")
+        .reset_index(drop=True)
+    )
 
 
 def _folder(folder) -> Path:
@@ -460,7 +520,9 @@ def load_labels(folder) -> pd.DataFrame:
 def merge_predictions(folder, new: pd.DataFrame) -> None:
     """Replace the rows of each (strategy, seed) present in ``new`` in the folder's predictions.parquet
     by ``new`` (under the run folder's lock: rows another stage wrote meanwhile are kept)."""
-    update_parquet(_folder(folder) / PREDICTIONS_FILE, _typed_predictions(new), ["strategy", "seed"], _typed_predictions)
+    update_parquet(
+        _folder(folder) / PREDICTIONS_FILE, _typed_predictions(new), ["strategy", "seed"], _typed_predictions
+    )
 
 
 def drop_strategies(folder, names) -> int:
@@ -470,8 +532,11 @@ def drop_strategies(folder, names) -> int:
     folder, names = _folder(folder), set(names)
     dropped = 0
     with run_lock(folder):
-        for name, columns, typed in ((CURVES_FILE, CURVE_COLUMNS, _typed_curves), (SIGNALS_FILE, SIGNAL_COLUMNS, _typed_signals),
-                                     (PREDICTIONS_FILE, PREDICTION_COLUMNS, _typed_predictions)):
+        for name, columns, typed in (
+            (CURVES_FILE, CURVE_COLUMNS, _typed_curves),
+            (SIGNALS_FILE, SIGNAL_COLUMNS, _typed_signals),
+            (PREDICTIONS_FILE, PREDICTION_COLUMNS, _typed_predictions),
+        ):
             if not (folder / name).is_file():
                 continue
             old = _read(folder / name, columns, typed)
@@ -485,17 +550,28 @@ def drop_strategies(folder, names) -> int:
 def _save_original(folder: Path, pruner: Pruner) -> None:
     """labels.parquet and M_0's predictions (step 0), once per run folder."""
     if not (folder / LABELS_FILE).is_file():
-        labels = [pd.DataFrame({"split": split, "example": np.arange(len(pruner.run.encoded[split])),
-                                "label": pruner.run.encoded[split].labels.cpu().numpy()}) for split in SPLITS]
+        labels = [
+            pd.DataFrame(
+                {
+                    "split": split,
+                    "example": np.arange(len(pruner.run.encoded[split])),
+                    "label": pruner.run.encoded[split].labels.cpu().numpy(),
+                }
+            )
+            for split in SPLITS
+        ]
         write_parquet(_typed_labels(pd.concat(labels, ignore_index=True)), folder / LABELS_FILE)
     have = _read(folder / PREDICTIONS_FILE, PREDICTION_COLUMNS, _typed_predictions)
     if not (have["strategy"] == ORIGINAL).any():
-        rows = [prediction_rows(pruner.predictions(pruner.all_layers, split), ORIGINAL, 0, 0, split) for split in SPLITS]
+        rows = [
+            prediction_rows(pruner.predictions(pruner.all_layers, split), ORIGINAL, 0, 0, split) for split in SPLITS
+        ]
         merge_predictions(folder, pd.concat(rows, ignore_index=True))
 
 
-def _save(folder: Path, curve: pd.DataFrame, signals: pd.DataFrame, predictions: pd.DataFrame,
-          job: tuple[str, int]) -> None:
+def _save(
+    folder: Path, curve: pd.DataFrame, signals: pd.DataFrame, predictions: pd.DataFrame, job: tuple[str, int]
+) -> None:
     """Merge one finished (strategy, seed) into the three files, replacing any earlier rows of it,
     each under the run folder's lock (another stage's rows written meanwhile are kept).
 
@@ -517,8 +593,9 @@ def _done(curves: pd.DataFrame, n_steps: int, predictions: pd.DataFrame | None =
     return done
 
 
-def run_pruning(run, strategies="all", progress: bool | None = None, signal_fn: SignalFn | None = None,
-                pruner: Pruner | None = None) -> pd.DataFrame:
+def run_pruning(
+    run, strategies="all", progress: bool | None = None, signal_fn: SignalFn | None = None, pruner: Pruner | None = None
+) -> pd.DataFrame:
     """Run every strategy (names, 'all', or Strategy objects such as fusion ones) on ``run``; return
     all curves of the run folder.  Random runs ``run.preset.random_seeds`` seeds (0..R-1).
 
@@ -532,11 +609,17 @@ def run_pruning(run, strategies="all", progress: bool | None = None, signal_fn: 
     pruner.warm_start(folder)
     _save_original(folder, pruner)
     n_steps = len(pruner.all_layers) - 1
-    done = _done(_read(folder / CURVES_FILE, CURVE_COLUMNS, _typed_curves), n_steps,
-                 read_parquet(folder / PREDICTIONS_FILE, columns=["strategy", "seed", "step", "split"]))
-    jobs = [(s, seed) for s in strategies
-            for seed in (range(run.preset.random_seeds) if s.kind == "random" else [0])
-            if (s.name, seed) not in done]
+    done = _done(
+        _read(folder / CURVES_FILE, CURVE_COLUMNS, _typed_curves),
+        n_steps,
+        read_parquet(folder / PREDICTIONS_FILE, columns=["strategy", "seed", "step", "split"]),
+    )
+    jobs = [
+        (s, seed)
+        for s in strategies
+        for seed in (range(run.preset.random_seeds) if s.kind == "random" else [0])
+        if (s.name, seed) not in done
+    ]
     bar = tqdm(jobs, desc="prune", disable=not progress_enabled(progress))
     for strategy, seed in bar:
         bar.set_postfix_str(strategy.name + (f" seed {seed}" if strategy.kind == "random" else ""))
@@ -548,31 +631,46 @@ def run_pruning(run, strategies="all", progress: bool | None = None, signal_fn: 
 
 # ---------------------------------------------------------------- summary
 
+
 def summarize_curves(curves: pd.DataFrame) -> pd.DataFrame:
     """Per strategy: the mean test accuracy over k (the area under the curve, no k chosen), then the best
     test accuracy over k and the k reaching it (a maximum picked on test: a secondary view), sorted by
     the mean.  Random (several seeds) is first averaged over seeds per step.  When several k reach the
     best, the largest k (the smallest model) is reported."""
     per_step = curves.groupby(["strategy", "step"], as_index=False).agg(
-        test_acc=("test_acc", "mean"), seeds=("seed", "nunique"))
+        test_acc=("test_acc", "mean"), seeds=("seed", "nunique")
+    )
     rows = []
     for name, g in per_step.groupby("strategy", sort=True):
         best = g["test_acc"].max()
-        rows.append({"strategy": name, "best_test_acc": best, "best_k": int(g.loc[g["test_acc"] == best, "step"].max()),
-                     "mean_test_acc": g["test_acc"].mean(), "seeds": int(g["seeds"].max())})
+        rows.append(
+            {
+                "strategy": name,
+                "best_test_acc": best,
+                "best_k": int(g.loc[g["test_acc"] == best, "step"].max()),
+                "mean_test_acc": g["test_acc"].mean(),
+                "seeds": int(g["seeds"].max()),
+            }
+        )
     table = pd.DataFrame(rows, columns=["strategy", "mean_test_acc", "best_test_acc", "best_k", "seeds"])
-    return table.sort_values(["mean_test_acc", "best_test_acc", "strategy"], ascending=[False, False, True],
-                             kind="stable").reset_index(drop=True)
+    return table.sort_values(
+        ["mean_test_acc", "best_test_acc", "strategy"], ascending=[False, False, True], kind="stable"
+    ).reset_index(drop=True)
 
 
 def prune_command(run, strategies="all", progress: bool | None = None) -> None:
-    """`paperlib prune`: run the strategies, then print each curve's mean test accuracy (and its test-selected maximum)."""
+    """`paperlib prune`: run the strategies, then print each curve's mean test accuracy (and its test-selected
+    maximum)."""
     curves = run_pruning(run, strategies, progress=progress)
     names = [s.name for s in _strategies(strategies)]
     table = summarize_curves(curves[curves["strategy"].isin(names)])
     table["strategy"] = [f"{s} (mean of {n})" if n > 1 else s for s, n in zip(table["strategy"], table["seeds"])]
     m = run.metrics
-    print(f"{run.splits.name}: M_0 ({m.get('n_layers', len(kept_layers(run.model)))} layers) "
-          f"val {m['val_acc']:.4f}, test {m['test_acc']:.4f}; curves in {Path(run.folder) / CURVES_FILE}")
-    shown = table.drop(columns="seeds").rename(columns={"best_test_acc": "max_test_acc (picked on test)", "best_k": "k_of_max"})
+    print(
+        f"{run.splits.name}: M_0 ({m.get('n_layers', len(kept_layers(run.model)))} layers) "
+        f"val {m['val_acc']:.4f}, test {m['test_acc']:.4f}; curves in {Path(run.folder) / CURVES_FILE}"
+    )
+    shown = table.drop(columns="seeds").rename(
+        columns={"best_test_acc": "max_test_acc (picked on test)", "best_k": "k_of_max"}
+    )
     print(shown.to_string(index=False, float_format=lambda x: f"{x:.4f}"))

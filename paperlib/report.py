@@ -20,6 +20,7 @@ from pathlib import Path
 
 from .errors import PaperlibError
 from .io import atomic_path, read_csv
+from .paths import display_path
 
 REPORT_DIR = "report"
 # lab's page without the scripts it would fetch from a CDN; everything shown is static HTML and CSS
@@ -29,14 +30,21 @@ OFFLINE_TEMPLATE = """{%- extends 'index.html.j2' -%}
 {%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
 {%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
 """
-SUMMARY_TABLES = (("table1_mean.csv", "Table 1, selection-free: test accuracy (%) averaged over k; + / \u2212 = "
-                                     "significantly above / below the reference chosen on validation"),
-                  ("table1_wide.csv", "Table 1 as in the paper: maximum test accuracy (%) over k (selected on test)"),
-                  ("claims.csv", "Claims check"),
-                  ("distill_summary.csv", "Distillation at k*"))
+SUMMARY_TABLES = (
+    (
+        "table1_mean.csv",
+        "Table 1, selection-free: test accuracy (%) averaged over k; + / \u2212 = "
+        "significantly above / below the reference chosen on validation",
+    ),
+    ("table1_wide.csv", "Table 1 as in the paper: maximum test accuracy (%) over k (selected on test)"),
+    ("claims.csv", "Claims check"),
+    ("distill_summary.csv", "Distillation at k*"),
+)
 FIGURE1 = "figures/06_figure1_grid.png"
-STYLE = """body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;font-size:0.85em;margin:0.5em 0 1.5em}th,td{border:1px solid #ccc;padding:3px 6px;text-align:right}
+STYLE = """body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1200px;margin:2em auto;
+padding:0 1em;color:#222}
+table{border-collapse:collapse;font-size:0.85em;margin:0.5em 0 1.5em}
+th,td{border:1px solid #ccc;padding:3px 6px;text-align:right}
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-width:100%}
 .table-wrap{overflow-x:auto}ul.nb{columns:2}code{background:#f3f3f3;padding:0 3px}"""
 
@@ -47,14 +55,21 @@ def _exporter():
         from nbconvert import HTMLExporter
     except ImportError:
         raise PaperlibError("paperlib report needs nbconvert: pip install 'paperlib[notebooks]'") from None
-    return HTMLExporter(template_name="lab", extra_loaders=[DictLoader({"paperlib_offline.html.j2": OFFLINE_TEMPLATE})],
-                        template_file="paperlib_offline.html.j2", embed_images=True)
+    return HTMLExporter(
+        template_name="lab",
+        extra_loaders=[DictLoader({"paperlib_offline.html.j2": OFFLINE_TEMPLATE})],
+        template_file="paperlib_offline.html.j2",
+        embed_images=True,
+    )
 
 
 def notebook_folders(runs: Path) -> list[Path]:
     """The folders of ``runs`` that hold executed notebooks: datasets in name order, then summary."""
-    folders = sorted(p for p in runs.iterdir() if p.is_dir() and p.name not in ("summary", REPORT_DIR)
-                     and any(p.glob("0[1-5]_*.ipynb")))
+    folders = sorted(
+        p
+        for p in runs.iterdir()
+        if p.is_dir() and p.name not in ("summary", REPORT_DIR) and any(p.glob("0[1-5]_*.ipynb"))
+    )
     summary = runs / "summary"
     return folders + ([summary] if any(summary.glob("06_*.ipynb")) else [])
 
@@ -74,7 +89,11 @@ def render_notebook(path: Path, out: Path, exporter=None) -> Path:
 
 def _table_html(path: Path) -> str:
     df = read_csv(path)
-    return '<div class="table-wrap">' + df.to_html(index=False, na_rep="", border=0, float_format=lambda v: f"{v:.4g}") + "</div>"
+    return (
+        '<div class="table-wrap">'
+        + df.to_html(index=False, na_rep="", border=0, float_format=lambda v: f"{v:.4g}")
+        + "</div>"
+    )
 
 
 def _image_html(path: Path, alt: str) -> str:
@@ -89,10 +108,14 @@ def write_report(runs: str | os.PathLike, pages: bool = True) -> Path:
     what the committed reference runs keep, since a notebook viewer (GitHub, JupyterLab) renders them."""
     runs = Path(runs).expanduser().resolve()
     if not runs.is_dir():
-        raise PaperlibError(f"runs folder {str(runs)!r} does not exist: run `paperlib reproduce` first (or pass --runs DIR)")
+        raise PaperlibError(
+            f"runs folder {str(runs)!r} does not exist: run `paperlib reproduce` first (or pass --runs DIR)"
+        )
     folders = notebook_folders(runs)
     if not folders:
-        raise PaperlibError(f"{runs.name}/ holds no executed notebooks (01-06): run `paperlib reproduce --runs {runs.name}` first")
+        raise PaperlibError(
+            f"{runs.name}/ holds no executed notebooks (01-06): run `paperlib reproduce --runs {runs.name}` first"
+        )
     exporter = _exporter() if pages else None
     report = runs / REPORT_DIR
     if not pages:  # pages of an earlier full report would linger unlinked and stale
@@ -108,25 +131,35 @@ def write_report(runs: str | os.PathLike, pages: bool = True) -> Path:
                 href = f"../{folder.name}/{nb.name}"
             links.append(f'<li><a href="{href}">{html.escape(nb.stem)}</a></li>')
         title = "Across datasets" if folder.name == "summary" else f"Dataset <code>{html.escape(folder.name)}</code>"
-        sections.append(f"<h3>{title}</h3><ul class=\"nb\">{''.join(links)}</ul>")
+        sections.append(f'<h3>{title}</h3><ul class="nb">{"".join(links)}</ul>')
     summary = runs / "summary"
-    parts = [f"<h1>paperlib run <code>{html.escape(runs.name)}</code></h1>",
-             f"<p>Executed notebooks of the run, rendered {datetime.date.today().isoformat()} by "
-             f"<code>paperlib report</code>. The pages need no network; formulas show as their TeX source.</p>"
-             if pages else f"<p>Index of the run's executed notebooks, written {datetime.date.today().isoformat()} by "
-             f"<code>paperlib report --no-pages</code>: the links open the notebooks themselves (a notebook viewer "
-             f"renders them); <code>paperlib report</code> renders them as HTML pages too.</p>",
-             "<h2>Notebooks</h2>", *sections]
+    parts = [
+        f"<h1>paperlib run <code>{html.escape(runs.name)}</code></h1>",
+        f"<p>Executed notebooks of the run, rendered {datetime.date.today().isoformat()} by "
+        f"<code>paperlib report</code>. The pages need no network; formulas show as their TeX source.</p>"
+        if pages
+        else f"<p>Index of the run's executed notebooks, written {datetime.date.today().isoformat()} by "
+        f"<code>paperlib report --no-pages</code>: the links open the notebooks themselves (a notebook viewer "
+        f"renders them); <code>paperlib report</code> renders them as HTML pages too.</p>",
+        "<h2>Notebooks</h2>",
+        *sections,
+    ]
     if (summary / FIGURE1).is_file():
-        parts += ["<h2>Figure 1 over datasets</h2>", "<p>Test accuracy against layers pruned, one panel per dataset "
-                  "(thick lines: fusion; grey band: Random mean ± sd; dotted: Oracle; dashed: the unpruned model).</p>",
-                  _image_html(summary / FIGURE1, "Figure 1 grid")]
+        parts += [
+            "<h2>Figure 1 over datasets</h2>",
+            "<p>Test accuracy against layers pruned, one panel per dataset "
+            "(thick lines: fusion; grey band: Random mean ± sd; dotted: Oracle; dashed: the unpruned model).</p>",
+            _image_html(summary / FIGURE1, "Figure 1 grid"),
+        ]
     for name, caption in SUMMARY_TABLES:
         if (summary / name).is_file():
             parts += [f"<h2>{html.escape(caption)}</h2>", _table_html(summary / name)]
-    page = ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>paperlib run {html.escape(runs.name)}</title><style>{STYLE}</style></head><body>"
-            + "\n".join(parts) + "</body></html>")
+    page = (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>paperlib run {html.escape(runs.name)}</title><style>{STYLE}</style></head><body>"
+        + "\n".join(parts)
+        + "</body></html>"
+    )
     index = report / "index.html"
     with atomic_path(index) as tmp:
         Path(tmp).write_text(page, encoding="utf-8")
@@ -135,8 +168,6 @@ def write_report(runs: str | os.PathLike, pages: bool = True) -> Path:
 
 def report_command(runs: str | os.PathLike, pages: bool = True) -> Path:
     """`paperlib report`: write the report and print where (relative to the working directory)."""
-    from .reproduce import display_path
-
     index = write_report(runs, pages=pages)
     print(f"report: {display_path(index)} (open it in a browser)")
     return index

@@ -28,33 +28,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import PaperlibError
+from .paths import ROOT_ENV, display_path, portable_parameters, repo_root
 
-DATASET_NOTEBOOKS = ("01_finetune_baseline", "02_pruning_signals", "03_single_signal_pruning",
-                     "04_strategic_fusion", "05_knowledge_distillation")
+DATASET_NOTEBOOKS = (
+    "01_finetune_baseline",
+    "02_pruning_signals",
+    "03_single_signal_pruning",
+    "04_strategic_fusion",
+    "05_knowledge_distillation",
+)
 SUMMARY_NOTEBOOK = "06_results_across_datasets"
 DISTILL_NOTEBOOK = DATASET_NOTEBOOKS[-1]  # the one notebook that takes --depths
-ROOT_ENV = "PAPERLIB_ROOT"
 # the kernel's own log (transport warnings, shutdown noise) would drown the progress lines; cell
 # errors still reach the executed notebook and the failure report
 KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
-
-
-def repo_root() -> Path:
-    """The repository root: ``$PAPERLIB_ROOT`` if set, else the folder above the package.
-
-    Relative ``RUNS`` paths of the notebooks are taken from here; pointing ``$PAPERLIB_ROOT``
-    elsewhere lets a notebook check (nbval) write its runs outside the checkout."""
-    env = os.environ.get(ROOT_ENV)
-    return Path(env).expanduser().resolve() if env else Path(__file__).resolve().parents[1]
-
-
-def resolve_runs(runs: str | os.PathLike) -> Path:
-    """A runs folder as an absolute path; a relative one is taken from the repository root.
-
-    Notebooks run from ``notebooks/`` (nbval) or a run folder (papermill), so their default
-    ``RUNS = "runs/quick"`` must not depend on the working directory."""
-    path = Path(runs).expanduser()
-    return path if path.is_absolute() else repo_root() / path
 
 
 def default_notebooks_dir() -> Path:
@@ -66,8 +53,10 @@ def _papermill():
     try:
         import papermill
     except ImportError:
-        raise PaperlibError("paperlib reproduce needs papermill and a Jupyter kernel: "
-                            "pip install 'paperlib[notebooks]' (papermill, ipykernel, nbformat)") from None
+        raise PaperlibError(
+            "paperlib reproduce needs papermill and a Jupyter kernel: "
+            "pip install 'paperlib[notebooks]' (papermill, ipykernel, nbformat)"
+        ) from None
     return papermill
 
 
@@ -80,7 +69,9 @@ def _kernel_name() -> str:
             return "python3"
     except ImportError:
         pass
-    raise PaperlibError("no Jupyter kernel named python3: pip install ipykernel && python -m ipykernel install --user --name python3")
+    raise PaperlibError(
+        "no Jupyter kernel named python3: pip install ipykernel && python -m ipykernel install --user --name python3"
+    )
 
 
 def check_environment(root: str | os.PathLike) -> dict[str, str | None]:
@@ -89,35 +80,14 @@ def check_environment(root: str | os.PathLike) -> dict[str, str | None]:
     A fresh runs root, fp32 (the declared precision of the checked numbers), no progress bars, a cache
     inside the root, and no ``$PAPERLIB_DATA_DIR``, so the notebooks use their embedded default data."""
     root = Path(root)
-    return {ROOT_ENV: str(root), "PAPERLIB_PRECISION": "fp32", "PAPERLIB_QUIET": "1",
-            "PAPERLIB_CACHE_DIR": str(root / "cache"), "PAPERLIB_DATA_DIR": None, "PAPERLIB_PROGRESS_FILE": None}
-
-
-def display_path(path: str | os.PathLike, root: str | os.PathLike | None = None) -> str:
-    """``path`` as a reader should see it, never as an absolute path of this machine.
-
-    Relative to ``root`` (default: the repository root, ``$PAPERLIB_ROOT`` when set), the checkout or the
-    working directory when inside one of them; under the home folder as ``~/...``; anywhere else as ``.../<parent>/<name>``."""
-    path = Path(path).expanduser()
-    if not path.is_absolute():
-        return path.as_posix()
-    path = path.resolve()
-    checkout = Path(__file__).resolve().parents[1]
-    for base in (Path(root).expanduser().resolve() if root else repo_root(), checkout, Path.cwd().resolve()):
-        if path == base:
-            return "."
-        if path.is_relative_to(base):
-            return path.relative_to(base).as_posix()
-    home = Path.home().resolve()
-    if path.is_relative_to(home) and path != home:
-        return "~/" + path.relative_to(home).as_posix()
-    return ".../" + "/".join(path.parts[-2:])
-
-
-def portable_parameters(parameters: dict) -> dict:
-    """Notebook parameters with every absolute path shown by ``display_path`` (what a notebook records)."""
-    return {k: display_path(v) if isinstance(v, str) and Path(v).expanduser().is_absolute() else v
-            for k, v in parameters.items()}
+    return {
+        ROOT_ENV: str(root),
+        "PAPERLIB_PRECISION": "fp32",
+        "PAPERLIB_QUIET": "1",
+        "PAPERLIB_CACHE_DIR": str(root / "cache"),
+        "PAPERLIB_DATA_DIR": None,
+        "PAPERLIB_PROGRESS_FILE": None,
+    }
 
 
 def is_complete(path: Path, parameters: dict) -> bool:
@@ -128,9 +98,12 @@ def is_complete(path: Path, parameters: dict) -> bool:
         meta = json.loads(path.read_text()).get("metadata", {}).get("papermill", {})
     except (OSError, ValueError):
         return False
-    return meta.get("exception") in (None, False) and meta.get("end_time") is not None \
-        and meta.get("parameters") in (json.loads(json.dumps(parameters)),
-                                       json.loads(json.dumps(portable_parameters(parameters))))
+    return (
+        meta.get("exception") in (None, False)
+        and meta.get("end_time") is not None
+        and meta.get("parameters")
+        in (json.loads(json.dumps(parameters)), json.loads(json.dumps(portable_parameters(parameters))))
+    )
 
 
 # ---------------------------------------------------------------- cleaning executed notebooks
@@ -140,16 +113,24 @@ _BAR = re.compile(r"\d+%\|.*\|\s*\d+/\d+|\d+(it|s)/(s|it)\]|^\s+$")
 # "…/site-packages/x.py:21: SomeWarning: message" (its next line, the source, is indented)
 _WARNING = re.compile(r"^\S*\.py:\d+: \w*Warning\b")
 # an absolute POSIX path under a machine folder, or a Windows user/system path
-ABSOLUTE_PATH = re.compile(r"(?<![\w.~/-])/(?:tmp|home|root|work|Users|var|opt|usr|mnt|srv|private|data|scratch)"
-                           r"(?:/[^\s'\"<>:,;)\]}\\\x00-\x1f\x7f-\xff]+)+"
-                           r"|\b[A-Z]:\\{1,2}(?:Users|Windows|Program Files|ProgramData|temp)\b[^\s'\"<>]*")
+ABSOLUTE_PATH = re.compile(
+    r"(?<![\w.~/-])/(?:tmp|home|root|work|Users|var|opt|usr|mnt|srv|private|data|scratch)"
+    r"(?:/[^\s'\"<>:,;)\]}\\\x00-\x1f\x7f-\xff]+)+"
+    r"|\b[A-Z]:\\{1,2}(?:Users|Windows|Program Files|ProgramData|temp)\b[^\s'\"<>]*"
+)
 
 
 def _strip_paths(text: str, roots: list[tuple[str, str]]) -> str:
     for absolute, shown in roots:
         text = text.replace(absolute + "/", "" if shown == "." else shown + "/").replace(absolute, shown)
-    return ABSOLUTE_PATH.sub(lambda m: display_path(m.group(0)) if m.group(0).startswith("/")
-                             else ".../" + m.group(0).replace("\\", "/").rstrip("/").rsplit("/", 1)[-1], text)
+    return ABSOLUTE_PATH.sub(
+        lambda m: (
+            display_path(m.group(0))
+            if m.group(0).startswith("/")
+            else ".../" + m.group(0).replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+        ),
+        text,
+    )
 
 
 def clean_text(text: str, roots: list[tuple[str, str]] = ()) -> str:
@@ -203,7 +184,11 @@ def clean_notebook(nb, roots=(), output_path: str | None = None):
                 out["text"] = clean_text(out.get("text", ""), pairs)
                 if not out["text"].strip():
                     continue
-                if outputs and outputs[-1].get("output_type") == "stream" and outputs[-1].get("name") == out.get("name"):
+                if (
+                    outputs
+                    and outputs[-1].get("output_type") == "stream"
+                    and outputs[-1].get("name") == out.get("name")
+                ):
                     outputs[-1]["text"] = outputs[-1]["text"].rstrip("\n") + "\n" + out["text"]
                     continue
             elif out.get("output_type") in ("execute_result", "display_data"):
@@ -237,8 +222,9 @@ def clean_notebook_file(path: Path, roots=(), output_path: str | None = None) ->
     nbformat.write(clean_notebook(nb, roots, output_path), str(path))
 
 
-def execute(notebook: Path, output: Path, parameters: dict, cwd: Path | None = None, progress: str | None = None,
-            clean_roots=()) -> None:
+def execute(
+    notebook: Path, output: Path, parameters: dict, cwd: Path | None = None, progress: str | None = None, clean_roots=()
+) -> None:
     """Run ``notebook`` with ``parameters`` into ``output`` (temporary name first, cleaned, then renamed).
 
     ``progress``: a label; the notebook's loops then report to ``output``'s progress file and a
@@ -253,9 +239,17 @@ def execute(notebook: Path, output: Path, parameters: dict, cwd: Path | None = N
     os.environ[PROGRESS_ENV] = str(progress_file)  # the kernel inherits it
     try:
         with Follower(progress_file, progress or "", enabled=progress is not None):
-            pm.execute_notebook(str(notebook), str(tmp), parameters=parameters, kernel_name=_kernel_name(),
-                                cwd=str(cwd or notebook.parent), language="python", progress_bar=False,
-                                log_output=False, extra_arguments=KERNEL_ARGUMENTS)
+            pm.execute_notebook(
+                str(notebook),
+                str(tmp),
+                parameters=parameters,
+                kernel_name=_kernel_name(),
+                cwd=str(cwd or notebook.parent),
+                language="python",
+                progress_bar=False,
+                log_output=False,
+                extra_arguments=KERNEL_ARGUMENTS,
+            )
         clean_notebook_file(tmp, [*clean_roots, output.parent], output_path=display_path(output))
         os.replace(tmp, output)
         output.with_name(f"{output.stem}.failed.ipynb").unlink(missing_ok=True)
@@ -294,9 +288,18 @@ def _say(message: str) -> None:
     sys.stdout.flush()
 
 
-def run_dataset(dataset: str, preset: str, runs: Path, data_dir: str | None, model: str | None,
-                notebooks_dir: Path, threads: int | None = None, bars: bool = False,
-                depths: str | None = None, gpu: str | None = None) -> DatasetResult:
+def run_dataset(
+    dataset: str,
+    preset: str,
+    runs: Path,
+    data_dir: str | None,
+    model: str | None,
+    notebooks_dir: Path,
+    threads: int | None = None,
+    bars: bool = False,
+    depths: str | None = None,
+    gpu: str | None = None,
+) -> DatasetResult:
     """Notebooks 01-05 for one dataset; stops at the first failing notebook and says which.
 
     ``depths`` (``--depths``) reaches notebook 05 alone, as its ``DEPTHS`` parameter (None: the preset's policy);
@@ -324,12 +327,20 @@ def run_dataset(dataset: str, preset: str, runs: Path, data_dir: str | None, mod
         _say(f"[{name}] {nb}: running ...")
         t0 = time.perf_counter()
         try:
-            execute(notebooks_dir / f"{nb}.ipynb", output, nb_params, cwd=notebooks_dir,
-                    progress=f"[{name}] {nb[:2]}" if bars else None, clean_roots=[runs, data_dir, notebooks_dir])
+            execute(
+                notebooks_dir / f"{nb}.ipynb",
+                output,
+                nb_params,
+                cwd=notebooks_dir,
+                progress=f"[{name}] {nb[:2]}" if bars else None,
+                clean_roots=[runs, data_dir, notebooks_dir],
+            )
         except Exception as exc:  # report, keep going with the other datasets
             result.failed, result.error = nb, _error_line(exc)
-            _say(f"[{name}] {nb}: FAILED after {time.perf_counter() - t0:.0f}s ({result.error}); "
-                 f"see {display_path(output.with_name(nb + '.failed.ipynb'))}")
+            _say(
+                f"[{name}] {nb}: FAILED after {time.perf_counter() - t0:.0f}s ({result.error}); "
+                f"see {display_path(output.with_name(nb + '.failed.ipynb'))}"
+            )
             break
         result.executed.append(nb)
         _say(f"[{name}] {nb}: done in {time.perf_counter() - t0:.0f}s")
@@ -379,16 +390,26 @@ def _datasets(preset, datasets) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def reproduce(preset: str = "quick", datasets=None, runs=None, data_dir=None, model=None, jobs: int = 1,
-              notebooks_dir=None, depths: str | None = None) -> bool:
+def reproduce(
+    preset: str = "quick",
+    datasets=None,
+    runs=None,
+    data_dir=None,
+    model=None,
+    jobs: int = 1,
+    notebooks_dir=None,
+    depths: str | None = None,
+) -> bool:
     """Execute 01-05 per dataset and 06 once; True when every notebook ran (or was already done).
 
     ``depths``: the distillation depths of notebook 05 (a policy or a comma list, ``config.check_depths``);
     None keeps the preset's ``distill_depths``.
     ``datasets``: None (the preset's), 'all' (the nine), or a comma string / list of names or folders.
     ``runs``: default ``runs/<preset>``, relative to the current directory as every CLI path is."""
-    from .config import check_depths, data_dir as resolve_data_dir, get_preset
-    from .data import REGISTRY as DATA_REGISTRY, dataset_name
+    from .config import check_depths, get_preset
+    from .config import data_dir as resolve_data_dir
+    from .data import REGISTRY as DATA_REGISTRY
+    from .data import dataset_name
     from .train import progress_enabled
 
     preset_obj = get_preset(preset)
@@ -401,18 +422,24 @@ def reproduce(preset: str = "quick", datasets=None, runs=None, data_dir=None, mo
     nb_dir = Path(notebooks_dir).expanduser().resolve() if notebooks_dir else default_notebooks_dir()
     missing = [nb for nb in (*DATASET_NOTEBOOKS, SUMMARY_NOTEBOOK) if not (nb_dir / f"{nb}.ipynb").is_file()]
     if missing:
-        raise PaperlibError(f"notebook folder {str(nb_dir)!r} lacks {[m + '.ipynb' for m in missing]} (use --notebooks DIR)")
+        raise PaperlibError(
+            f"notebook folder {str(nb_dir)!r} lacks {[m + '.ipynb' for m in missing]} (use --notebooks DIR)"
+        )
     if jobs < 1:
         raise PaperlibError(f"--jobs must be at least 1, got {jobs}")
     _papermill(), _kernel_name()  # fail before any work if the notebook tools are missing
     # a folder given as a dataset travels to the kernels as an absolute path
-    datasets = [d if d in DATA_REGISTRY or not Path(d).expanduser().is_dir() else str(Path(d).expanduser().resolve())
-                for d in names]
+    datasets = [
+        d if d in DATA_REGISTRY or not Path(d).expanduser().is_dir() else str(Path(d).expanduser().resolve())
+        for d in names
+    ]
     jobs = min(jobs, len(datasets))
     bars = progress_enabled() and jobs == 1  # one live bar per notebook (parallel datasets print lines only)
     os.environ.setdefault("PAPERLIB_QUIET", "1")  # kernels inherit it: no progress bars inside saved notebooks
-    _say(f"reproduce: preset {preset_obj.name}, {len(datasets)} dataset(s) {[dataset_name(d) for d in datasets]}, "
-         f"runs in {display_path(runs_path)}, {jobs} job(s)")
+    _say(
+        f"reproduce: preset {preset_obj.name}, {len(datasets)} dataset(s) {[dataset_name(d) for d in datasets]}, "
+        f"runs in {display_path(runs_path)}, {jobs} job(s)"
+    )
     args = [(d, preset_obj.name, runs_path, data_dir, model, nb_dir) for d in datasets]
     if jobs == 1:
         results = [_run_dataset_safe(*a, None, bars, depths) for a in args]
@@ -423,12 +450,15 @@ def reproduce(preset: str = "quick", datasets=None, runs=None, data_dir=None, mo
         if len(gpus) > 1:
             _say(f"reproduce: {len(datasets)} datasets spread over GPUs {gpus}")
         with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            results = list(pool.map(_run_dataset_safe, *zip(*[(*a, threads, False, depths, g) for a, g in zip(args, gpu)])))
+            results = list(
+                pool.map(_run_dataset_safe, *zip(*[(*a, threads, False, depths, g) for a, g in zip(args, gpu)]))
+            )
     done = [r for r in results if r.failed is None]
     summary_ok = True
     if done:
-        summary_ok = _run_summary(done, any(r.executed for r in results), preset_obj.name, runs_path, data_dir, model,
-                                  nb_dir, bars)
+        summary_ok = _run_summary(
+            done, any(r.executed for r in results), preset_obj.name, runs_path, data_dir, model, nb_dir, bars
+        )
     failed = [r for r in results if r.failed is not None]
     _say(f"reproduce: {len(done)}/{len(results)} dataset(s) complete" + ("" if summary_ok else "; summary FAILED"))
     for r in failed:
@@ -444,10 +474,16 @@ def reproduce(preset: str = "quick", datasets=None, runs=None, data_dir=None, mo
     return not failed and summary_ok and bool(done)
 
 
-def _run_summary(done: list[DatasetResult], changed: bool, preset: str, runs: Path, data_dir, model, nb_dir: Path,
-                 bars: bool = False) -> bool:
-    params = {"PRESET": preset, "RUNS": str(runs), "DATASETS": [r.dataset for r in done], "DATA_DIR": data_dir,
-              "MODEL": model}
+def _run_summary(
+    done: list[DatasetResult], changed: bool, preset: str, runs: Path, data_dir, model, nb_dir: Path, bars: bool = False
+) -> bool:
+    params = {
+        "PRESET": preset,
+        "RUNS": str(runs),
+        "DATASETS": [r.dataset for r in done],
+        "DATA_DIR": data_dir,
+        "MODEL": model,
+    }
     output = runs / "summary" / f"{SUMMARY_NOTEBOOK}.ipynb"
     if not changed and is_complete(output, params):
         _say(f"[summary] {SUMMARY_NOTEBOOK}: done already, skipped")
@@ -455,11 +491,19 @@ def _run_summary(done: list[DatasetResult], changed: bool, preset: str, runs: Pa
     _say(f"[summary] {SUMMARY_NOTEBOOK}: running ...")
     t0 = time.perf_counter()
     try:
-        execute(nb_dir / f"{SUMMARY_NOTEBOOK}.ipynb", output, params, cwd=nb_dir,
-                progress=f"[summary] {SUMMARY_NOTEBOOK[:2]}" if bars else None, clean_roots=[runs, data_dir, nb_dir])
+        execute(
+            nb_dir / f"{SUMMARY_NOTEBOOK}.ipynb",
+            output,
+            params,
+            cwd=nb_dir,
+            progress=f"[summary] {SUMMARY_NOTEBOOK[:2]}" if bars else None,
+            clean_roots=[runs, data_dir, nb_dir],
+        )
     except Exception as exc:
-        _say(f"[summary] {SUMMARY_NOTEBOOK}: FAILED ({_error_line(exc)}); "
-             f"see {display_path(output.with_name(SUMMARY_NOTEBOOK + '.failed.ipynb'))}")
+        _say(
+            f"[summary] {SUMMARY_NOTEBOOK}: FAILED ({_error_line(exc)}); "
+            f"see {display_path(output.with_name(SUMMARY_NOTEBOOK + '.failed.ipynb'))}"
+        )
         return False
     _say(f"[summary] {SUMMARY_NOTEBOOK}: done in {time.perf_counter() - t0:.0f}s -> {display_path(output)}")
     return True

@@ -40,7 +40,8 @@ from .data import Encoded, length_batches
 from .errors import PaperlibError
 from .models import attention_implementation, get_layers, kept_layers
 from .strategies import REFERENCE_SIGNALS, SIGNALS
-from .train import autocast as policy_autocast, default_device, progress_enabled, tqdm
+from .train import autocast as policy_autocast
+from .train import default_device, progress_enabled, tqdm
 
 MAX_COMPONENTS = 16
 HISTOGRAM_BINS = 256
@@ -48,6 +49,7 @@ MAX_RHO = 1.0 - 1e-6
 
 
 # ---------------------------------------------------------------- where each architecture keeps things
+
 
 @dataclass(frozen=True)
 class Probe:
@@ -64,7 +66,10 @@ class Probe:
 
 _BERT_LIKE = Probe("attention.self", "output", "output.dense")
 PROBES = {
-    "bert": _BERT_LIKE, "roberta": _BERT_LIKE, "xlm-roberta": _BERT_LIKE, "electra": _BERT_LIKE,
+    "bert": _BERT_LIKE,
+    "roberta": _BERT_LIKE,
+    "xlm-roberta": _BERT_LIKE,
+    "electra": _BERT_LIKE,
     "distilbert": Probe("attention", "output", "ffn.lin2"),
     "mpnet": Probe("attention.attn.dropout", "input", "output.dense"),  # MPNet returns P only on request
 }
@@ -80,30 +85,33 @@ def _probe(model: nn.Module) -> Probe:
             return probe
         except AttributeError:
             continue
-    raise PaperlibError(f"signals: cannot find the attention and FFN modules of a {type(model).__name__} layer "
-                        f"(model_type={model_type!r}); supported: {', '.join(PROBES)}")
+    raise PaperlibError(
+        f"signals: cannot find the attention and FFN modules of a {type(model).__name__} layer "
+        f"(model_type={model_type!r}); supported: {', '.join(PROBES)}"
+    )
 
 
 # ---------------------------------------------------------------- per-layer accumulators
+
 
 @dataclass
 class _LayerSums:
     """Running sums of one layer over the calibration pass (float64 scalars on the device)."""
 
-    act_sum: torch.Tensor       # sum of a_l entries over valid tokens
+    act_sum: torch.Tensor  # sum of a_l entries over valid tokens
     act_norm_sum: torch.Tensor  # sum of ||a_l row|| over valid tokens
-    act_sq_sum: torch.Tensor    # sum of a_l^2 over valid tokens
+    act_sq_sum: torch.Tensor  # sum of a_l^2 over valid tokens
     attn_max_sum: torch.Tensor  # sum of max_k P over (head, valid query)
     attn_ent_sum: torch.Tensor  # sum of entropy(P)/log(valid keys) over (head, valid query)
-    attn_count: torch.Tensor    # number of (head, valid query) pairs
+    attn_count: torch.Tensor  # number of (head, valid query) pairs
     influence_sum: torch.Tensor  # sum of 1 - cos(x_l, h_l) over valid tokens
     d_ff: int = 0
-    cls_out: torch.Tensor | None = None   # (n_calib, hidden): c_l, the first-token vector of h_l
-    mean_in: torch.Tensor | None = None   # (n_calib, hidden): mean over valid tokens of x_l
+    cls_out: torch.Tensor | None = None  # (n_calib, hidden): c_l, the first-token vector of h_l
+    mean_in: torch.Tensor | None = None  # (n_calib, hidden): mean over valid tokens of x_l
     mean_out: torch.Tensor | None = None  # (n_calib, hidden): mean over valid tokens of h_l
 
     @classmethod
-    def zeros(cls, device) -> "_LayerSums":
+    def zeros(cls, device) -> _LayerSums:
         return cls(*(torch.zeros((), dtype=torch.float64, device=device) for _ in range(7)))
 
 
@@ -125,6 +133,7 @@ def _activation_hook(sums: _LayerSums, batch: _Batch):
         sums.act_norm_sum += (sq.sqrt() * m).sum()
         sums.act_sq_sum += (sq * m).sum()
         sums.d_ff = a.shape[-1]
+
     return hook
 
 
@@ -141,14 +150,18 @@ def _attention_stats(p: torch.Tensor, sums: _LayerSums, batch: _Batch) -> None:
 
 def _attention_hook(sums: _LayerSums, batch: _Batch, reads: str):
     if reads == "output":
+
         def hook(module, args, output):
             if not isinstance(output, tuple) or len(output) < 2 or output[1] is None:
-                raise PaperlibError(f"signals: {type(module).__name__} returned no attention probabilities; "
-                                    f"eager attention is required")
+                raise PaperlibError(
+                    f"signals: {type(module).__name__} returned no attention probabilities; eager attention is required"
+                )
             _attention_stats(output[1], sums, batch)
     else:
+
         def hook(module, args, output):
             _attention_stats(args[0], sums, batch)
+
     return hook
 
 
@@ -165,10 +178,12 @@ def _layer_hook(sums: _LayerSums, batch: _Batch):
         sums.cls_out[batch.index] = h[:, 0]
         sums.mean_in[batch.index] = (x * m).sum(1) / n
         sums.mean_out[batch.index] = (h * m).sum(1) / n
+
     return hook
 
 
 # ---------------------------------------------------------------- signals that need no data
+
 
 def weight_matrices(layer: nn.Module) -> list[torch.Tensor]:
     """The layer's weight matrices: parameters with ndim >= 2 (biases and LayerNorm excluded)."""
@@ -190,11 +205,16 @@ def weight_signals(model: nn.Module) -> pd.DataFrame:
     flat = [torch.cat([w.flatten() for w in weight_matrices(layer)]) for layer in get_layers(model)]
     lo = min(float(v.min()) for v in flat)
     hi = max(float(v.max()) for v in flat)
-    return pd.DataFrame({"Weight-Magnitude": [float(v.double().abs().mean()) for v in flat],
-                         "Weight-Entropy": [histogram_entropy(v, lo, hi) for v in flat]})
+    return pd.DataFrame(
+        {
+            "Weight-Magnitude": [float(v.double().abs().mean()) for v in flat],
+            "Weight-Entropy": [histogram_entropy(v, lo, hi) for v in flat],
+        }
+    )
 
 
 # ---------------------------------------------------------------- mutual-information helpers
+
 
 def _as_double(x, device=None) -> torch.Tensor:
     return torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x, device=device).detach().double()
@@ -250,16 +270,22 @@ def knn_mutual_info(z, labels, seed: int = 0, n_neighbors: int = 3) -> torch.Ten
     out = []
     chunk = max(1, (1 << 24) // (n_valid * n_valid))
     for j in range(0, f, chunk):
-        c = z[:, j:j + chunk].T  # (features, points)
+        c = z[:, j : j + chunk].T  # (features, points)
         dist = (c[:, :, None] - c[:, None, :]).abs()  # (features, i, j)
         within = dist.masked_fill(~same | eye, float("inf"))
         kth = within.topk(int(k.max()), dim=-1, largest=False).values
-        radius = torch.nextafter(kth.gather(-1, (k - 1).expand(c.shape[0], -1)[..., None])[..., 0],
-                                 torch.zeros((), dtype=z.dtype, device=z.device))
+        radius = torch.nextafter(
+            kth.gather(-1, (k - 1).expand(c.shape[0], -1)[..., None])[..., 0],
+            torch.zeros((), dtype=z.dtype, device=z.device),
+        )
         m = (dist <= radius[..., None]).sum(-1)  # neighbours of any class within the radius, itself included
         psi = torch.special.digamma
-        mi = (psi(torch.tensor(float(n_valid), dtype=z.dtype)).to(z.device) + psi(k.double()).mean()
-              - psi(count.double()).mean() - psi(m.double()).mean(-1))
+        mi = (
+            psi(torch.tensor(float(n_valid), dtype=z.dtype)).to(z.device)
+            + psi(k.double()).mean()
+            - psi(count.double()).mean()
+            - psi(m.double()).mean(-1)
+        )
         out.append(mi.clamp_min(0.0))
     return torch.cat(out)
 
@@ -317,6 +343,7 @@ def redundancy_mi(mean_in, mean_out, k: int = MAX_COMPONENTS) -> float:
 
 # ---------------------------------------------------------------- the calibration pass
 
+
 def _mi_signals(sums: list[_LayerSums], labels: torch.Tensor, seed: int) -> list[tuple[float, float]]:
     """(Task-Relevance-MI, Redundancy-MI) per layer: Task-Relevance-MI from the PCA of c_l, Redundancy-MI
     from the PCA of the token means m(x_l), m(h_l).  Each token-mean PCA is computed once: the output
@@ -339,8 +366,16 @@ def _mi_signals(sums: list[_LayerSums], labels: torch.Tensor, seed: int) -> list
     return out
 
 
-def compute_signals(model: nn.Module, calib: Encoded, *, batch_size: int = 32, device=None, seed: int = 0,
-                    progress: bool | None = False, autocast: bool = True) -> pd.DataFrame:
+def compute_signals(
+    model: nn.Module,
+    calib: Encoded,
+    *,
+    batch_size: int = 32,
+    device=None,
+    seed: int = 0,
+    progress: bool | None = False,
+    autocast: bool = True,
+) -> pd.DataFrame:
     """One calibration pass over ``calib`` (forward with hooks + backward) on the CURRENT (possibly
     pruned) model.
 
@@ -384,8 +419,9 @@ def compute_signals(model: nn.Module, calib: Encoded, *, batch_size: int = 32, d
             handles.append(layer.register_forward_hook(_layer_hook(s, batch), with_kwargs=True))
         host = calib.to("cpu")  # batch widths come from the host copy: no device reads per batch
         with attention_implementation(model, "eager"):
-            for index, b in tqdm(list(length_batches(host, batch_size)), desc="signals",
-                                 disable=not progress_enabled(progress)):
+            for index, b in tqdm(
+                list(length_batches(host, batch_size)), desc="signals", disable=not progress_enabled(progress)
+            ):
                 b = {k: v.to(device, non_blocking=True) for k, v in b.items()}
                 batch.mask = b["attention_mask"].bool()
                 batch.n_valid = b["attention_mask"].sum(1)
@@ -408,26 +444,30 @@ def compute_signals(model: nn.Module, calib: Encoded, *, batch_size: int = 32, d
         with torch.no_grad():
             mean_grads = [g.double() / n_batches for g in grad_sum]
             grad_sq = torch.zeros(len(layers), dtype=torch.float64, device=device).index_add_(
-                0, owner, torch.stack([g.square().sum() for g in mean_grads]))
+                0, owner, torch.stack([g.square().sum() for g in mean_grads])
+            )
             taylor = torch.zeros(len(layers), dtype=torch.float64, device=device).index_add_(
-                0, owner, torch.stack([(p.double() * g).sum() for p, g in zip(params, mean_grads)]))
+                0, owner, torch.stack([(p.double() * g).sum() for p, g in zip(params, mean_grads)])
+            )
         rows = []
         for pos, s in enumerate(sums):
-            rows.append({
-                "Activation-Mean": float(s.act_sum) / (tokens * s.d_ff),
-                "Activation-Intensity": float(s.act_norm_sum) / tokens,
-                "Activation-Energy": float(s.act_sq_sum) / tokens,
-                "Task-Relevance-MI": mi[pos][0],
-                "Redundancy-MI": mi[pos][1],
-                "Gradient-Norm": float(grad_sq[pos].sqrt()),
-                "Gradient-Fisher": float(fisher[pos]) / n_batches,
-                "Gradient-Taylor": float(taylor[pos].abs()),
-                "Weight-Magnitude": weights["Weight-Magnitude"][pos],
-                "Weight-Entropy": weights["Weight-Entropy"][pos],
-                "Attention-Weight": float(s.attn_max_sum / s.attn_count),
-                "Attention-Entropy": float(s.attn_ent_sum / s.attn_count),
-                "Block-Influence": float(s.influence_sum) / tokens,
-            })
+            rows.append(
+                {
+                    "Activation-Mean": float(s.act_sum) / (tokens * s.d_ff),
+                    "Activation-Intensity": float(s.act_norm_sum) / tokens,
+                    "Activation-Energy": float(s.act_sq_sum) / tokens,
+                    "Task-Relevance-MI": mi[pos][0],
+                    "Redundancy-MI": mi[pos][1],
+                    "Gradient-Norm": float(grad_sq[pos].sqrt()),
+                    "Gradient-Fisher": float(fisher[pos]) / n_batches,
+                    "Gradient-Taylor": float(taylor[pos].abs()),
+                    "Weight-Magnitude": weights["Weight-Magnitude"][pos],
+                    "Weight-Entropy": weights["Weight-Entropy"][pos],
+                    "Attention-Weight": float(s.attn_max_sum / s.attn_count),
+                    "Attention-Entropy": float(s.attn_ent_sum / s.attn_count),
+                    "Block-Influence": float(s.influence_sum) / tokens,
+                }
+            )
     finally:
         for h in handles:
             h.remove()

@@ -7,8 +7,8 @@ Top-Drop and the fusion strategies share the same ``choose`` interface, so one e
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -16,23 +16,40 @@ import pandas as pd
 from .errors import PaperlibError
 
 SIGNALS: tuple[str, ...] = (
-    "Activation-Mean", "Activation-Intensity", "Activation-Energy",
-    "Task-Relevance-MI", "Redundancy-MI",
-    "Gradient-Norm", "Gradient-Fisher", "Gradient-Taylor",
-    "Weight-Magnitude", "Weight-Entropy",
-    "Attention-Weight", "Attention-Entropy",
+    "Activation-Mean",
+    "Activation-Intensity",
+    "Activation-Energy",
+    "Task-Relevance-MI",
+    "Redundancy-MI",
+    "Gradient-Norm",
+    "Gradient-Fisher",
+    "Gradient-Taylor",
+    "Weight-Magnitude",
+    "Weight-Entropy",
+    "Attention-Weight",
+    "Attention-Entropy",
 )
 REFERENCE_SIGNALS: tuple[str, ...] = ("Block-Influence",)
 CATEGORY = {
-    "Activation-Mean": "activation", "Activation-Intensity": "activation", "Activation-Energy": "activation",
-    "Task-Relevance-MI": "mutual information", "Redundancy-MI": "mutual information",
-    "Gradient-Norm": "gradient", "Gradient-Fisher": "gradient", "Gradient-Taylor": "gradient",
-    "Weight-Magnitude": "weight", "Weight-Entropy": "weight",
-    "Attention-Weight": "attention", "Attention-Entropy": "attention",
+    "Activation-Mean": "activation",
+    "Activation-Intensity": "activation",
+    "Activation-Energy": "activation",
+    "Task-Relevance-MI": "mutual information",
+    "Redundancy-MI": "mutual information",
+    "Gradient-Norm": "gradient",
+    "Gradient-Fisher": "gradient",
+    "Gradient-Taylor": "gradient",
+    "Weight-Magnitude": "weight",
+    "Weight-Entropy": "weight",
+    "Attention-Weight": "attention",
+    "Attention-Entropy": "attention",
 }
 # which end of a signal is pruned first (SPEC 3)
-DIRECTION = {name: "lowest" for name in SIGNALS} | {"Redundancy-MI": "highest", "Attention-Entropy": "highest",
-                                                      "Block-Influence": "lowest"}
+DIRECTION = {name: "lowest" for name in SIGNALS} | {
+    "Redundancy-MI": "highest",
+    "Attention-Entropy": "highest",
+    "Block-Influence": "lowest",
+}
 
 
 @dataclass
@@ -43,7 +60,7 @@ class Strategy:
     category: str
     kind: str
     direction: str | None = None  # "lowest" / "highest" for ranked rules
-    column: str | None = None     # signal column a ranked rule reads
+    column: str | None = None  # signal column a ranked rule reads
     predictor: Callable | None = field(default=None, repr=False)  # fusion: z-scored signals -> predicted gain
 
     def choose(self, signals: pd.DataFrame, rng: np.random.Generator | None = None) -> int:
@@ -93,8 +110,30 @@ OPPOSITE = {"lowest": "highest", "highest": "lowest"}
 REGISTRY |= {s + FLIPPED: Strategy(s + FLIPPED, CATEGORY[s], "signal", OPPOSITE[DIRECTION[s]], s) for s in SIGNALS}
 FLIPPED_ALL = tuple(s + FLIPPED for s in SIGNALS)
 FUSION_NAMES = ("Linear-Regression", "Random-Forest")
-SINGLE_SIGNAL = SIGNALS
-PRUNE_ALL = SIGNALS + ("Random", "Oracle", "Block-Influence", "Top-Drop")
+TRANSFER = " (transfer)"  # fusion fitted on the other datasets only (leave-one-dataset-out, SPEC 5)
+REFERENCES = ("Random", "Oracle", "Block-Influence", "Top-Drop")  # baselines and peers' criteria
+PRUNE_ALL = SIGNALS + REFERENCES  # what `paperlib prune --strategies all` runs
+
+
+def transfer_name(name: str) -> str:
+    """'Random-Forest' -> 'Random-Forest (transfer)'."""
+    return name + TRANSFER
+
+
+def fusion_names(protocol: str = "within") -> tuple[str, str]:
+    """(LR, RF) strategy names of a fusion protocol: suffixed ' (transfer)' for the transfer protocol."""
+    return FUSION_NAMES if protocol == "within" else tuple(transfer_name(n) for n in FUSION_NAMES)
+
+
+DISPLAY_ORDER = (*SIGNALS, *FUSION_NAMES, *fusion_names("transfer"), *REFERENCES, *FLIPPED_ALL)
+
+
+def display_order(names) -> list[str]:
+    """The one order in which tables and figures list strategies: the twelve signals in SPEC order, fusion
+    (within, then transfer), Random, Oracle, the peers' criteria, the flipped twins, then any other name
+    alphabetically."""
+    rank = {n: i for i, n in enumerate(DISPLAY_ORDER)}
+    return sorted(dict.fromkeys(names), key=lambda n: (rank.get(n, len(rank)), n))
 
 
 def parse_strategies(spec: str | list[str]) -> list[str]:

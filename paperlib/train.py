@@ -17,7 +17,7 @@ import functools
 import math
 import os
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -96,13 +96,15 @@ PRECISION_ENV = "PAPERLIB_PRECISION"
 PRECISIONS = ("auto", "bf16", "fp32")
 
 
-@functools.lru_cache(maxsize=None)  # asked on every step and batch; the hardware does not change
+@functools.cache  # asked on every step and batch; the hardware does not change
 def _has_bf16(device: torch.device) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     if device.type == "cpu":
         cpu = getattr(torch, "cpu", None)
-        return any(bool(getattr(cpu, f, lambda: False)()) for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+        return any(
+            bool(getattr(cpu, f, lambda: False)()) for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+        )
     return False
 
 
@@ -136,10 +138,24 @@ def cross_entropy_loss(logits: torch.Tensor, batch: dict, index: torch.Tensor) -
     return F.cross_entropy(logits.float(), batch["labels"])
 
 
-def train(model: nn.Module, data: Encoded, *, epochs: int, lr: float, batch_size: int = 32, seed: int = 0,
-          warmup_ratio: float = 0.1, weight_decay: float = 0.01, loss_fn: LossFn = cross_entropy_loss,
-          device: torch.device | str | None = None, progress: bool | None = None, compile: bool | str = False,
-          multiple_of: int = 1, desc: str = "train", on_epoch_end: Callable[[int], bool] | None = None) -> dict:
+def train(
+    model: nn.Module,
+    data: Encoded,
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int = 32,
+    seed: int = 0,
+    warmup_ratio: float = 0.1,
+    weight_decay: float = 0.01,
+    loss_fn: LossFn = cross_entropy_loss,
+    device: torch.device | str | None = None,
+    progress: bool | None = None,
+    compile: bool | str = False,
+    multiple_of: int = 1,
+    desc: str = "train",
+    on_epoch_end: Callable[[int], bool] | None = None,
+) -> dict:
     """Train ``model`` in place on ``data``; return {'steps', 'final_loss', 'examples', 'epoch_seconds'}.
 
     ``loss_fn(logits, batch, index)`` gets the batch tensors and the examples' indices into ``data``
@@ -156,7 +172,8 @@ def train(model: nn.Module, data: Encoded, *, epochs: int, lr: float, batch_size
     forward = model
     if world > 1:
         forward = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None, gradient_as_bucket_view=True)
+            model, device_ids=[device.index] if device.type == "cuda" else None, gradient_as_bucket_view=True
+        )
     if compile:  # True, or a torch.compile mode such as "reduce-overhead" (CUDA graphs)
         forward = torch.compile(forward, dynamic=False, mode=compile if isinstance(compile, str) else None)
     graphs = isinstance(compile, str) and compile != "default" and "no-cudagraphs" not in compile
@@ -167,13 +184,17 @@ def train(model: nn.Module, data: Encoded, *, epochs: int, lr: float, batch_size
     total = max(1, steps_per_epoch * epochs)
     warmup = int(warmup_ratio * total)
     decay, no_decay = [], []
-    for name, p in model.named_parameters():
+    for p in model.parameters():
         if p.requires_grad:
             (no_decay if p.ndim < 2 else decay).append(p)
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=lr, fused=device.type in ("cuda", "cpu"))
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=lr,
+        fused=device.type in ("cuda", "cpu"),
+    )
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (total - s) / max(1, total - warmup)))
+        opt, lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (total - s) / max(1, total - warmup))
+    )
     step, loss = 0, None
     show = progress_enabled(progress) and rank == 0
     bar = tqdm(total=total, desc=desc, disable=not show)
@@ -203,8 +224,12 @@ def train(model: nn.Module, data: Encoded, *, epochs: int, lr: float, batch_size
             break
     bar.close()
     model.eval()
-    return {"steps": step, "final_loss": float(loss.detach()) if loss is not None else float("nan"),
-            "examples": step * batch_size * world, "epoch_seconds": epoch_seconds}
+    return {
+        "steps": step,
+        "final_loss": float(loss.detach()) if loss is not None else float("nan"),
+        "examples": step * batch_size * world,
+        "epoch_seconds": epoch_seconds,
+    }
 
 
 def recovery_lr(lr: float, n_layers_full: int, n_layers_kept: int) -> float:
@@ -221,21 +246,32 @@ def _device_batches(host_data: Encoded, data: Encoded, batch_size: int, seed: in
 
     Batch composition and widths come from the host copy (no device reads); the indices go to the
     device in one copy, and each batch's ``index`` (for ``loss_fn``) already lives there."""
-    plan = [(idx, b["input_ids"].shape[1])
-            for idx, b in length_batches(host_data, batch_size, shuffle=True, seed=seed, multiple_of=multiple_of)]
+    plan = [
+        (idx, b["input_ids"].shape[1])
+        for idx, b in length_batches(host_data, batch_size, shuffle=True, seed=seed, multiple_of=multiple_of)
+    ]
     if not plan:
         return []
     all_idx = torch.cat([idx for idx, _ in plan]).to(data.input_ids.device, non_blocking=True)
     out = []
     for dev_idx, (_, width) in zip(torch.split(all_idx, [len(idx) for idx, _ in plan]), plan):
-        out.append((dev_idx, {"input_ids": data.input_ids[dev_idx, :width],
-                              "attention_mask": data.attention_mask[dev_idx, :width],
-                              "labels": data.labels[dev_idx]}))
+        out.append(
+            (
+                dev_idx,
+                {
+                    "input_ids": data.input_ids[dev_idx, :width],
+                    "attention_mask": data.attention_mask[dev_idx, :width],
+                    "labels": data.labels[dev_idx],
+                },
+            )
+        )
     return out
 
 
 @torch.inference_mode()
-def predict_logits(model: nn.Module, data: Encoded, batch_size: int = 128, device=None, progress: bool | None = False) -> torch.Tensor:
+def predict_logits(
+    model: nn.Module, data: Encoded, batch_size: int = 128, device=None, progress: bool | None = False
+) -> torch.Tensor:
     """Logits for every example of ``data``, in ``data``'s order (float32, on ``device``)."""
     device = torch.device(device) if device is not None else default_device()
     was_training = model.training
@@ -243,7 +279,9 @@ def predict_logits(model: nn.Module, data: Encoded, batch_size: int = 128, devic
     model.to(device)
     data = data.to(device)
     out = None
-    for index, batch in tqdm(list(length_batches(data, batch_size)), desc="eval", disable=not progress_enabled(progress)):
+    for index, batch in tqdm(
+        list(length_batches(data, batch_size)), desc="eval", disable=not progress_enabled(progress)
+    ):
         with autocast(device):
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
         if out is None:
@@ -253,10 +291,14 @@ def predict_logits(model: nn.Module, data: Encoded, batch_size: int = 128, devic
     return out
 
 
-def evaluate(model: nn.Module, data: Encoded, batch_size: int = 128, device=None, progress: bool | None = False) -> dict:
+def evaluate(
+    model: nn.Module, data: Encoded, batch_size: int = 128, device=None, progress: bool | None = False
+) -> dict:
     """Accuracy and mean cross-entropy of ``model`` on ``data`` (the model is used as is, never copied)."""
     device = torch.device(device) if device is not None else default_device()
     logits = predict_logits(model, data, batch_size, device, progress)
     labels = data.labels.to(logits.device)
-    return {"accuracy": float((logits.argmax(-1) == labels).float().mean()),
-            "loss": float(F.cross_entropy(logits, labels))}
+    return {
+        "accuracy": float((logits.argmax(-1) == labels).float().mean()),
+        "loss": float(F.cross_entropy(logits, labels)),
+    }

@@ -15,6 +15,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 from support import REPO, write_synthetic
+
 _SHARED = os.environ.get("PAPERLIB_TEST_DATA_DIR") or str(REPO.parent / "shared" / "datasets")
 SHARED_DATASETS = Path(_SHARED) if Path(_SHARED).is_dir() else None
 
@@ -53,7 +54,14 @@ def tiny_run(tmp_path_factory):
     folder = write_synthetic(base / "synth", n_per_class=70)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PAPERLIB_PRECISION", "fp32")
-        return prepare(str(folder), "random:tiny", get_preset("tiny", finetune_epochs=15, lr=3e-3), base / "runs", device="cpu", progress=False)
+        return prepare(
+            str(folder),
+            "random:tiny",
+            get_preset("tiny", finetune_epochs=15, lr=3e-3),
+            base / "runs",
+            device="cpu",
+            progress=False,
+        )
 
 
 @pytest.fixture(scope="session")
@@ -73,5 +81,3 @@ def quick_minilm(tmp_path_factory):
         mp.setenv("PAPERLIB_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
         cli.main(argv)
     return out / "bbc_news", argv
-
-

@@ -35,6 +35,7 @@ def finetune_args(dataset, out, *extra, model="random:tiny", preset="tiny"):
 
 # ---------------------------------------------------------------- help
 
+
 def test_every_option_of_every_command_has_help(capsys):
     parser = cli.build_parser()
     subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
@@ -59,6 +60,7 @@ def test_no_command_prints_help_and_fails(capsys):
 
 # ---------------------------------------------------------------- finetune
 
+
 def test_finetune_writes_the_run_folder_and_reuses_it(tmp_path, capsys, monkeypatch):
     data = write_synthetic(tmp_path / "fruit", n_per_class=60)
     (data / "labels.txt").write_text("fruit\ncar\nsport\n")
@@ -67,8 +69,13 @@ def test_finetune_writes_the_run_folder_and_reuses_it(tmp_path, capsys, monkeypa
     assert code == 0, err
     folder = out / "fruit"
     # M_0 and, beside it, the classical reference (TF-IDF + logistic regression) with its test predictions
-    assert sorted(p.name for p in folder.iterdir()) == ["baseline.json", "baseline_predictions.parquet", "config.json",
-                                                        "metrics.json", "model"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "baseline.json",
+        "baseline_predictions.parquet",
+        "config.json",
+        "metrics.json",
+        "model",
+    ]
     metrics = json.loads((folder / "metrics.json").read_text())
     assert f"test acc {metrics['test_acc']:.4f}" in stdout
     baseline = json.loads((folder / "baseline.json").read_text())  # the classical reference beside M_0
@@ -85,6 +92,7 @@ def test_finetune_writes_the_run_folder_and_reuses_it(tmp_path, capsys, monkeypa
 
     def no_training(*args, **kwargs):
         raise AssertionError("a rerun with the same config must reuse the model")
+
     monkeypatch.setattr(experiment, "train", no_training)
     stamp = (folder / "model" / "model.safetensors").stat().st_mtime_ns
     code, stdout2, err = run_cli(finetune_args(data, out), capsys)
@@ -106,7 +114,8 @@ def test_interrupted_save_leaves_no_half_folder(tmp_path, capsys, monkeypatch):
 
     def save_then_interrupt(self, *args, **kwargs):
         real_save(self, *args, **kwargs)  # the weights are on disk (in the temporary folder) ...
-        raise KeyboardInterrupt          # ... when the user presses Ctrl-C
+        raise KeyboardInterrupt  # ... when the user presses Ctrl-C
+
     monkeypatch.setattr(PreTrainedModel, "save_pretrained", save_then_interrupt)
     code, _, err = run_cli(finetune_args(data, out), capsys)
     assert code == 130 and "interrupted" in err
@@ -114,12 +123,14 @@ def test_interrupted_save_leaves_no_half_folder(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr(PreTrainedModel, "save_pretrained", real_save)
     import paperlib.experiment as experiment
+
     real_write = experiment.write_json
 
     def fail_on_metrics(obj, path):
         if str(path).endswith("metrics.json"):
             raise KeyboardInterrupt
         real_write(obj, path)
+
     monkeypatch.setattr(experiment, "write_json", fail_on_metrics)
     code, _, _ = run_cli(finetune_args(data, out), capsys)
     assert code == 130 and not (out / "synth").exists()
@@ -127,11 +138,17 @@ def test_interrupted_save_leaves_no_half_folder(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(experiment, "write_json", real_write)
     code, _, err = run_cli(finetune_args(data, out), capsys)
     assert code == 0, err
-    assert {p.name for p in (out / "synth").iterdir()} == {"baseline.json", "baseline_predictions.parquet", "config.json",
-                                                           "metrics.json", "model"}
+    assert {p.name for p in (out / "synth").iterdir()} == {
+        "baseline.json",
+        "baseline_predictions.parquet",
+        "config.json",
+        "metrics.json",
+        "model",
+    }
 
 
 # ---------------------------------------------------------------- bad input
+
 
 def write(folder, df, stem="all"):
     folder.mkdir(parents=True, exist_ok=True)
@@ -140,42 +157,66 @@ def write(folder, df, stem="all"):
 
 
 def rows(counts):
-    return pd.DataFrame([(f"text {label} {i}", label) for label, n in counts.items() for i in range(n)],
-                        columns=["text", "label"])
+    return pd.DataFrame(
+        [(f"text {label} {i}", label) for label, n in counts.items() for i in range(n)], columns=["text", "label"]
+    )
 
 
 def gpt2_folder(path):
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    config = AutoConfig.for_model("gpt2", n_embd=32, n_layer=2, n_head=2, vocab_size=1000, n_positions=64,
-                                  bos_token_id=0, eos_token_id=0, pad_token_id=0)
+    config = AutoConfig.for_model(
+        "gpt2",
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        vocab_size=1000,
+        n_positions=64,
+        bos_token_id=0,
+        eos_token_id=0,
+        pad_token_id=0,
+    )
     AutoModelForSequenceClassification.from_config(config).save_pretrained(path)
     return path
 
 
 BAD_INPUTS = {  # case -> (argv builder given tmp_path, words the error must contain)
     "unknown dataset": (lambda t: finetune_args("no_such_set", t / "out"), ["unknown dataset", "bbc_news"]),
-    "unknown model": (lambda t: finetune_args(write_synthetic(t / "ok"), t / "out", model="no-such-model"),
-                      ["unknown model 'no-such-model'", "minilm"]),
-    "unknown random model": (lambda t: finetune_args(write_synthetic(t / "ok"), t / "out", model="random:huge"),
-                             ["random:huge"]),
-    "unknown preset": (lambda t: finetune_args(write_synthetic(t / "ok"), t / "out", preset="huge"),
-                       ["unknown preset 'huge'"]),
+    "unknown model": (
+        lambda t: finetune_args(write_synthetic(t / "ok"), t / "out", model="no-such-model"),
+        ["unknown model 'no-such-model'", "minilm"],
+    ),
+    "unknown random model": (
+        lambda t: finetune_args(write_synthetic(t / "ok"), t / "out", model="random:huge"),
+        ["random:huge"],
+    ),
+    "unknown preset": (
+        lambda t: finetune_args(write_synthetic(t / "ok"), t / "out", preset="huge"),
+        ["unknown preset 'huge'"],
+    ),
     "hub name offline": (lambda t: finetune_args("imdb", t / "out"), ["--data-dir", "imdb/"]),
     "folder without csvs": (lambda t: (t / "bare").mkdir() or finetune_args(t / "bare", t / "out"), ["all.csv"]),
-    "missing columns": (lambda t: finetune_args(write(t / "cols", rows({0: 60, 1: 60}).rename(columns={"label": "y"})), t / "out"),
-                        ["lacks column(s) ['label']"]),
+    "missing columns": (
+        lambda t: finetune_args(write(t / "cols", rows({0: 60, 1: 60}).rename(columns={"label": "y"})), t / "out"),
+        ["lacks column(s) ['label']"],
+    ),
     "labels not 0..K-1": (lambda t: finetune_args(write(t / "lab", rows({1: 60, 2: 60})), t / "out"), ["0..K-1"]),
     "one class": (lambda t: finetune_args(write(t / "one", rows({0: 200})), t / "out"), ["1 class(es)"]),
     "too few rows": (lambda t: finetune_args(write(t / "few", rows({0: 10, 1: 10})), t / "out"), ["too few rows"]),
-    "max_length below 8": (lambda t: finetune_args(write_synthetic(t / "ok"), t / "out", "--max-length", "7"),
-                           ["max_length must be at least 8"]),
+    "max_length below 8": (
+        lambda t: finetune_args(write_synthetic(t / "ok"), t / "out", "--max-length", "7"),
+        ["max_length must be at least 8"],
+    ),
     "data dir missing": (lambda t: finetune_args("imdb", t / "out", "--data-dir", t / "nowhere"), ["not a folder"]),
     # checked before the fine-tune that distill would otherwise run first: nothing is written
-    "unknown depth policy": (lambda t: ["distill", *finetune_args(write_synthetic(t / "ok"), t / "out", "--depths", "most")[1:]],
-                             ["--depths must be one of", "every_other", "three"]),
-    "unsupported architecture": (lambda t: finetune_args(write_synthetic(t / "ok"), t / "out", model=gpt2_folder(t / "gpt2")),
-                                 ["cannot find the layer list", "BERT", "RoBERTa", "DistilBERT", "ELECTRA", "MPNet"]),
+    "unknown depth policy": (
+        lambda t: ["distill", *finetune_args(write_synthetic(t / "ok"), t / "out", "--depths", "most")[1:]],
+        ["--depths must be one of", "every_other", "three"],
+    ),
+    "unsupported architecture": (
+        lambda t: finetune_args(write_synthetic(t / "ok"), t / "out", model=gpt2_folder(t / "gpt2")),
+        ["cannot find the layer list", "BERT", "RoBERTa", "DistilBERT", "ELECTRA", "MPNet"],
+    ),
 }
 
 
@@ -208,32 +249,46 @@ def test_hub_name_with_fake_datasets_module_fails_fast_offline(tmp_path, capsys,
 
 def test_subprocess_exit_status_and_stderr(tmp_path):
     env = dict(os.environ, HF_HUB_OFFLINE="1", PAPERLIB_QUIET="1")
-    proc = subprocess.run([sys.executable, "-m", "paperlib", "finetune", "--dataset", "no_such_set",
-                           "--out", str(tmp_path / "out")], capture_output=True, text=True, env=env, cwd=REPO,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "paperlib", "finetune", "--dataset", "no_such_set", "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=300,
+    )
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and proc.stderr.startswith("error: unknown dataset")
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and proc.stderr.startswith(
+        "error: unknown dataset"
+    )
     assert not (tmp_path / "out").exists()
 
 
 # ---------------------------------------------------------------- options checked before any work
 
-@pytest.mark.parametrize("argv, words", [
-    (["prune", "--strategies", "Weight-Entropy,Nope"], ["unknown strategy", "Nope"]),
-    (["prune", "--strategies", "Random-Forest"], ["paperlib fuse"]),
-    (["distill", "--depths", "2,x"], ["--depths", "'2,x'"]),
-    (["distill", "--depths", "0"], ["--depths", "k >= 1"]),
-    (["distill", "--strategy", "Random-Forrest"], ["unknown --strategy", "Random-Forest"]),
-])
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["prune", "--strategies", "Weight-Entropy,Nope"], ["unknown strategy", "Nope"]),
+        (["prune", "--strategies", "Random-Forest"], ["paperlib fuse"]),
+        (["distill", "--depths", "2,x"], ["--depths", "'2,x'"]),
+        (["distill", "--depths", "0"], ["--depths", "k >= 1"]),
+        (["distill", "--strategy", "Random-Forrest"], ["unknown --strategy", "Random-Forest"]),
+    ],
+)
 def test_stage_options_are_checked_before_any_work(argv, words, tmp_path, capsys, monkeypatch):
     import paperlib.experiment as experiment
 
     def no_work(*args, **kwargs):
         raise AssertionError("data loaded or model trained before the options were checked")
+
     monkeypatch.setattr(experiment, "prepare", no_work)
     data = write_synthetic(tmp_path / "synth", n_per_class=40)
-    code, out, err = run_cli([*argv, "--dataset", data, "--model", "random:tiny", "--preset", "tiny",
-                              "--out", tmp_path / "out", "--quiet"], capsys)
+    code, out, err = run_cli(
+        [*argv, "--dataset", data, "--model", "random:tiny", "--preset", "tiny", "--out", tmp_path / "out", "--quiet"],
+        capsys,
+    )
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
     assert all(w in lines[0] for w in words), lines[0]
@@ -255,15 +310,37 @@ def test_run_config_records_no_machine_paths(tmp_path, capsys, monkeypatch):
     from paperlib.config import get_preset
     from paperlib.experiment import prepare
 
-    run = prepare(config["dataset_arg"], config["model"], get_preset("tiny"), tmp_path / "runs", data_dir, progress=False)
+    run = prepare(
+        config["dataset_arg"], config["model"], get_preset("tiny"), tmp_path / "runs", data_dir, progress=False
+    )
     assert run.splits.fingerprint() == config["data_fingerprint"]
 
+
 def test_prune_with_a_bad_strategy_fails_before_loading_anything(tmp_path):
-    """With bars on (no PAPERLIB_QUIET), the error line is all stderr shows: no "Loading weights" bar, no fine-tuning."""
+    """With bars on (no PAPERLIB_QUIET), the error line is all stderr shows: no "Loading weights" bar, no
+    fine-tuning."""
     env = {k: v for k, v in os.environ.items() if k != "PAPERLIB_QUIET"}
-    proc = subprocess.run([sys.executable, "-m", "paperlib", "prune", "--dataset", "bbc_news", "--preset", "tiny",
-                           "--strategies", "No-Such-Signal", "--out", str(tmp_path / "out")],
-                          capture_output=True, text=True, env=env, timeout=120, cwd=REPO)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "paperlib",
+            "prune",
+            "--dataset",
+            "bbc_news",
+            "--preset",
+            "tiny",
+            "--strategies",
+            "No-Such-Signal",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=REPO,
+    )
     assert proc.returncode == 2
     assert proc.stderr.splitlines() == [proc.stderr.strip()] and proc.stderr.startswith("error: ")
     assert "No-Such-Signal" in proc.stderr and not (tmp_path / "out").exists()

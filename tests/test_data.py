@@ -38,6 +38,7 @@ def write_folder(folder, **frames):
 
 # ---------------------------------------------------------------- registry
 
+
 def test_registry_matches_spec_table():
     spec = {  # SPEC section 2: name -> (hub id, classes, local folder)
         "newsgroup": ("SetFit/20_newsgroups", 20, "20newsgroups"),
@@ -55,6 +56,7 @@ def test_registry_matches_spec_table():
 
 
 # ---------------------------------------------------------------- splits
+
 
 def split_counts(df):
     return Counter(df["label"].tolist())
@@ -109,8 +111,9 @@ def test_train_test_layout_keeps_the_test_file_and_caps_are_stratified(tmp_path)
 
 def test_validation_is_at_most_1000():
     train = frame({0: 6000, 1: 6000}, "tr")
-    s = make_splits("big", train, frame({0: 50, 1: 50}, "te"), None, None,
-                    get_preset("tiny", val_cap=100_000), source="test")
+    s = make_splits(
+        "big", train, frame({0: 50, 1: 50}, "te"), None, None, get_preset("tiny", val_cap=100_000), source="test"
+    )
     assert len(s.val) == 1000
 
 
@@ -124,7 +127,9 @@ def test_calibration_is_stratified_subset_of_train(tmp_path):
 
 def test_labels_txt_and_source_md_give_class_names(tmp_path):
     folder = write_folder(tmp_path / "named", all=frame({0: 100, 1: 100, 2: 100}))
-    (folder / "SOURCE.md").write_text("# x\n\n## Labels\n- 0: red\n- 1: green\n- 2: blue\n\n## Caveats\n- 3: not a label\n")
+    (folder / "SOURCE.md").write_text(
+        "# x\n\n## Labels\n- 0: red\n- 1: green\n- 2: blue\n\n## Caveats\n- 3: not a label\n"
+    )
     assert load_splits(str(folder), TINY).class_names == ["red", "green", "blue"]
     (folder / "labels.txt").write_text("r\ng\nb\n")  # labels.txt wins
     assert load_splits(str(folder), TINY).class_names == ["r", "g", "b"]
@@ -155,6 +160,7 @@ def test_embedded_bbc_news_has_five_named_classes():
 
 # ---------------------------------------------------------------- bad input
 
+
 def expect_error(match, fn, *args, **kwargs):
     with pytest.raises(PaperlibError, match=match) as info:
         fn(*args, **kwargs)
@@ -183,11 +189,14 @@ def test_missing_columns(tmp_path):
     expect_error(r"lacks column\(s\) \['text'\]", load_splits, str(folder), TINY)
 
 
-@pytest.mark.parametrize("labels, match", [
-    ({1: 100, 2: 100}, "labels must be 0..K-1"),
-    ({0: 100, 2: 100}, "labels must be 0..K-1"),
-    ({-1: 100, 0: 100}, "labels must be 0..K-1"),
-])
+@pytest.mark.parametrize(
+    "labels, match",
+    [
+        ({1: 100, 2: 100}, "labels must be 0..K-1"),
+        ({0: 100, 2: 100}, "labels must be 0..K-1"),
+        ({-1: 100, 0: 100}, "labels must be 0..K-1"),
+    ],
+)
 def test_labels_not_zero_to_k(tmp_path, labels, match):
     folder = write_folder(tmp_path / "lab", all=frame(labels))
     expect_error(match, load_splits, str(folder), TINY)
@@ -227,9 +236,11 @@ def test_data_dir_that_is_not_a_folder(tmp_path):
 
 # ---------------------------------------------------------------- hub while offline
 
+
 def _no_network(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the offline path must not open a connection")
+
     monkeypatch.setattr(socket, "create_connection", refuse)
 
 
@@ -245,6 +256,7 @@ def fake_datasets(monkeypatch):
 
     def load_dataset(*args, **kwargs):
         raise AssertionError("load_dataset must not be called when the hub is unreachable")
+
     fake.load_dataset = load_dataset
     monkeypatch.setitem(sys.modules, "datasets", fake)
 
@@ -270,6 +282,7 @@ def test_hub_probe_is_bounded_when_the_network_is_down(monkeypatch):
     def fail(self, repo_id, *, timeout=None, **kwargs):
         seen.append((repo_id, timeout))
         raise ConnectionError("network is unreachable")
+
     monkeypatch.setattr(huggingface_hub.HfApi, "dataset_info", fail)
     expect_error("--data-dir", load_splits, "yelp", TINY)
     assert [r for r, _ in seen] == ["Yelp/yelp_review_full"]
@@ -290,6 +303,7 @@ def test_hub_probe_gives_up_on_a_stalled_lookup(monkeypatch):
     def stall(self, *args, **kwargs):
         release.wait(60)
         raise OSError("lookup abandoned")
+
     monkeypatch.setattr(huggingface_hub.HfApi, "dataset_info", stall)
     try:
         t0 = time.monotonic()
@@ -311,11 +325,13 @@ def test_hub_probe_counts_an_http_answer_as_reachable(monkeypatch):
         exc = RepositoryNotFoundError.__new__(RepositoryNotFoundError)  # built without an HTTP response object
         Exception.__init__(exc, f"{repo_id} not found")
         raise exc
+
     monkeypatch.setattr(huggingface_hub.HfApi, "dataset_info", not_found)
     assert data_mod._hub_reachable("someone/gone") is True
 
 
 # ---------------------------------------------------------------- tokenisation and batches
+
 
 class WordTokenizer:
     """A minimal stand-in tokenizer: one id per whitespace word, [CLS]=1 ... [SEP]=2, pad 0."""
@@ -397,7 +413,9 @@ def test_length_batches_cover_every_example_once_with_little_padding(tmp_path, m
     texts = [" ".join(["w"] * int(n)) for n in rng.integers(1, 60, size=200)]
     enc = encode(texts, [0] * 200, WordTokenizer(), 64, use_disk_cache=False)
     lengths = enc.lengths.tolist()
-    naive = sum(len(c) * max(c) - sum(c) for c in (lengths[i:i + 16] for i in range(0, 200, 16)))  # batches in file order
+    naive = sum(
+        len(c) * max(c) - sum(c) for c in (lengths[i : i + 16] for i in range(0, 200, 16))
+    )  # batches in file order
     for shuffle in (False, True):
         batches = list(length_batches(enc, 16, shuffle=shuffle, seed=3))
         seen = np.concatenate([idx.numpy() for idx, _ in batches])
@@ -422,8 +440,17 @@ def test_length_batches_cover_every_example_once_with_little_padding(tmp_path, m
 # SPEC 2 class counts.  arxiv: the hub set ccdv/arxiv-classification has 11 classes, but the local
 # folder arxiv_abstracts is a substitute built from 10 broad arXiv archives (see its SOURCE.md), so
 # the local folder must give 10.
-LOCAL_CLASSES = {"newsgroup": 20, "dbpedia": 14, "arxiv": 10, "patent": 9, "yahoo": 10, "yelp": 5,
-                 "agnews": 4, "imdb": 2, "amazon": 2}
+LOCAL_CLASSES = {
+    "newsgroup": 20,
+    "dbpedia": 14,
+    "arxiv": 10,
+    "patent": 9,
+    "yahoo": 10,
+    "yelp": 5,
+    "agnews": 4,
+    "imdb": 2,
+    "amazon": 2,
+}
 
 
 @pytest.mark.shared_data
@@ -435,4 +462,3 @@ def test_shared_local_folders_have_the_spec_class_counts(shared_datasets, name):
     assert len(set(s.class_names)) == s.num_classes and not any(n.isdigit() for n in s.class_names)
     assert (len(s.train), len(s.val), len(s.test)) == (80, 40, 40)
     assert set(s.train["label"]) == set(range(s.num_classes))  # stratified caps keep every class
-

@@ -14,8 +14,16 @@ import pandas as pd
 import pytest
 import torch
 
-from paperlib.distill import (best_depth, distill_run, kd_loss, kd_loss_fn, parse_depths, parse_kept,
-                              pruned_curve, teacher_logits)
+from paperlib.distill import (
+    best_depth,
+    distill_run,
+    kd_loss,
+    kd_loss_fn,
+    parse_depths,
+    parse_kept,
+    pruned_curve,
+    teacher_logits,
+)
 from paperlib.errors import PaperlibError
 from paperlib.models import count_parameters, fp32_bytes, layers_removed
 
@@ -82,7 +90,8 @@ def test_cached_teacher_logits_equal_a_fresh_forward(tiny_run):
     assert float(got) == pytest.approx(want, rel=1e-5)
 
 
-# ---------------------------------------------------------------- the teacher's soft labels carry what noisy labels lack
+# ------------------------------------------------- the teacher's soft labels carry what noisy labels lack
+
 
 class _BagOfWords(torch.nn.Module):
     """Mean of token embeddings -> linear head; returns an object with ``.logits`` like a HF classifier."""
@@ -125,14 +134,25 @@ def test_kd_beats_the_alpha_zero_control_when_the_labels_are_noisy():
     train(teacher, clean, epochs=10, lr=3e-2, batch_size=32, device="cpu", progress=False)
     assert accuracy(teacher) > 0.95  # precondition: the teacher knows the task
     shifted = torch.from_numpy(np.random.default_rng(2).random(len(clean)) < 0.6)
-    noisy = Encoded(clean.input_ids, clean.attention_mask, torch.where(shifted, (clean.labels + 1) % 3, clean.labels),
-                    clean.lengths)
+    noisy = Encoded(
+        clean.input_ids, clean.attention_mask, torch.where(shifted, (clean.labels + 1) % 3, clean.labels), clean.lengths
+    )
     logits = predict_logits(teacher, clean, device="cpu")
     acc = {}
     for alpha in (0.5, 0.0):
         student = _BagOfWords(seed=2)
-        distill(student, noisy, logits if alpha else None, alpha=alpha, temperature=2.0, epochs=10, lr=3e-2,
-                batch_size=32, device="cpu", progress=False)
+        distill(
+            student,
+            noisy,
+            logits if alpha else None,
+            alpha=alpha,
+            temperature=2.0,
+            epochs=10,
+            lr=3e-2,
+            batch_size=32,
+            device="cpu",
+            progress=False,
+        )
         acc[alpha] = accuracy(student)
     # measured (torch 2.13 CPU): KD 0.84, control 0.39 (it mostly learns the shifted labels)
     assert acc[0.0] < 0.6 and acc[0.5] > acc[0.0] + 0.3, acc
@@ -140,10 +160,21 @@ def test_kd_beats_the_alpha_zero_control_when_the_labels_are_noisy():
 
 # ---------------------------------------------------------------- curve handling
 
+
 def _curve(strategy="Random-Forest", val=(0.5, 0.9, 0.9), kept=([0, 2, 3], [0, 3], [3]), seed=0):
-    return pd.DataFrame({"strategy": strategy, "seed": seed, "step": range(1, len(val) + 1),
-                         "removed": [1, 2, 0][:len(val)], "kept": list(kept), "val_acc": list(val),
-                         "test_acc": list(val), "n_params": 0, "bytes": 0})
+    return pd.DataFrame(
+        {
+            "strategy": strategy,
+            "seed": seed,
+            "step": range(1, len(val) + 1),
+            "removed": [1, 2, 0][: len(val)],
+            "kept": list(kept),
+            "val_acc": list(val),
+            "test_acc": list(val),
+            "n_params": 0,
+            "bytes": 0,
+        }
+    )
 
 
 def test_best_depth_takes_the_highest_val_acc_and_the_smallest_k_on_ties():
@@ -162,7 +193,7 @@ def test_depth_policies_pick_the_documented_steps():
     curve = steps((0.5, 0.9, 0.9, 0.4, 0.3))
     assert parse_depths("all", curve) == [1, 2, 3, 4, 5]
     assert parse_depths("every_other", curve) == [1, 2, 3, 5]  # odd k plus k* = 2
-    assert parse_depths("three", curve) == [2, 3, 5]            # k*, the middle (3 of 1..5), the deepest (5)
+    assert parse_depths("three", curve) == [2, 3, 5]  # k*, the middle (3 of 1..5), the deepest (5)
     assert parse_depths("best", curve) == [2]
     # steps 1..11 (12 layers), k* = 11: every_other is the six odd k, k* already among them
     twelve = steps([0.1 * i for i in range(1, 12)])
@@ -187,8 +218,9 @@ def test_parse_kept_reads_every_representation():
 
 
 def test_pruned_curve_picks_the_strategy_and_its_lowest_seed():
-    curves = pd.concat([_curve("Random", seed=1, val=(0.1, 0.2, 0.3)), _curve("Random", seed=0),
-                        _curve("Weight-Entropy")])
+    curves = pd.concat(
+        [_curve("Random", seed=1, val=(0.1, 0.2, 0.3)), _curve("Random", seed=0), _curve("Weight-Entropy")]
+    )
     rf = pruned_curve(curves, "Random")
     assert rf["val_acc"].tolist() == [0.5, 0.9, 0.9]
     with pytest.raises(PaperlibError, match="paperlib fuse"):
@@ -196,6 +228,7 @@ def test_pruned_curve_picks_the_strategy_and_its_lowest_seed():
 
 
 # ---------------------------------------------------------------- the stage on the tiny run
+
 
 @pytest.fixture
 def tiny_copy(tiny_run, tmp_path):
@@ -212,8 +245,21 @@ def test_distill_run_writes_every_mode_and_resumes(tiny_copy, monkeypatch):
     df = distill_run(run, depths="all", strategy="Weight-Entropy", verbose=False)
     on_disk = pd.read_parquet(run.folder / "distill.parquet")
     assert len(df) == len(on_disk) == 3 * 3
-    assert set(on_disk.columns) == {"dataset", "strategy", "depth", "n_layers", "kept", "mode", "alpha", "val_acc",
-                                    "test_acc", "n_params", "bytes", "ats", "best_depth"}
+    assert set(on_disk.columns) == {
+        "dataset",
+        "strategy",
+        "depth",
+        "n_layers",
+        "kept",
+        "mode",
+        "alpha",
+        "val_acc",
+        "test_acc",
+        "n_params",
+        "bytes",
+        "ats",
+        "best_depth",
+    }
     assert on_disk.groupby("depth")["n_layers"].first().tolist() == [3, 2, 1]
     assert on_disk.loc[on_disk.best_depth, "depth"].unique().tolist() == [2]
     assert on_disk.loc[on_disk["mode"] == "kd", "alpha"].eq(run.preset.kd_alpha).all()
@@ -237,7 +283,9 @@ def test_distill_run_writes_every_mode_and_resumes(tiny_copy, monkeypatch):
         for split, acc in (("val", row.val_acc), ("test", row.test_acc)):
             p = preds[(preds.depth == row.depth) & (preds["mode"] == row.mode) & (preds.split == split)]
             assert (p["kept"] == row.kept).all() and p["example"].tolist() == list(range(len(run.encoded[split])))
-            assert np.float32((p["pred"].to_numpy() == run.encoded[split].labels.numpy()).mean()) == pytest.approx(acc, abs=1e-7)
+            assert np.float32((p["pred"].to_numpy() == run.encoded[split].labels.numpy()).mean()) == pytest.approx(
+                acc, abs=1e-7
+            )
     none_pred = preds[(preds.depth == 2) & (preds["mode"] == "none") & (preds.split == "test")]["pred"].to_numpy()
     np.testing.assert_array_equal(none_pred, logits.argmax(-1).numpy())
     # a rerun finds every row done and trains nothing
@@ -276,12 +324,24 @@ def test_early_stopping_stops_after_patience_epochs_and_keeps_the_best_weights(t
         return {"accuracy": next(scores)}
 
     monkeypatch.setattr("paperlib.distill.evaluate", fake_evaluate)
-    info = distill(student, tiny_run.encoded["train"], None, alpha=0.0, epochs=6, lr=1e-3, batch_size=16,
-                   device="cpu", val_data=tiny_run.encoded["val"], patience=2)
+    info = distill(
+        student,
+        tiny_run.encoded["train"],
+        None,
+        alpha=0.0,
+        epochs=6,
+        lr=1e-3,
+        batch_size=16,
+        device="cpu",
+        val_data=tiny_run.encoded["val"],
+        patience=2,
+    )
     # best 0.7 after epoch 2 (index 1); epochs 3 and 4 do not beat it (0.7 ties) -> stop after 4 of 6
     assert (info["epochs_run"], info["best_epoch"], info["val_acc"]) == (4, 1, 0.7)
     assert len(seen) == 4 and info["steps"] == 4 * math.ceil(len(tiny_run.encoded["train"]) / 16)
-    assert not torch.equal(seen[1]["classifier.weight"], seen[3]["classifier.weight"])  # training went on after the best
+    assert not torch.equal(
+        seen[1]["classifier.weight"], seen[3]["classifier.weight"]
+    )  # training went on after the best
     for name, value in student.state_dict().items():
         torch.testing.assert_close(value, seen[1][name], rtol=0, atol=0)  # ... and the best epoch's weights came back
     with pytest.raises(PaperlibError, match="patience"):
@@ -297,13 +357,21 @@ def test_distill_run_without_curves_says_what_to_run(tiny_copy):
 
 # ---------------------------------------------------------------- DDP: every rank, same step count, disjoint batches
 
+
 def _ddp_worker(rank, world, port, out_dir):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
-                      LOCAL_RANK=str(rank), PAPERLIB_QUIET="1")
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        WORLD_SIZE=str(world),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        PAPERLIB_QUIET="1",
+    )
+    from transformers import AutoModelForSequenceClassification
+
     from paperlib.data import Encoded
     from paperlib.models import RANDOM_MODELS
     from paperlib.train import train
-    from transformers import AutoModelForSequenceClassification
 
     torch.manual_seed(0)
     model = AutoModelForSequenceClassification.from_config(RANDOM_MODELS["tiny"]())
@@ -311,7 +379,9 @@ def _ddp_worker(rank, world, port, out_dir):
     n, width = 70, 12  # 70 examples / batch 8 = 9 batches: 2 ranks cannot share the 9th
     lengths = torch.randint(3, width + 1, (n,), generator=g)
     mask = (torch.arange(width)[None] < lengths[:, None]).long()
-    data = Encoded(torch.randint(5, 1000, (n, width), generator=g) * mask, mask, torch.randint(0, 2, (n,), generator=g), lengths)
+    data = Encoded(
+        torch.randint(5, 1000, (n, width), generator=g) * mask, mask, torch.randint(0, 2, (n,), generator=g), lengths
+    )
     seen = []
 
     def loss_fn(logits, batch, index):
@@ -319,8 +389,10 @@ def _ddp_worker(rank, world, port, out_dir):
         return torch.nn.functional.cross_entropy(logits, batch["labels"])
 
     info = train(model, data, epochs=1, lr=1e-3, batch_size=8, loss_fn=loss_fn, device="cpu")
-    torch.save({"seen": seen, "steps": info["steps"], "params": [p.detach().clone() for p in model.parameters()]},
-               f"{out_dir}/rank{rank}.pt")
+    torch.save(
+        {"seen": seen, "steps": info["steps"], "params": [p.detach().clone() for p in model.parameters()]},
+        f"{out_dir}/rank{rank}.pt",
+    )
     torch.distributed.destroy_process_group()
 
 
@@ -345,17 +417,32 @@ def test_train_under_two_ranks_shards_batches_and_keeps_replicas_equal(tmp_path)
 
 # ---------------------------------------------------------------- the real thing, once
 
+
 def test_distillation_beats_the_pruned_minilm_on_bbc_news(quick_minilm, tmp_path, monkeypatch):
     """MiniLM fine-tuned on bbc_news (quick caps), pruned to 2 of 6 layers: KD's test accuracy beats no training."""
-    from support import copy_run
-    from paperlib.config import get_preset
     import paperlib.experiment as experiment
+    from paperlib.config import get_preset
+
+    from support import copy_run
 
     runs = copy_run(quick_minilm[0], tmp_path / "runs")  # the session's M_0, in a folder of this test's own
-    monkeypatch.setattr(experiment, "train", lambda *a, **k: pytest.fail("the shared M_0 must be loaded, not retrained"))
+    monkeypatch.setattr(
+        experiment, "train", lambda *a, **k: pytest.fail("the shared M_0 must be loaded, not retrained")
+    )
     run = experiment.prepare("bbc_news", "minilm", get_preset("quick"), runs, device="cpu", progress=False)
-    curve = pd.DataFrame({"strategy": "Random-Forest", "seed": 0, "step": [4], "removed": [4],
-                          "kept": [[0, 5]], "val_acc": [0.0], "test_acc": [0.0], "n_params": 0, "bytes": 0})
+    curve = pd.DataFrame(
+        {
+            "strategy": "Random-Forest",
+            "seed": 0,
+            "step": [4],
+            "removed": [4],
+            "kept": [[0, 5]],
+            "val_acc": [0.0],
+            "test_acc": [0.0],
+            "n_params": 0,
+            "bytes": 0,
+        }
+    )
     curve.to_parquet(run.folder / "curves.parquet")
     df = distill_run(run, depths="4", modes=("none", "kd"), verbose=False).set_index("mode")
     assert df.loc["kd", "n_layers"] == 2

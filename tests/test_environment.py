@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import tomllib
-
 import pytest
+import tomllib
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -26,8 +25,9 @@ def requirement_map(lines) -> dict[str, str]:
 
 def test_environment_yml_matches_pyproject():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    wanted = requirement_map(project["dependencies"] + [r for extra in project["optional-dependencies"].values()
-                                                         for r in extra])
+    wanted = requirement_map(
+        project["dependencies"] + [r for extra in project["optional-dependencies"].values() for r in extra]
+    )
     env = yaml.safe_load((REPO / "environment.yml").read_text())
     conda = [d for d in env["dependencies"] if isinstance(d, str)]
     pip_lists = [d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d]

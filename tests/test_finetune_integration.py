@@ -26,7 +26,11 @@ def test_minilm_on_bbc_news_reaches_90_percent(quick_run, capsys):
     assert metrics["test_acc"] >= 0.90, metrics
     assert metrics["n_layers"] == 6 and metrics["device"] == "cpu"
     config = json.loads((folder / "config.json").read_text())
-    assert config["class_names"] == CLASSES and config["sizes"] == {"train": 800, "val": 178, "test": 400}  # val: 10 % of 1780 < cap 200
+    assert config["class_names"] == CLASSES and config["sizes"] == {
+        "train": 800,
+        "val": 178,
+        "test": 400,
+    }  # val: 10 % of 1780 < cap 200
 
 
 def test_saved_run_loads_in_a_plain_transformers_pipeline(quick_run):
@@ -39,8 +43,12 @@ def test_saved_run_loads_in_a_plain_transformers_pipeline(quick_run):
     assert sport["label"] == "sports"  # a real class name, not LABEL_3
     # the pipeline agrees with the labels about as well as the run's own evaluation did
     test = load_splits("bbc_news", get_preset("quick")).test.iloc[:120]
-    predicted = [r["label"] for r in classify(test["text"].tolist(), truncation=True,
-                                                    max_length=get_preset("quick").max_length, batch_size=32)]
+    predicted = [
+        r["label"]
+        for r in classify(
+            test["text"].tolist(), truncation=True, max_length=get_preset("quick").max_length, batch_size=32
+        )
+    ]
     assert set(predicted) <= set(CLASSES)
     accuracy = sum(p == CLASSES[y] for p, y in zip(predicted, test["label"])) / len(test)
     assert accuracy >= 0.85
@@ -54,6 +62,7 @@ def test_rerun_reuses_the_saved_model(quick_run, capsys, monkeypatch):
 
     def no_training(*args, **kwargs):
         raise AssertionError("a rerun with the same config must reuse the model")
+
     monkeypatch.setattr(experiment, "train", no_training)
     cli.main(argv)
     out = capsys.readouterr().out
@@ -70,7 +79,9 @@ def test_load_run_rebuilds_the_saved_run_without_training(tiny_run, monkeypatch,
     monkeypatch.setattr(experiment, "train", lambda *a, **k: pytest.fail("load_run must not train"))
     data = tiny_run.folder.parent.parent / "synth"  # the data folder the fixture fine-tuned on
     run = experiment.load_run(tiny_run.folder.parent, str(data), device="cpu")
-    assert run.preset == tiny_run.preset  # the overrides the run was made with (15 epochs, lr 3e-3), not 'tiny' as named
+    assert (
+        run.preset == tiny_run.preset
+    )  # the overrides the run was made with (15 epochs, lr 3e-3), not 'tiny' as named
     assert run.preset.finetune_epochs == 15 and run.metrics == tiny_run.metrics
     for (name, a), b in zip(run.model.state_dict().items(), tiny_run.model.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)

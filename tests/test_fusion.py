@@ -10,8 +10,19 @@ import pandas as pd
 import pytest
 
 from paperlib.errors import PaperlibError
-from paperlib.fusion import (dataset_rows, fit_fusion, fusion_rows, fusion_strategy, fusion_weights, load_fit_summary,
-                             rows_for, rows_key, run_fusion, single_signal_folders, strategy_name)
+from paperlib.fusion import (
+    dataset_rows,
+    fit_fusion,
+    fusion_rows,
+    fusion_strategy,
+    fusion_weights,
+    load_fit_summary,
+    rows_for,
+    rows_key,
+    run_fusion,
+    single_signal_folders,
+    strategy_name,
+)
 from paperlib.io import write_json
 from paperlib.models import kept_layers
 from paperlib.strategies import SIGNALS
@@ -30,22 +41,35 @@ def _signal_rows(layers, values: dict, strategy="Activation-Mean", step=1, seed=
 
 # ---------------------------------------------------------------- rows
 
+
 def test_fusion_rows_zscore_removed_layer_and_accuracy_change():
     # step 1: layers 0,1,2, layer 1 removed; step 2: layers 0,2, layer 0 removed
-    signals = pd.concat([
-        _signal_rows([0, 1, 2], {"Activation-Mean": [1.0, 2.0, 3.0], "Weight-Entropy": [0.0, 0.0, 3.0]}, step=1),
-        _signal_rows([0, 2], {"Activation-Mean": [1.0, 3.0], "Weight-Entropy": [0.0, 3.0]}, step=2),
-        _signal_rows([0, 1, 2], {}, strategy="Random", step=1),  # not a single-signal run: ignored
-    ])
-    curves = pd.DataFrame({"strategy": ["Activation-Mean"] * 2 + ["Random"], "seed": 0, "step": [1, 2, 1],
-                           "removed": [1, 0, 2], "kept": ["0,2", "2", "0,1"], "val_acc": [0.85, 0.70, 0.1]})
+    signals = pd.concat(
+        [
+            _signal_rows([0, 1, 2], {"Activation-Mean": [1.0, 2.0, 3.0], "Weight-Entropy": [0.0, 0.0, 3.0]}, step=1),
+            _signal_rows([0, 2], {"Activation-Mean": [1.0, 3.0], "Weight-Entropy": [0.0, 3.0]}, step=2),
+            _signal_rows([0, 1, 2], {}, strategy="Random", step=1),  # not a single-signal run: ignored
+        ]
+    )
+    curves = pd.DataFrame(
+        {
+            "strategy": ["Activation-Mean"] * 2 + ["Random"],
+            "seed": 0,
+            "step": [1, 2, 1],
+            "removed": [1, 0, 2],
+            "kept": ["0,2", "2", "0,1"],
+            "val_acc": [0.85, 0.70, 0.1],
+        }
+    )
     rows = fusion_rows(signals, curves, base_val_acc=0.90, dataset="d")
     assert list(rows.columns) == ["dataset", "strategy", "step", "layer", *S, "target"]
     assert rows["strategy"].tolist() == ["Activation-Mean"] * 2 and rows["layer"].tolist() == [1, 0]
     # by hand: layer 1's Activation-Mean is the mean -> 0; Weight-Entropy (0,0,3): mean 1, sd sqrt(2)
     assert rows.loc[0, "Activation-Mean"] == pytest.approx(0.0)
     assert rows.loc[0, "Weight-Entropy"] == pytest.approx(-1 / np.sqrt(2))
-    assert rows.loc[1, "Activation-Mean"] == pytest.approx(-1.0) and rows.loc[1, "Weight-Entropy"] == pytest.approx(-1.0)
+    assert rows.loc[1, "Activation-Mean"] == pytest.approx(-1.0) and rows.loc[1, "Weight-Entropy"] == pytest.approx(
+        -1.0
+    )
     constant = [s for s in S if s not in ("Activation-Mean", "Weight-Entropy")]
     assert (rows[constant] == 0).all().all()  # a constant signal scores 0
     assert rows["target"].tolist() == pytest.approx([0.85 - 0.90, 0.70 - 0.85])
@@ -53,8 +77,9 @@ def test_fusion_rows_zscore_removed_layer_and_accuracy_change():
 
 
 def test_fusion_rows_missing_signals_is_a_clear_error():
-    curves = pd.DataFrame({"strategy": ["Activation-Mean"], "seed": 0, "step": [1], "removed": [1],
-                           "kept": ["0"], "val_acc": [0.5]})
+    curves = pd.DataFrame(
+        {"strategy": ["Activation-Mean"], "seed": 0, "step": [1], "removed": [1], "kept": ["0"], "val_acc": [0.5]}
+    )
     with pytest.raises(PaperlibError, match="signals"):
         fusion_rows(_signal_rows([0, 2], {}), curves, 0.9)
     with pytest.raises(PaperlibError, match="paperlib prune"):
@@ -63,9 +88,12 @@ def test_fusion_rows_missing_signals_is_a_clear_error():
 
 # ---------------------------------------------------------------- models
 
+
 def _features(n, seed):
     rng = np.random.default_rng(seed)
-    return pd.DataFrame(rng.normal(size=(n, len(S))) * rng.uniform(0.5, 3.0, len(S)) + rng.normal(size=len(S)), columns=S)
+    return pd.DataFrame(
+        rng.normal(size=(n, len(S))) * rng.uniform(0.5, 3.0, len(S)) + rng.normal(size=len(S)), columns=S
+    )
 
 
 def test_linear_regression_recovers_generating_coefficients():
@@ -88,6 +116,7 @@ def test_random_forest_beats_linear_regression_on_an_interaction():
     def make(n, seed):
         x = _features(n, seed)
         return x.assign(target=x["Activation-Mean"] * x["Gradient-Fisher"])
+
     train, test = make(600, 2), make(300, 3)
     errors = {k: np.mean((fit_fusion(train, k).predict(test[S]) - test["target"]) ** 2) for k in ("lr", "rf")}
     assert errors["rf"] < 0.5 * errors["lr"]
@@ -105,6 +134,7 @@ def test_fitted_pipeline_chooses_highest_prediction():
 
 # ---------------------------------------------------------------- protocols
 
+
 def _fake_run_folder(root, name, seed, n_layers=4, poison=False, strategies=S, model="random:tiny", steps=None):
     """A run folder with hand-made single-signal curves and signals (random values); ``steps`` < L-1
     leaves every curve unfinished."""
@@ -121,9 +151,12 @@ def _fake_run_folder(root, name, seed, n_layers=4, poison=False, strategies=S, m
             val = val - rng.uniform(0, 0.1) + (50.0 if poison else 0.0)
             curve_rows.append((strategy, 0, step, removed, ",".join(map(str, kept)), val, val, 1, 4))
     pd.concat(sig_parts).to_parquet(folder / "signals.parquet")
-    pd.DataFrame(curve_rows, columns=["strategy", "seed", "step", "removed", "kept", "val_acc", "test_acc",
-                                      "n_params", "bytes"]).to_parquet(folder / "curves.parquet")
-    write_json({"val_acc": 0.9, "test_acc": 0.9, "n_params": 10, "bytes": 40, "n_layers": n_layers}, folder / "metrics.json")
+    pd.DataFrame(
+        curve_rows, columns=["strategy", "seed", "step", "removed", "kept", "val_acc", "test_acc", "n_params", "bytes"]
+    ).to_parquet(folder / "curves.parquet")
+    write_json(
+        {"val_acc": 0.9, "test_acc": 0.9, "n_params": 10, "bytes": 40, "n_layers": n_layers}, folder / "metrics.json"
+    )
     write_json({"model": model}, folder / "config.json")
     return folder
 

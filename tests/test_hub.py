@@ -25,40 +25,150 @@ STARS = ["1 star", "2 star", "3 stars", "4 stars", "5 stars"]
 # name -> (hub id, config, splits, feature spec, class names, label column, text of a row from its columns)
 # as on the dataset cards (huggingface.co/datasets/<id>); the text rule is SPEC 2's, written out here.
 CARDS = {
-    "newsgroup": ("SetFit/20_newsgroups", None, ("train", "test"),
-                  {"text": "string", "label": "int64", "label_text": "string"},
-                  ["alt.atheism", "comp.graphics", "comp.os.ms-windows.misc", "comp.sys.ibm.pc.hardware",
-                   "comp.sys.mac.hardware", "comp.windows.x", "misc.forsale", "rec.autos", "rec.motorcycles",
-                   "rec.sport.baseball", "rec.sport.hockey", "sci.crypt", "sci.electronics", "sci.med", "sci.space",
-                   "soc.religion.christian", "talk.politics.guns", "talk.politics.mideast", "talk.politics.misc",
-                   "talk.religion.misc"], "label", lambda r: r["text"]),
-    "dbpedia": ("fancyzhx/dbpedia_14", None, ("train", "test"), {"label": "class", "title": "string", "content": "string"},
-                ["Company", "EducationalInstitution", "Artist", "Athlete", "OfficeHolder", "MeanOfTransportation",
-                 "Building", "NaturalPlace", "Village", "Animal", "Plant", "Album", "Film", "WrittenWork"],
-                "label", lambda r: r["content"]),
-    "arxiv": ("ccdv/arxiv-classification", None, ("train", "validation", "test"), {"text": "string", "label": "class"},
-              ["math.AC", "cs.CV", "cs.AI", "cs.SY", "math.GR", "cs.CE", "cs.PL", "cs.IT", "cs.DS", "cs.NE", "math.ST"],
-              "label", lambda r: r["text"]),
-    "patent": ("ccdv/patent-classification", "abstract", ("train", "validation", "test"),
-               {"text": "string", "label": "class"},
-               ["Human Necessities", "Performing Operations; Transporting", "Chemistry; Metallurgy", "Textiles; Paper",
-                "Fixed Constructions", "Mechanical Engineering; Lightning; Heating; Weapons; Blasting", "Physics",
-                "Electricity", "General tagging of new or cross-sectional technology"], "label", lambda r: r["text"]),
-    "yahoo": ("community-datasets/yahoo_answers_topics", None, ("train", "test"),
-              {"id": "int32", "topic": "class", "question_title": "string", "question_content": "string",
-               "best_answer": "string"},
-              ["Society & Culture", "Science & Mathematics", "Health", "Education & Reference", "Computers & Internet",
-               "Sports", "Business & Finance", "Entertainment & Music", "Family & Relationships",
-               "Politics & Government"], "topic",
-              lambda r: (r["question_title"] + " " + r["question_content"]) if r["question_content"] else r["question_title"]),
-    "yelp": ("Yelp/yelp_review_full", None, ("train", "test"), {"label": "class", "text": "string"}, STARS, "label",
-             lambda r: r["text"]),
-    "agnews": ("fancyzhx/ag_news", None, ("train", "test"), {"text": "string", "label": "class"},
-               ["World", "Sports", "Business", "Sci/Tech"], "label", lambda r: r["text"]),
-    "imdb": ("stanfordnlp/imdb", None, ("train", "test", "unsupervised"), {"text": "string", "label": "class"},
-             ["neg", "pos"], "label", lambda r: r["text"]),
-    "amazon": ("fancyzhx/amazon_polarity", None, ("train", "test"), {"label": "class", "title": "string", "content": "string"},
-               ["negative", "positive"], "label", lambda r: r["title"] + ": " + r["content"]),
+    "newsgroup": (
+        "SetFit/20_newsgroups",
+        None,
+        ("train", "test"),
+        {"text": "string", "label": "int64", "label_text": "string"},
+        [
+            "alt.atheism",
+            "comp.graphics",
+            "comp.os.ms-windows.misc",
+            "comp.sys.ibm.pc.hardware",
+            "comp.sys.mac.hardware",
+            "comp.windows.x",
+            "misc.forsale",
+            "rec.autos",
+            "rec.motorcycles",
+            "rec.sport.baseball",
+            "rec.sport.hockey",
+            "sci.crypt",
+            "sci.electronics",
+            "sci.med",
+            "sci.space",
+            "soc.religion.christian",
+            "talk.politics.guns",
+            "talk.politics.mideast",
+            "talk.politics.misc",
+            "talk.religion.misc",
+        ],
+        "label",
+        lambda r: r["text"],
+    ),
+    "dbpedia": (
+        "fancyzhx/dbpedia_14",
+        None,
+        ("train", "test"),
+        {"label": "class", "title": "string", "content": "string"},
+        [
+            "Company",
+            "EducationalInstitution",
+            "Artist",
+            "Athlete",
+            "OfficeHolder",
+            "MeanOfTransportation",
+            "Building",
+            "NaturalPlace",
+            "Village",
+            "Animal",
+            "Plant",
+            "Album",
+            "Film",
+            "WrittenWork",
+        ],
+        "label",
+        lambda r: r["content"],
+    ),
+    "arxiv": (
+        "ccdv/arxiv-classification",
+        None,
+        ("train", "validation", "test"),
+        {"text": "string", "label": "class"},
+        ["math.AC", "cs.CV", "cs.AI", "cs.SY", "math.GR", "cs.CE", "cs.PL", "cs.IT", "cs.DS", "cs.NE", "math.ST"],
+        "label",
+        lambda r: r["text"],
+    ),
+    "patent": (
+        "ccdv/patent-classification",
+        "abstract",
+        ("train", "validation", "test"),
+        {"text": "string", "label": "class"},
+        [
+            "Human Necessities",
+            "Performing Operations; Transporting",
+            "Chemistry; Metallurgy",
+            "Textiles; Paper",
+            "Fixed Constructions",
+            "Mechanical Engineering; Lightning; Heating; Weapons; Blasting",
+            "Physics",
+            "Electricity",
+            "General tagging of new or cross-sectional technology",
+        ],
+        "label",
+        lambda r: r["text"],
+    ),
+    "yahoo": (
+        "community-datasets/yahoo_answers_topics",
+        None,
+        ("train", "test"),
+        {
+            "id": "int32",
+            "topic": "class",
+            "question_title": "string",
+            "question_content": "string",
+            "best_answer": "string",
+        },
+        [
+            "Society & Culture",
+            "Science & Mathematics",
+            "Health",
+            "Education & Reference",
+            "Computers & Internet",
+            "Sports",
+            "Business & Finance",
+            "Entertainment & Music",
+            "Family & Relationships",
+            "Politics & Government",
+        ],
+        "topic",
+        lambda r: (r["question_title"] + " " + r["question_content"]) if r["question_content"] else r["question_title"],
+    ),
+    "yelp": (
+        "Yelp/yelp_review_full",
+        None,
+        ("train", "test"),
+        {"label": "class", "text": "string"},
+        STARS,
+        "label",
+        lambda r: r["text"],
+    ),
+    "agnews": (
+        "fancyzhx/ag_news",
+        None,
+        ("train", "test"),
+        {"text": "string", "label": "class"},
+        ["World", "Sports", "Business", "Sci/Tech"],
+        "label",
+        lambda r: r["text"],
+    ),
+    "imdb": (
+        "stanfordnlp/imdb",
+        None,
+        ("train", "test", "unsupervised"),
+        {"text": "string", "label": "class"},
+        ["neg", "pos"],
+        "label",
+        lambda r: r["text"],
+    ),
+    "amazon": (
+        "fancyzhx/amazon_polarity",
+        None,
+        ("train", "test"),
+        {"label": "class", "title": "string", "content": "string"},
+        ["negative", "positive"],
+        "label",
+        lambda r: r["title"] + ": " + r["content"],
+    ),
 }
 
 
@@ -88,8 +198,9 @@ def card_split(name: str, split: str, n: int, sort_by_label: bool = False) -> Da
             cols[col], feats[col] = np.arange(n, dtype=np.int32), Value("int32")
         else:  # every third question_content is empty, as some are on the hub
             empty = col == "question_content"
-            cols[col] = ["" if empty and i % 3 == 0 else f"{name} {split} {col} {i} class{lab}"
-                         for i, lab in enumerate(labels)]
+            cols[col] = [
+                "" if empty and i % 3 == 0 else f"{name} {split} {col} {i} class{lab}" for i, lab in enumerate(labels)
+            ]
             feats[col] = Value("string")
     return Dataset.from_dict(cols, features=Features(feats))
 
@@ -107,8 +218,12 @@ def fake_hub(monkeypatch, sizes=None, sorted_train=("dbpedia",)):
         n = match[0]
         if n not in built:
             train_n, test_n = (sizes or {}).get(n, (3000, 1000))
-            built[n] = DatasetDict({s: card_split(n, s, train_n if s == "train" else test_n, s == "train" and n in sorted_train)
-                                    for s in CARDS[n][2]})
+            built[n] = DatasetDict(
+                {
+                    s: card_split(n, s, train_n if s == "train" else test_n, s == "train" and n in sorted_train)
+                    for s in CARDS[n][2]
+                }
+            )
         return built[n]
 
     monkeypatch.setattr(datasets, "load_dataset", load_dataset)
@@ -119,8 +234,10 @@ def fake_hub(monkeypatch, sizes=None, sorted_train=("dbpedia",)):
 @pytest.fixture
 def no_row_reads(monkeypatch):
     """Any per-row read of a datasets.Dataset (iterating it or a lazy Column) fails the test."""
+
     def refuse(self, *args, **kwargs):
         raise AssertionError("a hub column was read row by row")
+
     monkeypatch.setattr(datasets.Dataset, "__iter__", refuse)
     monkeypatch.setattr(datasets.arrow_dataset.Column, "__iter__", refuse)
 
@@ -157,8 +274,14 @@ def test_hub_dataset_gives_spec_texts_labels_and_class_names(name, monkeypatch, 
 
 def test_two_column_texts_are_joined_as_the_local_copies():
     yahoo, amazon = REGISTRY["yahoo"], REGISTRY["amazon"]
-    frame = pd.DataFrame({"question_title": ["Why?", "How"], "question_content": ["Because", None],
-                          "title": ["Great CD", "Meh"], "content": ["My lovely Pat", "ok"]})
+    frame = pd.DataFrame(
+        {
+            "question_title": ["Why?", "How"],
+            "question_content": ["Because", None],
+            "title": ["Great CD", "Meh"],
+            "content": ["My lovely Pat", "ok"],
+        }
+    )
     assert data_mod.hub_texts(frame, yahoo).tolist() == ["Why? Because", "How"]
     assert data_mod.hub_texts(frame, amazon).tolist() == ["Great CD: My lovely Pat", "Meh: ok"]
 
@@ -208,13 +331,20 @@ def test_a_damaged_splits_cache_is_rebuilt(monkeypatch, tmp_path):
     assert load_splits("agnews", TINY).fingerprint() == first.fingerprint() and len(calls) == 3
 
 
-@pytest.mark.parametrize("exc", [ConnectionError("Max retries exceeded\nwith url"), FileNotFoundError("no such dataset"),
-                                 RuntimeError("Dataset scripts are no longer supported, but found imdb.py")])
+@pytest.mark.parametrize(
+    "exc",
+    [
+        ConnectionError("Max retries exceeded\nwith url"),
+        FileNotFoundError("no such dataset"),
+        RuntimeError("Dataset scripts are no longer supported, but found imdb.py"),
+    ],
+)
 def test_load_dataset_failure_is_one_error_naming_the_dataset_and_data_dir(exc, monkeypatch):
     fake_hub(monkeypatch)
 
     def fail(*a, **k):
         raise exc
+
     monkeypatch.setattr(datasets, "load_dataset", fail)
     with pytest.raises(PaperlibError) as info:
         load_splits("imdb", TINY)
@@ -232,6 +362,7 @@ def test_hub_class_names_that_differ_from_the_registry_are_an_error(monkeypatch)
 
 
 # ---------------------------------------------------------------- the reachability probe
+
 
 class _FakeHub(BaseHTTPRequestHandler):
     """Plays an HTTP proxy that answers for the hub: records the absolute URLs it is asked for."""
@@ -278,6 +409,7 @@ def test_probe_goes_through_the_proxy_when_there_is_no_direct_route(monkeypatch)
                 direct.append(host)
                 raise socket.gaierror("no direct route")
             return real_getaddrinfo(host, *a, **k)
+
         monkeypatch.setattr(socket, "getaddrinfo", no_direct_route)
         _FakeHub.seen = []
         assert data_mod._hub_reachable("stanfordnlp/imdb", timeout=5) is True

@@ -13,9 +13,20 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from support import REPO
 from paperlib.errors import PaperlibError
-from paperlib.io import atomic_dir, atomic_path, read_csv, clean_leftovers, read_json, read_parquet, run_lock, update_parquet, write_parquet
+from paperlib.io import (
+    atomic_dir,
+    atomic_path,
+    clean_leftovers,
+    read_csv,
+    read_json,
+    read_parquet,
+    run_lock,
+    update_parquet,
+    write_parquet,
+)
+
+from support import REPO
 
 
 def dead_pid() -> int:
@@ -25,6 +36,7 @@ def dead_pid() -> int:
 
 
 # ---------------------------------------------------------------- atomic folder replace
+
 
 def test_a_csv_without_its_columns_or_with_an_open_quote_is_one_error(tmp_path):
     (tmp_path / "weights.csv").write_text("signal,lr_coefficient\nA,0.1\n")
@@ -57,6 +69,7 @@ def test_atomic_dir_replaces_the_folder_and_never_leaves_it_missing(tmp_path):
         while not stop.is_set():
             if not target.is_dir():
                 seen_missing.append(time.monotonic())
+
     watcher = threading.Thread(target=watch)
     watcher.start()
     try:
@@ -114,11 +127,16 @@ def test_fallback_swap_path(tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------- damaged files
 
+
 def test_damaged_files_are_one_error_naming_the_file(tmp_path):
     (tmp_path / "curves.parquet").write_bytes(b"PAR1 this is not parquet")
     (tmp_path / "metrics.json").write_text('{"val_acc": 0.9')
     (tmp_path / "fusion_weights.csv").write_bytes(b"\xff\xfe\x00garbage\x81")
-    for reader, name in ((read_parquet, "curves.parquet"), (read_json, "metrics.json"), (read_csv, "fusion_weights.csv")):
+    for reader, name in (
+        (read_parquet, "curves.parquet"),
+        (read_json, "metrics.json"),
+        (read_csv, "fusion_weights.csv"),
+    ):
         with pytest.raises(PaperlibError) as info:
             reader(tmp_path / name)
         msg = str(info.value)
@@ -131,8 +149,14 @@ def test_cli_reports_a_damaged_run_file_in_one_line(tmp_path):
     (folder / "metrics.json").write_text("{not json")
     write_parquet(pd.DataFrame({"strategy": ["Random"], "seed": [0], "step": [1]}), folder / "curves.parquet")
     env = dict(os.environ, PYTHONPATH=str(REPO), PAPERLIB_QUIET="1")
-    proc = subprocess.run([sys.executable, "-m", "paperlib", "table", "--runs", str(tmp_path / "runs")],
-                          capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "paperlib", "table", "--runs", str(tmp_path / "runs")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=300,
+    )
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "metrics.json" in lines[0] and "delete" in lines[0]
@@ -143,7 +167,8 @@ def test_cli_reports_a_damaged_run_file_in_one_line(tmp_path):
 WRITER = r"""
 import sys, time
 import pandas as pd
-from paperlib.pruning import CURVE_COLUMNS, PREDICTION_COLUMNS, SIGNAL_COLUMNS, CURVES_FILE, _done, _read, _save, _typed_curves
+from paperlib.pruning import (CURVE_COLUMNS, PREDICTION_COLUMNS, SIGNAL_COLUMNS, CURVES_FILE, _done, _read, _save,
+                              _typed_curves)
 from pathlib import Path
 
 folder, strategy, n_jobs, mode = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
@@ -168,19 +193,29 @@ if mode == "kill":  # the 4th parquet write of this process stops half-way and w
 done = _done(_read(folder / CURVES_FILE, CURVE_COLUMNS, _typed_curves), N_STEPS)
 for seed in range(n_jobs):
     if (strategy, seed) not in done:  # the resume rule of run_pruning
-        _save(folder, curve(seed), pd.DataFrame(columns=SIGNAL_COLUMNS), pd.DataFrame(columns=PREDICTION_COLUMNS), (strategy, seed))
+        empty = pd.DataFrame(columns=SIGNAL_COLUMNS), pd.DataFrame(columns=PREDICTION_COLUMNS)
+        _save(folder, curve(seed), *empty, (strategy, seed))
 """
 
 
 def writer(folder: Path, strategy: str, n_jobs: int, mode: str = "run") -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    return subprocess.Popen([sys.executable, "-c", WRITER, str(folder), strategy, str(n_jobs), mode], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(folder), strategy, str(n_jobs), mode],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def expected_curves(strategies: dict[str, int]) -> pd.DataFrame:
-    rows = [(s, seed, k, k, "0,1", seed + k / 10, seed - k / 10, 100 - k, 400 - 4 * k)
-            for s, n in strategies.items() for seed in range(n) for k in range(1, 4)]
+    rows = [
+        (s, seed, k, k, "0,1", seed + k / 10, seed - k / 10, 100 - k, 400 - 4 * k)
+        for s, n in strategies.items()
+        for seed in range(n)
+        for k in range(1, 4)
+    ]
     from paperlib.pruning import CURVE_COLUMNS, _typed_curves
 
     return _typed_curves(pd.DataFrame(rows, columns=CURVE_COLUMNS))

@@ -11,40 +11,75 @@ import pytest
 
 from paperlib.errors import PaperlibError
 from paperlib.io import write_json
-from paperlib.metrics import (VERDICT_RULES, DatasetResults, ats, ats_factors, bootstrap_weights, call, claims_check,
-                              comparison_table, direction_check, distill_summary, fraction_steps, load_results,
-                              load_runs, paired_bootstrap, reference_strategy, table1, table1_wide, table_command,
-                              val_chosen_k)
+from paperlib.metrics import (
+    VERDICT_RULES,
+    DatasetResults,
+    ats,
+    ats_factors,
+    bootstrap_weights,
+    call,
+    claims_check,
+    comparison_table,
+    direction_check,
+    distill_summary,
+    fraction_steps,
+    load_results,
+    load_runs,
+    paired_bootstrap,
+    reference_strategy,
+    table1,
+    table1_wide,
+    table_command,
+    val_chosen_k,
+)
 
 
 def _curve(dataset, strategy, accs, seed=0):
-    return pd.DataFrame({"dataset": dataset, "strategy": strategy, "seed": seed, "step": range(1, len(accs) + 1),
-                         "removed": 0, "kept": "", "val_acc": accs, "test_acc": accs, "n_params": 1, "bytes": 4})
+    return pd.DataFrame(
+        {
+            "dataset": dataset,
+            "strategy": strategy,
+            "seed": seed,
+            "step": range(1, len(accs) + 1),
+            "removed": 0,
+            "kept": "",
+            "val_acc": accs,
+            "test_acc": accs,
+            "n_params": 1,
+            "bytes": 4,
+        }
+    )
 
 
 def hand_curves() -> pd.DataFrame:
-    return pd.concat([
-        # dataset a: Weight-Entropy, RF and LR tie at 85.00 (LR's 0.850049 rounds to 85.00)
-        _curve("a", "Weight-Entropy", [0.80, 0.85, 0.70]),
-        _curve("a", "Random-Forest", [0.85, 0.85, 0.60]),
-        _curve("a", "Linear-Regression", [0.850049, 0.50, 0.50]),
-        _curve("a", "Gradient-Fisher", [0.70, 0.84, 0.80]),
-        _curve("a", "Random", [0.90, 0.50, 0.50], seed=0),
-        _curve("a", "Random", [0.50, 0.70, 0.50], seed=1),
-        _curve("a", "Oracle", [0.95, 0.95, 0.90]),
-        # dataset b: LR best, RF 2 points behind
-        _curve("b", "Weight-Entropy", [0.71, 0.60, 0.50]),
-        _curve("b", "Random-Forest", [0.60, 0.70, 0.65]),
-        _curve("b", "Linear-Regression", [0.72, 0.60, 0.50]),
-        # dataset c: Gradient-Fisher beats both fusions; RF within 1 point of LR but 5 of the best
-        _curve("c", "Gradient-Fisher", [0.65, 0.50, 0.50]),
-        _curve("c", "Random-Forest", [0.60, 0.50, 0.50]),
-        _curve("c", "Linear-Regression", [0.61, 0.50, 0.50]),
-    ], ignore_index=True)
+    return pd.concat(
+        [
+            # dataset a: Weight-Entropy, RF and LR tie at 85.00 (LR's 0.850049 rounds to 85.00)
+            _curve("a", "Weight-Entropy", [0.80, 0.85, 0.70]),
+            _curve("a", "Random-Forest", [0.85, 0.85, 0.60]),
+            _curve("a", "Linear-Regression", [0.850049, 0.50, 0.50]),
+            _curve("a", "Gradient-Fisher", [0.70, 0.84, 0.80]),
+            _curve("a", "Random", [0.90, 0.50, 0.50], seed=0),
+            _curve("a", "Random", [0.50, 0.70, 0.50], seed=1),
+            _curve("a", "Oracle", [0.95, 0.95, 0.90]),
+            # dataset b: LR best, RF 2 points behind
+            _curve("b", "Weight-Entropy", [0.71, 0.60, 0.50]),
+            _curve("b", "Random-Forest", [0.60, 0.70, 0.65]),
+            _curve("b", "Linear-Regression", [0.72, 0.60, 0.50]),
+            # dataset c: Gradient-Fisher beats both fusions; RF within 1 point of LR but 5 of the best
+            _curve("c", "Gradient-Fisher", [0.65, 0.50, 0.50]),
+            _curve("c", "Random-Forest", [0.60, 0.50, 0.50]),
+            _curve("c", "Linear-Regression", [0.61, 0.50, 0.50]),
+        ],
+        ignore_index=True,
+    )
 
 
-METRICS = {"a": {"test_acc": 0.88, "bytes": 100e6}, "b": {"test_acc": 0.75, "bytes": 100e6},
-           "c": {"test_acc": 0.70, "bytes": 100e6}}
+METRICS = {
+    "a": {"test_acc": 0.88, "bytes": 100e6},
+    "b": {"test_acc": 0.75, "bytes": 100e6},
+    "c": {"test_acc": 0.70, "bytes": 100e6},
+}
 
 
 def test_table1_by_hand():
@@ -58,8 +93,13 @@ def test_table1_by_hand():
     assert r["mean_test_acc"] == pytest.approx(0.6) and r["mean_test_acc_sd"] == pytest.approx(math.sqrt(2 / 900))
     assert r["best_k"] == 1 and r["n_seeds"] == 2  # seed-mean curve (0.7, 0.6, 0.5) peaks at k=1
     best = t[t["best"]].index.tolist()
-    assert best == [("a", "Weight-Entropy"), ("a", "Linear-Regression"), ("a", "Random-Forest"),
-                    ("b", "Linear-Regression"), ("c", "Gradient-Fisher")]
+    assert best == [
+        ("a", "Weight-Entropy"),
+        ("a", "Linear-Regression"),
+        ("a", "Random-Forest"),
+        ("b", "Linear-Regression"),
+        ("c", "Gradient-Fisher"),
+    ]
     # Random and Oracle beat everything on a but do not compete
     assert not t.loc[("a", "Random"), "best"] and not t.loc[("a", "Oracle"), "best"]
     assert t.loc[("a", "Gradient-Fisher"), "gap_pp"] == pytest.approx(1.0)
@@ -80,8 +120,15 @@ def test_table1_wide_marks_ties_and_random_sd():
     assert marked.loc["a", "Original"] == "88.00"
     # the paper's column order: signals, fusion, then references
     cols = list(wide.columns)
-    assert cols.index("Gradient-Fisher") < cols.index("Weight-Entropy") < cols.index("Linear-Regression") \
-        < cols.index("Random-Forest") < cols.index("Random") < cols.index("Oracle") < cols.index("Original")
+    assert (
+        cols.index("Gradient-Fisher")
+        < cols.index("Weight-Entropy")
+        < cols.index("Linear-Regression")
+        < cols.index("Random-Forest")
+        < cols.index("Random")
+        < cols.index("Oracle")
+        < cols.index("Original")
+    )
 
 
 def test_ats_uses_decimal_megabytes():
@@ -94,9 +141,23 @@ def hand_distill(dataset="a", kd=(0.92, 0.91, 0.80), none=(0.80, 0.70, 0.40), ce
     sizes = {1: 80e6, 2: 50e6, 3: 20e6}
     for mode, accs in (("kd", kd), ("none", none), ("ce", ce)):
         for depth, acc in zip((1, 2, 3), accs):
-            rows.append({"dataset": dataset, "strategy": "Random-Forest", "depth": depth, "n_layers": 4 - depth,
-                         "kept": "", "mode": mode, "alpha": 0.5, "val_acc": acc, "test_acc": acc,
-                         "n_params": 1, "bytes": sizes[depth], "ats": np.nan, "best_depth": depth == 2})
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "strategy": "Random-Forest",
+                    "depth": depth,
+                    "n_layers": 4 - depth,
+                    "kept": "",
+                    "mode": mode,
+                    "alpha": 0.5,
+                    "val_acc": acc,
+                    "test_acc": acc,
+                    "n_params": 1,
+                    "bytes": sizes[depth],
+                    "ats": np.nan,
+                    "best_depth": depth == 2,
+                }
+            )
     rows.append({**rows[0], "strategy": "Top-Drop", "test_acc": 0.01})  # another strategy: ignored
     return pd.DataFrame(rows)
 
@@ -104,9 +165,9 @@ def hand_distill(dataset="a", kd=(0.92, 0.91, 0.80), none=(0.80, 0.70, 0.40), ce
 def test_ats_factors_by_hand():
     f = ats_factors(hand_distill(), original_test_acc=0.9, original_bytes=100e6)
     assert f["k_star"] == 2 and f["ats_original"] == pytest.approx(0.9)
-    assert f["F1"] == pytest.approx((91 / 50) / 0.9)            # 2.0222
+    assert f["F1"] == pytest.approx((91 / 50) / 0.9)  # 2.0222
     assert f["F2"] == pytest.approx((0.92 / 0.80 + 0.91 / 0.70 + 0.80 / 0.40) / 3)  # 1.4833
-    assert f["F3"] == pytest.approx((80 / 20) / 0.9)            # 4.4444
+    assert f["F3"] == pytest.approx((80 / 20) / 0.9)  # 4.4444
     f_ce = ats_factors(hand_distill(), 0.9, 100e6, baseline="ce")
     assert f_ce["F2"] == pytest.approx((0.92 / 0.85 + 0.91 / 0.80 + 0.80 / 0.60) / 3)
 
@@ -118,6 +179,7 @@ def test_distill_summary_has_f2_against_the_control():
 
 
 # ---------------------------------------------------------------- depths
+
 
 def test_fraction_steps_round_half_up():
     assert fraction_steps(12) == {"L/4": 3, "L/2": 6, "3L/4": 9}
@@ -136,6 +198,7 @@ def test_val_chosen_k_by_hand():
 
 # ---------------------------------------------------------------- the bootstrap
 
+
 def test_bootstrap_weights_count_the_draws():
     w = bootstrap_weights(7, resamples=50, seed=3)
     draws = np.random.default_rng(3).integers(0, 7, size=(50, 7))
@@ -152,7 +215,12 @@ def test_paired_bootstrap_hand_computed_cases():
     # a constant difference has no spread; equal models differ by exactly 0
     same = paired_bootstrap([[1, 1, 1], [1, 0, 1]], [[0, 0, 0], [1, 0, 1]], resamples=100)
     assert same.to_numpy().tolist() == [[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]]
-    assert call(0.01, 0.2) == "win" and call(-0.2, -0.01) == "loss" and call(-0.1, 0.1) == "tie" and call(0.0, 0.1) == "tie"
+    assert (
+        call(0.01, 0.2) == "win"
+        and call(-0.2, -0.01) == "loss"
+        and call(-0.1, 0.1) == "tie"
+        and call(0.0, 0.1) == "tie"
+    )
 
 
 def test_paired_bootstrap_equals_a_slow_reference_loop():
@@ -189,13 +257,34 @@ def make_results(name: str, spec: dict, n_layers: int = 4, original=(0.9, 0.9), 
         per_seed = per_seed if isinstance(per_seed[0], list) else [per_seed]
         for seed, steps in enumerate(per_seed):
             for k, (v, t) in enumerate(steps, start=1):
-                rows.append({"dataset": name, "strategy": strategy, "seed": seed, "step": k, "removed": 0, "kept": "",
-                             "val_acc": float(np.mean(v)), "test_acc": float(np.mean(t)), "n_params": 1, "bytes": 4})
+                rows.append(
+                    {
+                        "dataset": name,
+                        "strategy": strategy,
+                        "seed": seed,
+                        "step": k,
+                        "removed": 0,
+                        "kept": "",
+                        "val_acc": float(np.mean(v)),
+                        "test_acc": float(np.mean(t)),
+                        "n_params": 1,
+                        "bytes": 4,
+                    }
+                )
         for split, j in (("val", 0), ("test", 1)):
             scores[(strategy, split)] = np.mean([[step[j] for step in steps] for steps in per_seed], axis=0)
     metrics = {"val_acc": original[0], "test_acc": original[1], "n_layers": n_layers, "bytes": 100e6}
-    return DatasetResults(name, n_layers, metrics, tolerance, pd.DataFrame(rows), pd.DataFrame(), scores,
-                          {"val": _scores(original[0]), "test": _scores(original[1])}, {})
+    return DatasetResults(
+        name,
+        n_layers,
+        metrics,
+        tolerance,
+        pd.DataFrame(rows),
+        pd.DataFrame(),
+        scores,
+        {"val": _scores(original[0]), "test": _scores(original[1])},
+        {},
+    )
 
 
 def _flat(val: float, test: float, shift: int = 0, steps: int = 3) -> list:
@@ -211,12 +300,19 @@ def test_reference_is_chosen_on_validation_not_test():
 
 def test_comparison_table_by_hand():
     steps = [(_scores(0.90), _scores(0.85)), (_scores(0.89), _scores(0.80)), (_scores(0.70), _scores(0.60))]
-    res = make_results("a", {
-        "Weight-Entropy": steps,  # the reference (val mean 0.83)
-        "Gradient-Fisher": [(_scores(0.5), _scores(0.95))] * 3,
-        "Random-Forest": [(_scores(0.9), _scores(0.85)), (_scores(0.9), _scores(0.90)), (_scores(0.5), _scores(0.70))],
-        "Random": [_flat(0.5, 0.5), _flat(0.5, 0.7)],
-    })
+    res = make_results(
+        "a",
+        {
+            "Weight-Entropy": steps,  # the reference (val mean 0.83)
+            "Gradient-Fisher": [(_scores(0.5), _scores(0.95))] * 3,
+            "Random-Forest": [
+                (_scores(0.9), _scores(0.85)),
+                (_scores(0.9), _scores(0.90)),
+                (_scores(0.5), _scores(0.70)),
+            ],
+            "Random": [_flat(0.5, 0.5), _flat(0.5, 0.7)],
+        },
+    )
     t = comparison_table([res], resamples=300).set_index(["strategy", "view"])
     assert t.loc[("Weight-Entropy", "mean"), "call"] == "ref" and (t["reference"] == "Weight-Entropy").all()
     assert t.loc[("Weight-Entropy", "L/4"), "k"] == 1 and t.loc[("Weight-Entropy", "3L/4"), "k"] == 3
@@ -239,8 +335,8 @@ def _win_or_tie_case(noisy: bool) -> DatasetResults:
     ref = _scores(0.70)
     if noisy:
         rf = ref.copy()
-        rf[:35] = 0.0            # the reference alone is right on 35 ...
-        rf[140:185] = 1.0        # ... RF alone on 45
+        rf[:35] = 0.0  # the reference alone is right on 35 ...
+        rf[140:185] = 1.0  # ... RF alone on 45
     else:
         rf = _scores(0.75)
     assert rf.mean() - ref.mean() == pytest.approx(0.05)
@@ -256,46 +352,73 @@ def test_a_verdict_flips_when_the_same_difference_falls_inside_the_noise():
     # the claims: the point count (paper's reading) counts both, the significant count only the clean one
     for case, significant in ((False, 1), (True, 0)):
         res = _win_or_tie_case(case)
-        row = claims_check([res], comparison_table([res])).set_index("claim").loc["Random-Forest fusion is best (within)"]
+        row = (
+            claims_check([res], comparison_table([res])).set_index("claim").loc["Random-Forest fusion is best (within)"]
+        )
         assert row["point_count"] == 1 and row["significant_count"] == significant
 
 
 # ---------------------------------------------------------------- claims
 
+
 def _distill_rows(name: str, kd: float, ce: float, none: float) -> pd.DataFrame:
     rows = []
     for mode, acc in (("kd", kd), ("ce", ce), ("none", none)):
         for depth, n_layers in ((1, 3), (3, 1)):
-            rows.append({"dataset": name, "strategy": "Random-Forest", "depth": depth, "n_layers": n_layers, "kept": "",
-                         "mode": mode, "alpha": 0.5, "val_acc": acc, "test_acc": acc, "n_params": 1,
-                         "bytes": 50e6 if depth == 1 else 10e6, "ats": np.nan, "best_depth": depth == 1})
+            rows.append(
+                {
+                    "dataset": name,
+                    "strategy": "Random-Forest",
+                    "depth": depth,
+                    "n_layers": n_layers,
+                    "kept": "",
+                    "mode": mode,
+                    "alpha": 0.5,
+                    "val_acc": acc,
+                    "test_acc": acc,
+                    "n_params": 1,
+                    "bytes": 50e6 if depth == 1 else 10e6,
+                    "ats": np.nan,
+                    "best_depth": depth == 1,
+                }
+            )
     return pd.DataFrame(rows)
 
 
 def test_claims_split_protocols_kd_and_factors():
     # dataset a: within RF significantly best; transfer RF 5 points below the reference everywhere
     ref = _scores(0.70)
-    spec = {"Weight-Entropy": [(_scores(0.8), ref)] * 3, "Random-Forest": [(_scores(0.7), _scores(0.85))] * 3,
-            "Linear-Regression": [(_scores(0.6), ref)] * 3,
-            "Random-Forest (transfer)": [(_scores(0.7), _scores(0.65))] * 3}
+    spec = {
+        "Weight-Entropy": [(_scores(0.8), ref)] * 3,
+        "Random-Forest": [(_scores(0.7), _scores(0.85))] * 3,
+        "Linear-Regression": [(_scores(0.6), ref)] * 3,
+        "Random-Forest (transfer)": [(_scores(0.7), _scores(0.65))] * 3,
+    }
     res = make_results("a", spec, original=(0.9, 0.80))
     # distillation at k* = 1: KD 0.90 vs M_0 0.80 (win), control 0.88 (KD - control: 2 points on 4 discordant)
     res.distill = _distill_rows("a", kd=0.90, ce=0.88, none=0.60)
-    res.distill_scores = {("Random-Forest", 1, "kd", "test"): _scores(0.90), ("Random-Forest", 1, "ce", "test"): _scores(0.88),
-                          ("Random-Forest", 1, "none", "test"): _scores(0.60)}
+    res.distill_scores = {
+        ("Random-Forest", 1, "kd", "test"): _scores(0.90),
+        ("Random-Forest", 1, "ce", "test"): _scores(0.88),
+        ("Random-Forest", 1, "none", "test"): _scores(0.60),
+    }
     table = comparison_table([res])
     summary = distill_summary(res.distill, {"a": res.metrics})
     c = claims_check([res], table, summary).set_index("claim")
     assert c.loc["Random-Forest fusion is best (within)", ["point_count", "significant_count"]].tolist() == [1, 1]
     assert c.loc["Random-Forest fusion is best (transfer)", ["point_count", "significant_count"]].tolist() == [0, 0]
-    assert c.loc["Random-Forest fusion is best or near-optimal (transfer)", "significant_count"] == 0  # significantly below
+    assert (
+        c.loc["Random-Forest fusion is best or near-optimal (transfer)", "significant_count"] == 0
+    )  # significantly below
     assert c.loc["Linear-Regression fusion leads (is best) (within)", "point_count"] == 0
     assert c.loc["Fusion reaches every single-signal strategy's best (within)", "significant_count"] == 1
     assert c.loc["Random-Forest fusion is best (within)", "verdict"] == "reproduced"  # 1 of 1, need ceil(7/9) = 1
     kd = c.loc["Pruned + distilled (KD) at k* beats the original M_0"]
     assert kd[["point_count", "significant_count"]].tolist() == [1, 1] and "control beats M_0: point 1" in kd["detail"]
     teacher = c.loc["The teacher adds accuracy over the alpha = 0 control (KD vs control at k*)"]
-    assert teacher["point_count"] == 1 and teacher["significant_count"] == 1  # 4 discordant pairs, all for KD: no spread
+    assert (
+        teacher["point_count"] == 1 and teacher["significant_count"] == 1
+    )  # 4 discordant pairs, all for KD: no spread
     # factors each against 18.84, none picked for being closest
     f1 = (90 / 50) / (80 / 100)
     assert c.loc["Accuracy-to-size factor F1 reaches 18.84", "detail"].startswith(f"F1 = {f1:.2f}")
@@ -315,17 +438,25 @@ def test_claims_without_predictions_or_stages_say_not_measured():
 
 # ---------------------------------------------------------------- direction check
 
+
 def test_direction_check_on_validation():
-    spec = {"Weight-Entropy": _flat(0.80, 0.5), "Weight-Entropy (flipped)": _flat(0.70, 0.9),  # SPEC better on val
-            "Gradient-Fisher": _flat(0.70, 0.9), "Gradient-Fisher (flipped)": _flat(0.70, 0.5),  # tie on val
-            "Gradient-Norm": _flat(0.70, 0.5)}  # no flipped run: left out
+    spec = {
+        "Weight-Entropy": _flat(0.80, 0.5),
+        "Weight-Entropy (flipped)": _flat(0.70, 0.9),  # SPEC better on val
+        "Gradient-Fisher": _flat(0.70, 0.9),
+        "Gradient-Fisher (flipped)": _flat(0.70, 0.5),  # tie on val
+        "Gradient-Norm": _flat(0.70, 0.5),
+    }  # no flipped run: left out
     check = direction_check([make_results("a", spec)]).set_index("signal")
     assert sorted(check.index) == ["Gradient-Fisher", "Weight-Entropy"]
-    assert check.loc["Weight-Entropy", "verdict"] == "SPEC" and check.loc["Weight-Entropy", "diff"] == pytest.approx(0.1)
+    assert check.loc["Weight-Entropy", "verdict"] == "SPEC" and check.loc["Weight-Entropy", "diff"] == pytest.approx(
+        0.1
+    )
     assert check.loc["Gradient-Fisher", "verdict"] == "tie"  # test accuracy (0.9 vs 0.5) is never read
 
 
 # ---------------------------------------------------------------- from run folders to the printed table
+
 
 def _write_folder(root, res: DatasetResults, with_predictions: bool = True):
     from paperlib.pruning import prediction_rows
@@ -341,12 +472,15 @@ def _write_folder(root, res: DatasetResults, with_predictions: bool = True):
     parts = []
     for (strategy, split), sc in res.scores.items():
         for k, row in enumerate(sc, start=1):
-            parts.append(prediction_rows(np.where(row == 1, labels[split], (labels[split] + 1) % 3), strategy, 0, k, split))
+            parts.append(
+                prediction_rows(np.where(row == 1, labels[split], (labels[split] + 1) % 3), strategy, 0, k, split)
+            )
     for split, sc in res.original.items():
         parts.append(prediction_rows(np.where(sc == 1, labels[split], (labels[split] + 1) % 3), "M_0", 0, 0, split))
     pd.concat(parts).to_parquet(folder / "predictions.parquet")
-    pd.DataFrame([(s, i, l) for s, y in labels.items() for i, l in enumerate(y)],
-                 columns=["split", "example", "label"]).to_parquet(folder / "labels.parquet")
+    pd.DataFrame(
+        [(s, i, l) for s, y in labels.items() for i, l in enumerate(y)], columns=["split", "example", "label"]
+    ).to_parquet(folder / "labels.parquet")
     return folder
 
 
@@ -386,7 +520,9 @@ def test_table_command_prints_intervals_claims_and_rules(tmp_path, capsys):
     assert "(flipped)" not in out["table"]["strategy"].str.cat()  # not a Table 1 strategy
     saved = pd.read_csv(tmp_path / "summary" / "table1.csv")
     assert len(saved) == len(out["table"]) and set(saved["view"]) == {"L/4", "L/2", "3L/4", "mean", "val-k", "max"}
-    assert {"claims.csv", "table1_mean.csv", "table1_max.csv", "direction.csv"} <= {p.name for p in (tmp_path / "summary").iterdir()}
+    assert {"claims.csv", "table1_mean.csv", "table1_max.csv", "direction.csv"} <= {
+        p.name for p in (tmp_path / "summary").iterdir()
+    }
     with pytest.raises(PaperlibError, match="paperlib prune"):
         load_results(tmp_path / "summary")
 

@@ -9,8 +9,15 @@ import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
 from paperlib.errors import PaperlibError
-from paperlib.models import (count_parameters, fp32_bytes, get_layers, kept_layers, layers_removed, load_model,
-                             remove_layers)
+from paperlib.models import (
+    count_parameters,
+    fp32_bytes,
+    get_layers,
+    kept_layers,
+    layers_removed,
+    load_model,
+    remove_layers,
+)
 
 ARCHS = {  # random model name -> (base attribute, layer list inside it)
     "random:tiny": ("bert", "encoder"),
@@ -77,21 +84,30 @@ def test_remove_layers_equals_running_the_kept_layers_by_hand(name, tmp_path):
         assert [id(m) for m in layer_list(model, name)] == [id(original[0]), id(original[3])]
         assert model.config.num_hidden_layers == 2 and kept_layers(model) == [0, 3]
         pruned = model(input_ids=ids, attention_mask=mask).logits
-        torch.testing.assert_close(pruned, by_hand(model, name, [original[0], original[3]], ids, mask),
-                                   rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(
+            pruned, by_hand(model, name, [original[0], original[3]], ids, mask), rtol=1e-5, atol=1e-6
+        )
         assert not torch.allclose(pruned, full)
 
         remove_layers(model, [0])  # original indices, also after an earlier removal
         assert kept_layers(model) == [3] and model.config.num_hidden_layers == 1
-        torch.testing.assert_close(model(input_ids=ids, attention_mask=mask).logits,
-                                   by_hand(model, name, [original[3]], ids, mask), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(
+            model(input_ids=ids, attention_mask=mask).logits,
+            by_hand(model, name, [original[3]], ids, mask),
+            rtol=1e-5,
+            atol=1e-6,
+        )
 
     model.save_pretrained(tmp_path / "pruned")
     plain = AutoModelForSequenceClassification.from_pretrained(tmp_path / "pruned").eval()
     assert plain.config.kept_layers == [3] and len(layer_list(plain, name)) == 1
     with torch.no_grad():
-        torch.testing.assert_close(plain(input_ids=ids, attention_mask=mask).logits,
-                                   model(input_ids=ids, attention_mask=mask).logits, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(
+            plain(input_ids=ids, attention_mask=mask).logits,
+            model(input_ids=ids, attention_mask=mask).logits,
+            rtol=1e-5,
+            atol=1e-6,
+        )
 
 
 @pytest.mark.parametrize("name", ["random:tiny", "random:distilbert-tiny"])
@@ -105,8 +121,12 @@ def test_layers_removed_is_temporary_and_copies_nothing(name):
         with layers_removed(model, [0, 2]) as m:
             assert m is model and kept_layers(model) == [1, 3] and model.config.num_hidden_layers == 2
             assert [id(x) for x in layer_list(model, name)] == [id(original[1]), id(original[3])]
-            torch.testing.assert_close(model(input_ids=ids, attention_mask=mask).logits,
-                                       by_hand(model, name, [original[1], original[3]], ids, mask), rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(
+                model(input_ids=ids, attention_mask=mask).logits,
+                by_hand(model, name, [original[1], original[3]], ids, mask),
+                rtol=1e-5,
+                atol=1e-6,
+            )
             assert {p.data_ptr() for p in model.parameters()} < set(pointers)  # the same storage, fewer tensors
         assert kept_layers(model) == [0, 1, 2, 3] and model.config.num_hidden_layers == 4
         assert [id(x) for x in layer_list(model, name)] == [id(x) for x in original]
@@ -135,10 +155,13 @@ def test_checkpoint_folder_loads_and_a_new_label_set_gets_a_new_head(tmp_path):
     assert tok2.vocab == tok.vocab
     other, _ = load_model(str(tmp_path / "ckpt"), class_names=["x", "y", "z"])
     assert other.classifier.out_features == 3 and other.config.id2label[2] == "z"
-    torch.testing.assert_close(other.bert.encoder.layer[2].output.dense.weight, again.bert.encoder.layer[2].output.dense.weight)
+    torch.testing.assert_close(
+        other.bert.encoder.layer[2].output.dense.weight, again.bert.encoder.layer[2].output.dense.weight
+    )
 
 
 # ---------------------------------------------------------------- sizes
+
 
 def test_sizes_of_random_tiny_by_formula():
     model = tiny("random:tiny", num_labels=3)
@@ -154,6 +177,7 @@ def test_sizes_of_random_tiny_by_formula():
 
 
 # ---------------------------------------------------------------- bad input
+
 
 def one_line_error(match, fn, *args, **kwargs):
     with pytest.raises(PaperlibError, match=match) as info:
@@ -190,8 +214,17 @@ SUPPORTED_NAMES = ("BERT", "RoBERTa", "DistilBERT", "ELECTRA", "MPNet")
 
 
 def gpt2_tiny():
-    config = AutoConfig.for_model("gpt2", n_embd=32, n_layer=2, n_head=2, vocab_size=1000, n_positions=64,
-                                  bos_token_id=0, eos_token_id=0, pad_token_id=0)
+    config = AutoConfig.for_model(
+        "gpt2",
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        vocab_size=1000,
+        n_positions=64,
+        bos_token_id=0,
+        eos_token_id=0,
+        pad_token_id=0,
+    )
     return AutoModelForSequenceClassification.from_config(config)
 
 
@@ -207,9 +240,12 @@ def test_unsupported_architecture_names_the_supported_ones(tmp_path):
 def test_unknown_model_names_fail_fast_offline(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("must not touch the network when HF_HUB_OFFLINE=1")
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(socket, "create_connection", refuse)
-    message = one_line_error("unknown model 'no-such-org-xyz/no-such-model'", load_model, "no-such-org-xyz/no-such-model")
+    message = one_line_error(
+        "unknown model 'no-such-org-xyz/no-such-model'", load_model, "no-such-org-xyz/no-such-model"
+    )
     assert "minilm" in message and "random:" in message
     one_line_error("unknown random model 'random:huge'", load_model, "random:huge")
     one_line_error("neither a checkpoint folder nor a hub id", load_model, "./no/such/folder")

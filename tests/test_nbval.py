@@ -21,30 +21,50 @@ pytest.importorskip("nbval")
 
 REPO = Path(__file__).resolve().parents[1]
 CHECK = "# NBVAL_CHECK_OUTPUT\n"
-ENVIRONMENT = (CHECK + "import os\nfrom paperlib.reproduce import repo_root\n"
-               "print(sorted(p.name for p in repo_root().glob('runs/*')), os.environ.get('PAPERLIB_PRECISION'),\n"
-               "      'PAPERLIB_DATA_DIR' in os.environ, repo_root().name.startswith('paperlib-nbval-'))")
+ENVIRONMENT = (
+    CHECK + "import os\nfrom paperlib.paths import repo_root\n"
+    "print(sorted(p.name for p in repo_root().glob('runs/*')), os.environ.get('PAPERLIB_PRECISION'),\n"
+    "      'PAPERLIB_DATA_DIR' in os.environ, repo_root().name.startswith('paperlib-nbval-'))"
+)
 NUMBER = CHECK + "import math\nprint(f'{math.fsum([0.1] * 3):.2f}')"
 
 
 def _notebook(folder: Path, number_output: str) -> Path:
-    cells = [new_code_cell(ENVIRONMENT, execution_count=1, outputs=[new_output("stream", name="stdout", text="[] fp32 False True\n")]),
-             new_code_cell(NUMBER, execution_count=2, outputs=[new_output("stream", name="stdout", text=number_output)])]
+    cells = [
+        new_code_cell(
+            ENVIRONMENT, execution_count=1, outputs=[new_output("stream", name="stdout", text="[] fp32 False True\n")]
+        ),
+        new_code_cell(NUMBER, execution_count=2, outputs=[new_output("stream", name="stdout", text=number_output)]),
+    ]
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(REPO / "notebooks" / "conftest.py", folder / "conftest.py")
     (folder / "pytest.ini").write_text("[pytest]\n")  # this folder is the rootdir, whatever lies above it
     path = folder / "check.ipynb"
-    nbformat.write(new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                                       "language": "python"}}), path)
+    nbformat.write(
+        new_notebook(
+            cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+        ),
+        path,
+    )
     return path
 
 
 def _nbval(path: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PAPERLIB_DATA_DIR": str(path.parent), "PAPERLIB_PRECISION": "bf16",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "PAPERLIB_DATA_DIR": str(path.parent),
+        "PAPERLIB_PRECISION": "bf16",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
     env.pop("PAPERLIB_ROOT", None)
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", str(path), "--nbval-lax", "-p", "no:cacheprovider"],
-                          cwd=path.parent, capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", str(path), "--nbval-lax", "-p", "no:cacheprovider"],
+        cwd=path.parent,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
 
 
 def test_nbval_passes_on_true_outputs_in_a_fresh_fp32_root_and_fails_on_a_changed_number(tmp_path):
@@ -58,8 +78,14 @@ def test_nbval_passes_on_true_outputs_in_a_fresh_fp32_root_and_fails_on_a_change
 
 
 def test_committed_notebooks_have_checked_cells_with_outputs():
-    for name in ("01_finetune_baseline", "02_pruning_signals", "03_single_signal_pruning", "04_strategic_fusion",
-                 "05_knowledge_distillation", "06_results_across_datasets"):
+    for name in (
+        "01_finetune_baseline",
+        "02_pruning_signals",
+        "03_single_signal_pruning",
+        "04_strategic_fusion",
+        "05_knowledge_distillation",
+        "06_results_across_datasets",
+    ):
         nb = nbformat.read(REPO / "notebooks" / f"{name}.ipynb", as_version=4)
         checked = [c for c in nb.cells if c.cell_type == "code" and c.source.startswith(CHECK.strip())]
         assert checked, f"{name} has no # NBVAL_CHECK_OUTPUT cell"

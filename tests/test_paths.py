@@ -48,7 +48,9 @@ def test_the_scanner_finds_what_it_must(tmp_path):
     (tmp_path / "config.json").write_text('{"source": "local:/home/alice/data/ag_news"}')
     pd.DataFrame({"kept": ["0,1"], "where": ["/tmp/run/x"]}).to_parquet(tmp_path / "c.parquet", compression="zstd")
     (tmp_path / "n.ipynb").write_text('{"metadata": {"papermill": {"output_path": "/work/out/06.ipynb"}}}')
-    (tmp_path / "ok.json").write_text('{"source": "local:ag_news", "url": "https://example.com/home/x", "runs": "runs/quick"}')
+    (tmp_path / "ok.json").write_text(
+        '{"source": "local:ag_news", "url": "https://example.com/home/x", "runs": "runs/quick"}'
+    )
     assert absolute_paths(tmp_path / "config.json") == ["/home/alice/data/ag_news"]
     assert "/tmp/run/x" in absolute_paths(tmp_path / "c.parquet")
     assert absolute_paths(tmp_path / "n.ipynb") == ["/work/out/06.ipynb"]
@@ -56,10 +58,13 @@ def test_the_scanner_finds_what_it_must(tmp_path):
 
 
 def test_cleaning_removes_bars_warnings_and_paths():
-    text = ("/opt/venv/lib/python3.11/site-packages/tqdm/auto.py:21: TqdmWarning: IProgress not found.\n"
-            "  from .autonotebook import tqdm as notebook_tqdm\n"
-            "Loading weights:   0%|          | 0/103 [00:00<?, ?it/s]\rLoading weights: 100%|##########| 103/103 [00:00<00:00]\n"
-            "run folder: /home/bob/runs/quick/bbc_news\n")
+    text = (
+        "/opt/venv/lib/python3.11/site-packages/tqdm/auto.py:21: TqdmWarning: IProgress not found.\n"
+        "  from .autonotebook import tqdm as notebook_tqdm\n"
+        "Loading weights:   0%|          | 0/103 [00:00<?, ?it/s]"
+        "\rLoading weights: 100%|##########| 103/103 [00:00<00:00]\n"
+        "run folder: /home/bob/runs/quick/bbc_news\n"
+    )
     cleaned = clean_text(text)
     assert "Warning" not in cleaned and "autonotebook" not in cleaned and "Loading weights" not in cleaned
     assert cleaned.strip().startswith("run folder: ") and not ABSOLUTE_PATH.findall(cleaned)
@@ -69,11 +74,23 @@ def test_clean_notebook_makes_metadata_portable():
     import nbformat
     from nbformat.v4 import new_code_cell, new_notebook, new_output
 
-    cell = new_code_cell("x", outputs=[new_output("stream", name="stderr", text="\n"),
-                                       new_output("stream", name="stdout", text="saved to /tmp/abc/figures/x.png\n")])
-    nb = new_notebook(cells=[cell], metadata={"papermill": {"input_path": "/work/repo/notebooks/01.ipynb",
-                                                            "output_path": "/tmp/nbout/01.ipynb",
-                                                            "parameters": {"RUNS": "/tmp/r/runs/quick", "PRESET": "quick"}}})
+    cell = new_code_cell(
+        "x",
+        outputs=[
+            new_output("stream", name="stderr", text="\n"),
+            new_output("stream", name="stdout", text="saved to /tmp/abc/figures/x.png\n"),
+        ],
+    )
+    nb = new_notebook(
+        cells=[cell],
+        metadata={
+            "papermill": {
+                "input_path": "/work/repo/notebooks/01.ipynb",
+                "output_path": "/tmp/nbout/01.ipynb",
+                "parameters": {"RUNS": "/tmp/r/runs/quick", "PRESET": "quick"},
+            }
+        },
+    )
     clean_notebook(nb)
     text = nbformat.writes(nb)
     assert not ABSOLUTE_PATH.findall(text), ABSOLUTE_PATH.findall(text)
@@ -85,4 +102,6 @@ def test_clean_notebook_makes_metadata_portable():
 def test_committed_files_hold_no_absolute_paths(folder):
     files = [p for p in committed_files() if p.relative_to(REPO).parts[0] == folder]
     offending = {str(p.relative_to(REPO)): sorted(set(found))[:3] for p in files if (found := absolute_paths(p))}
-    assert not offending, f"absolute paths in committed files (python tools/strip_paths.py {folder} fixes text files): {offending}"
+    assert not offending, (
+        f"absolute paths in committed files (python tools/strip_paths.py {folder} fixes text files): {offending}"
+    )

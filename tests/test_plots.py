@@ -26,14 +26,40 @@ def make_curves(dataset: str | None = None) -> pd.DataFrame:
         kept = list(range(L))
         for step, layer in enumerate(order, 1):
             kept.remove(layer)
-            rows.append((name, 0, step, layer, ",".join(map(str, kept)), 0.9 - 0.1 * step, 0.8 - 0.1 * step, 100 - step, 400 - 4 * step))
+            rows.append(
+                (
+                    name,
+                    0,
+                    step,
+                    layer,
+                    ",".join(map(str, kept)),
+                    0.9 - 0.1 * step,
+                    0.8 - 0.1 * step,
+                    100 - step,
+                    400 - 4 * step,
+                )
+            )
     for seed in range(3):
-        order = np.random.default_rng(seed).permutation(L)[:L - 1]
+        order = np.random.default_rng(seed).permutation(L)[: L - 1]
         kept = list(range(L))
         for step, layer in enumerate(order, 1):
             kept.remove(int(layer))
-            rows.append(("Random", seed, step, int(layer), ",".join(map(str, kept)), 0.5 + 0.01 * seed, 0.4 + 0.02 * seed * step, 100 - step, 400 - 4 * step))
-    df = pd.DataFrame(rows, columns=["strategy", "seed", "step", "removed", "kept", "val_acc", "test_acc", "n_params", "bytes"])
+            rows.append(
+                (
+                    "Random",
+                    seed,
+                    step,
+                    int(layer),
+                    ",".join(map(str, kept)),
+                    0.5 + 0.01 * seed,
+                    0.4 + 0.02 * seed * step,
+                    100 - step,
+                    400 - 4 * step,
+                )
+            )
+    df = pd.DataFrame(
+        rows, columns=["strategy", "seed", "step", "removed", "kept", "val_acc", "test_acc", "n_params", "bytes"]
+    )
     if dataset is not None:
         df.insert(0, "dataset", dataset)
     return df
@@ -48,12 +74,18 @@ def make_signals() -> pd.DataFrame:
                 values = rng.normal(size=len(SIGNALS))
                 if step == 1:  # M_0's signals: identical for every strategy, known values
                     values = np.arange(len(SIGNALS), dtype=float) * (layer + 1) ** 2
-                rows.append({"strategy": strategy, "seed": 0, "step": step, "layer": layer, **dict(zip(SIGNALS, values))})
+                rows.append(
+                    {"strategy": strategy, "seed": 0, "step": step, "layer": layer, **dict(zip(SIGNALS, values))}
+                )
     return pd.DataFrame(rows)
 
 
 def labelled_lines(ax):
-    return [line for line in ax.get_lines() if not line.get_label().startswith("_") and not line.get_label().startswith("original")]
+    return [
+        line
+        for line in ax.get_lines()
+        if not line.get_label().startswith("_") and not line.get_label().startswith("original")
+    ]
 
 
 def test_save_figure_writes_png_and_pdf(tmp_path):
@@ -94,7 +126,7 @@ def test_pruning_order_table_and_grid():
     table = plots.pruning_order(curves)
     assert table.loc["Weight-Entropy"].tolist() == [0, 1, 2, 3]
     assert table.loc["Random-Forest"].tolist() == [4, 3, 2, 1]
-    random0 = np.random.default_rng(0).permutation(L)[:L - 1]
+    random0 = np.random.default_rng(0).permutation(L)[: L - 1]
     assert table.loc["Random"].tolist() == random0.tolist()  # first seed
     assert table.index[0] == "Random-Forest"  # fusion listed first
     fig = plots.pruning_order_grid(curves)
@@ -121,8 +153,8 @@ def test_signal_correlation_sees_monotone_and_reversed_signals():
             base = rng.normal()
             values = {s: rng.normal() for s in SIGNALS}
             values[SIGNALS[0]] = base
-            values[SIGNALS[1]] = np.exp(base)      # same ranking
-            values[SIGNALS[2]] = -3 * base + 10    # reversed ranking
+            values[SIGNALS[1]] = np.exp(base)  # same ranking
+            values[SIGNALS[2]] = -3 * base + 10  # reversed ranking
             rows.append({"strategy": "Weight-Entropy", "seed": 0, "step": step, "layer": layer, **values})
     fig = plots.signal_correlation(pd.DataFrame(rows))
     corr = np.asarray(fig.axes[0].collections[0].get_array()).reshape(len(SIGNALS), len(SIGNALS))
@@ -145,8 +177,13 @@ def test_figure1_grid_one_panel_per_dataset(tmp_path):
 
 
 def test_fusion_weights_bars_match_the_frame():
-    weights = pd.DataFrame({"signal": list(SIGNALS), "lr_coefficient": np.linspace(-1, 1, len(SIGNALS)),
-                            "rf_importance": np.full(len(SIGNALS), 1 / len(SIGNALS))})
+    weights = pd.DataFrame(
+        {
+            "signal": list(SIGNALS),
+            "lr_coefficient": np.linspace(-1, 1, len(SIGNALS)),
+            "rf_importance": np.full(len(SIGNALS), 1 / len(SIGNALS)),
+        }
+    )
     fig = plots.fusion_weights_plot(weights)
     lr_ax, rf_ax = fig.axes[:2]
     lr = {t.get_text(): p.get_width() for t, p in zip(lr_ax.get_yticklabels(), lr_ax.patches)}
@@ -156,9 +193,18 @@ def test_fusion_weights_bars_match_the_frame():
 
 
 def test_distillation_plot_one_line_per_mode_side_by_side_and_identical_modes_named():
-    rows = [{"dataset": "d", "strategy": "Random-Forest", "depth": k, "mode": mode, "test_acc": acc + 0.01 * k,
-             "best_depth": k == 2}
-            for k in (1, 2, 3) for mode, acc in (("kd", 0.8), ("ce", 0.8), ("none", 0.5))]
+    rows = [
+        {
+            "dataset": "d",
+            "strategy": "Random-Forest",
+            "depth": k,
+            "mode": mode,
+            "test_acc": acc + 0.01 * k,
+            "best_depth": k == 2,
+        }
+        for k in (1, 2, 3)
+        for mode, acc in (("kd", 0.8), ("ce", 0.8), ("none", 0.5))
+    ]
     fig = plots.distillation_plot(pd.DataFrame(rows), original_acc=0.82)
     ax = fig.axes[0]
     lines = {l.get_label(): l for l in ax.get_lines() if l.get_marker() not in ("None", "", None)}
@@ -167,9 +213,9 @@ def test_distillation_plot_one_line_per_mode_side_by_side_and_identical_modes_na
     ce = next(l for name, l in lines.items() if name.startswith("\u03b1 = 0"))
     np.testing.assert_allclose(kd.get_ydata(), [0.81, 0.82, 0.83])
     np.testing.assert_allclose(ce.get_ydata(), kd.get_ydata())  # same accuracy ...
-    assert np.all(ce.get_xdata() > kd.get_xdata())              # ... drawn beside it, not under it
+    assert np.all(ce.get_xdata() > kd.get_xdata())  # ... drawn beside it, not under it
     assert "identical to KD" in ce.get_label() and "identical" not in kd.get_label()
-    assert ce.get_markerfacecolor() == "none"                   # hollow control markers around filled KD
+    assert ce.get_markerfacecolor() == "none"  # hollow control markers around filled KD
     k_star = [l for l in ax.get_lines() if l.get_label().startswith("k*")]
     assert k_star[0].get_xdata()[0] == 2
     plt.close(fig)
@@ -177,7 +223,9 @@ def test_distillation_plot_one_line_per_mode_side_by_side_and_identical_modes_na
 
 def test_distillation_plot_marks_k_star_from_the_parquet_flags():
     # distill.parquet flags k* with a bool per row; here k* = 3 of the distilled depths 2, 3, 5
-    rows = [{"depth": k, "mode": mode, "test_acc": 0.5, "best_depth": k == 3} for k in (2, 3, 5) for mode in ("kd", "ce")]
+    rows = [
+        {"depth": k, "mode": mode, "test_acc": 0.5, "best_depth": k == 3} for k in (2, 3, 5) for mode in ("kd", "ce")
+    ]
     fig = plots.distillation_plot(pd.DataFrame(rows))
     marks = [l for l in fig.axes[0].get_lines() if l.get_label().startswith("k*")]
     assert len(marks) == 1 and list(marks[0].get_xdata()) == [3, 3]
@@ -199,16 +247,22 @@ def test_coinciding_curves_are_offset_and_named_in_the_legend():
     curves = make_curves()  # Random-Forest, Weight-Entropy and Oracle share test accuracy 0.8 - 0.1 k
     fig = plots.pruning_curves(curves, original_acc=0.85)
     lines = {l.get_label(): l for l in labelled_lines(fig.axes[0])}
-    rf, we, oracle = lines["Random-Forest"], lines["Weight-Entropy (= Random-Forest)"], lines["Oracle (= Random-Forest)"]
+    rf, we, oracle = (
+        lines["Random-Forest"],
+        lines["Weight-Entropy (= Random-Forest)"],
+        lines["Oracle (= Random-Forest)"],
+    )
     steps = np.arange(1, L)
     np.testing.assert_allclose(rf.get_xdata(), steps)
-    np.testing.assert_allclose(we.get_xdata(), steps + plots.DODGE)       # each twin one offset further
+    np.testing.assert_allclose(we.get_xdata(), steps + plots.DODGE)  # each twin one offset further
     np.testing.assert_allclose(oracle.get_xdata(), steps + 2 * plots.DODGE)
     np.testing.assert_allclose(we.get_ydata(), rf.get_ydata())
     assert not any("(=" in name for name in lines if name.startswith("Random ("))  # Random differs: no note
     plt.close(fig)
     # many coinciding curves stay within MAX_DODGE of the first: no curve drifts towards the next step
-    many = pd.concat([curves] + [curves[curves["strategy"] == "Weight-Entropy"].assign(strategy=s) for s in SIGNALS[:9]])
+    many = pd.concat(
+        [curves] + [curves[curves["strategy"] == "Weight-Entropy"].assign(strategy=s) for s in SIGNALS[:9]]
+    )
     fig = plots.pruning_curves(many)
     spread = max(l.get_xdata()[0] for l in labelled_lines(fig.axes[0])) - 1
     assert 0 < spread <= plots.MAX_DODGE + 1e-9
@@ -245,8 +299,9 @@ def test_show_figure_without_a_folder_saves_nothing(tmp_path, monkeypatch, capsy
 
 
 def _counts() -> pd.DataFrame:
-    return pd.DataFrame({"train": [310, 95, 402], "val": [41, 12, 50], "test": [77, 23, 99]},
-                        index=["business", "sport", "tech"])
+    return pd.DataFrame(
+        {"train": [310, 95, 402], "val": [41, 12, 50], "test": [77, 23, 99]}, index=["business", "sport", "tech"]
+    )
 
 
 def test_finetune_plot_bars_are_the_counts_and_the_curve_is_the_validation_accuracy():
@@ -260,9 +315,17 @@ def test_finetune_plot_bars_are_the_counts_and_the_curve_is_the_validation_accur
         for bar in container.patches:
             drawn[(ticks[int(round(bar.get_x() + bar.get_width() / 2))], container.get_label())] = bar.get_height()
     assert len(left.patches) == counts.size == 9
-    assert drawn == {("business", "train"): 310, ("sport", "train"): 95, ("tech", "train"): 402,
-                     ("business", "val"): 41, ("sport", "val"): 12, ("tech", "val"): 50,
-                     ("business", "test"): 77, ("sport", "test"): 23, ("tech", "test"): 99}
+    assert drawn == {
+        ("business", "train"): 310,
+        ("sport", "train"): 95,
+        ("tech", "train"): 402,
+        ("business", "val"): 41,
+        ("sport", "val"): 12,
+        ("tech", "val"): 50,
+        ("business", "test"): 77,
+        ("sport", "test"): 23,
+        ("tech", "test"): 99,
+    }
     curve = [l for l in right.get_lines() if l.get_marker() == "o"]
     assert len(curve) == 1
     np.testing.assert_allclose(curve[0].get_xdata(), [1, 2, 3])
@@ -324,9 +387,15 @@ def test_missing_columns_and_empty_frames_raise():
 
 
 def test_direction_check_plot_bars_are_differences_in_points():
-    check = pd.DataFrame({"rule mean": [0.8, 0.3, 0.5], "flipped mean": [0.4, 0.6, 0.5],
-                          "lo": [0.3, -0.4, -0.1], "hi": [0.5, -0.2, 0.1]},
-                         index=["Activation-Mean", "Redundancy-MI", "Weight-Entropy"])
+    check = pd.DataFrame(
+        {
+            "rule mean": [0.8, 0.3, 0.5],
+            "flipped mean": [0.4, 0.6, 0.5],
+            "lo": [0.3, -0.4, -0.1],
+            "hi": [0.5, -0.2, 0.1],
+        },
+        index=["Activation-Mean", "Redundancy-MI", "Weight-Entropy"],
+    )
     fig = plots.direction_check_plot(check, low="lo", high="hi")
     ax = fig.axes[0]
     widths = [p.get_width() for p in ax.patches]

@@ -75,12 +75,18 @@ def test_bf16_layer_reuse_stays_bit_identical_to_a_pruned_copy(tiny_run, monkeyp
     for kept in [(0, 1, 2, 3), (0, 1, 3), (0, 1), (1, 2, 3), (0, 2)]:
         pruned = remove_layers(copy.deepcopy(tiny_run.model), [i for i in range(4) if i not in kept])
         for split in ("val", "test"):
-            assert torch.equal(pruner.logits(kept, split), predict_logits(pruned, tiny_run.encoded[split], device="cpu"))
-        assert pruner.evaluate(kept) == (evaluate(pruned, tiny_run.encoded["val"], device="cpu")["accuracy"],
-                                         evaluate(pruned, tiny_run.encoded["test"], device="cpu")["accuracy"])
+            assert torch.equal(
+                pruner.logits(kept, split), predict_logits(pruned, tiny_run.encoded[split], device="cpu")
+            )
+        assert pruner.evaluate(kept) == (
+            evaluate(pruned, tiny_run.encoded["val"], device="cpu")["accuracy"],
+            evaluate(pruned, tiny_run.encoded["test"], device="cpu")["accuracy"],
+        )
     before = pruner.calls["layers_run"]  # the shortcut was taken: dropping M_0's top layer runs one layer
-    assert torch.equal(pruner.logits((0, 1, 2), "val"),
-                       predict_logits(remove_layers(copy.deepcopy(tiny_run.model), [3]), tiny_run.encoded["val"], device="cpu"))
+    assert torch.equal(
+        pruner.logits((0, 1, 2), "val"),
+        predict_logits(remove_layers(copy.deepcopy(tiny_run.model), [3]), tiny_run.encoded["val"], device="cpu"),
+    )
     assert pruner.calls["layers_run"] - before == 1
 
 
@@ -94,8 +100,17 @@ def test_bf16_signals_are_close_to_fp32(tiny_run, monkeypatch):
     for name in ("Weight-Magnitude", "Weight-Entropy"):
         assert bf16[name].tolist() == fp32[name].tolist()
     # activation, attention and gradient statistics move by bf16 rounding only
-    for name in ("Activation-Mean", "Activation-Intensity", "Activation-Energy", "Attention-Weight",
-                 "Attention-Entropy", "Gradient-Norm", "Gradient-Fisher", "Block-Influence"):
-        torch.testing.assert_close(torch.tensor(bf16[name].to_numpy()), torch.tensor(fp32[name].to_numpy()),
-                                   rtol=0.08, atol=1e-6, msg=name)
+    for name in (
+        "Activation-Mean",
+        "Activation-Intensity",
+        "Activation-Energy",
+        "Attention-Weight",
+        "Attention-Entropy",
+        "Gradient-Norm",
+        "Gradient-Fisher",
+        "Block-Influence",
+    ):
+        torch.testing.assert_close(
+            torch.tensor(bf16[name].to_numpy()), torch.tensor(fp32[name].to_numpy()), rtol=0.08, atol=1e-6, msg=name
+        )
     assert set(SIGNALS) <= set(bf16.columns) and bf16[list(SIGNALS)].notna().all().all()

@@ -46,8 +46,12 @@ def test_without_the_variable_bars_are_ordinary_and_quiet(monkeypatch, capsys):
 def test_follower_mirrors_the_outer_loop_and_restarts_on_a_new_one(tmp_path):
     follower = progress.Follower(tmp_path / "p.json", "[bbc_news] 05", enabled=False)
     with follower:
-        follower.update([{"desc": "distill bbc_news", "postfix": "kd k=1", "n": 2, "total": 6},
-                         {"desc": "kd k=1", "postfix": "", "n": 10, "total": 50}])
+        follower.update(
+            [
+                {"desc": "distill bbc_news", "postfix": "kd k=1", "n": 2, "total": 6},
+                {"desc": "kd k=1", "postfix": "", "n": 10, "total": 50},
+            ]
+        )
         bar = follower._bar
         assert (bar.n, bar.total) == (2, 6)
         assert bar.desc.startswith("[bbc_news] 05 distill bbc_news")

@@ -76,6 +76,7 @@ def _reference_order(run, column, direction):
 
 # ---------------------------------------------------------------- curves
 
+
 @pytest.fixture(scope="module")
 def all_curves(tiny_run, tmp_path_factory):
     run = in_folder(tiny_run, tmp_path_factory.mktemp("all"))
@@ -87,11 +88,23 @@ def all_curves(tiny_run, tmp_path_factory):
 
 def test_every_curve_has_L_minus_1_consistent_steps(all_curves):
     run, curves = all_curves
-    assert list(curves.columns) == ["strategy", "seed", "step", "removed", "kept", "val_acc", "test_acc", "n_params", "bytes"]
+    assert list(curves.columns) == [
+        "strategy",
+        "seed",
+        "step",
+        "removed",
+        "kept",
+        "val_acc",
+        "test_acc",
+        "n_params",
+        "bytes",
+    ]
     jobs = {(s, seed) for s, seed in zip(curves["strategy"], curves["seed"])}
-    want = {(name, 0) for name in PRUNE_ALL if name != "Random"} | {("Random", s) for s in range(run.preset.random_seeds)}
+    want = {(name, 0) for name in PRUNE_ALL if name != "Random"} | {
+        ("Random", s) for s in range(run.preset.random_seeds)
+    }
     assert jobs == want
-    for (name, seed), g in curves.groupby(["strategy", "seed"]):
+    for _, g in curves.groupby(["strategy", "seed"]):
         assert g["step"].tolist() == [1, 2, 3]
         removed = g["removed"].tolist()
         assert len(set(removed)) == 3 and set(removed) <= set(ALL)
@@ -123,8 +136,13 @@ def test_signal_rows_are_those_each_step_chose_from(all_curves):
     assert set(signals["strategy"]) == set(SIGNALS) | {"Block-Influence"}  # only rules that read signals
     for (name, seed, step), g in signals.groupby(["strategy", "seed", "step"]):
         row = curves[(curves.strategy == name) & (curves.seed == seed) & (curves.step == step)].iloc[0]
-        before = ALL if step == 1 else pruning.parse_kept(
-            curves[(curves.strategy == name) & (curves.seed == seed) & (curves.step == step - 1)]["kept"].iloc[0])
+        before = (
+            ALL
+            if step == 1
+            else pruning.parse_kept(
+                curves[(curves.strategy == name) & (curves.seed == seed) & (curves.step == step - 1)]["kept"].iloc[0]
+            )
+        )
         assert tuple(g["layer"]) == tuple(before) and row["removed"] in before
         # the removed layer is the one ranked first by the strategy's direction, on these stored rows
         col, direction = REGISTRY[name].column, REGISTRY[name].direction
@@ -156,9 +174,13 @@ def test_predictions_are_saved_for_every_curve_row_and_for_M0(all_curves):
         np.testing.assert_array_equal(truth, run.encoded[split].labels.numpy())
         m0 = preds[(preds.strategy == "M_0") & (preds.split == split)].sort_values("example")
         assert (m0["step"] == 0).all() and len(m0) == len(truth)
-        np.testing.assert_array_equal(m0["pred"].to_numpy(),
-                                      predict_logits(run.model, run.encoded[split], device="cpu").argmax(-1).numpy())
-    by_model = {key: g.sort_values("example")["pred"].to_numpy() for key, g in preds.groupby(["strategy", "seed", "step", "split"])}
+        np.testing.assert_array_equal(
+            m0["pred"].to_numpy(), predict_logits(run.model, run.encoded[split], device="cpu").argmax(-1).numpy()
+        )
+    by_model = {
+        key: g.sort_values("example")["pred"].to_numpy()
+        for key, g in preds.groupby(["strategy", "seed", "step", "split"])
+    }
     assert len(by_model) == 2 * (len(curves) + 1)  # every curve row on both splits, and M_0
     for row in curves.itertuples():
         for split, acc in (("val", row.val_acc), ("test", row.test_acc)):
@@ -168,8 +190,10 @@ def test_predictions_are_saved_for_every_curve_row_and_for_M0(all_curves):
     for kept in curves["kept"].unique()[:4]:
         row = curves[curves.kept == kept].iloc[0]
         m = remove_layers(copy.deepcopy(run.model), [i for i in ALL if i not in pruning.parse_kept(kept)])
-        np.testing.assert_array_equal(by_model[(row.strategy, row.seed, row.step, "test")],
-                                      predict_logits(m, run.encoded["test"], device="cpu").argmax(-1).numpy())
+        np.testing.assert_array_equal(
+            by_model[(row.strategy, row.seed, row.step, "test")],
+            predict_logits(m, run.encoded["test"], device="cpu").argmax(-1).numpy(),
+        )
 
 
 def test_a_folder_without_predictions_redoes_its_curves(tiny_run, tmp_path):
@@ -229,6 +253,7 @@ def test_signals_are_memoised_by_kept_set(tiny_run):
 
 # ---------------------------------------------------------------- oracle
 
+
 def harmless_layer_run(tiny_run, folder, h=2):
     """tiny_run's model with strong random layers, where layer ``h`` is an exact identity.
 
@@ -275,9 +300,17 @@ def test_oracle_removes_the_harmless_layer_first(tiny_run, tmp_path):
 
 
 def test_oracle_is_greedy_on_validation_with_lowest_index_ties(tiny_run):
-    table = {(0, 1, 2): 0.5, (0, 1, 3): 0.9, (0, 2, 3): 0.9, (1, 2, 3): 0.7,   # 1 and 2 tie: 1 goes
-             (0, 2): 0.1, (0, 3): 0.6, (2, 3): 0.6,                              # from (0, 2, 3): 0 and 2 tie -> 0
-             (2,): 0.2, (3,): 0.3}
+    table = {
+        (0, 1, 2): 0.5,
+        (0, 1, 3): 0.9,
+        (0, 2, 3): 0.9,
+        (1, 2, 3): 0.7,  # 1 and 2 tie: 1 goes
+        (0, 2): 0.1,
+        (0, 3): 0.6,
+        (2, 3): 0.6,  # from (0, 2, 3): 0 and 2 tie -> 0
+        (2,): 0.2,
+        (3,): 0.3,
+    }
 
     class Scripted(Pruner):
         def val_accuracy(self, kept):
@@ -292,6 +325,7 @@ def test_oracle_is_greedy_on_validation_with_lowest_index_ties(tiny_run):
 
 
 # ---------------------------------------------------------------- files, resume, determinism
+
 
 def test_same_seed_gives_byte_identical_files(tiny_run, tmp_path):
     names = ["Weight-Magnitude", "Random", "Oracle", "Top-Drop"]
@@ -376,9 +410,17 @@ def test_finetune_between_trains_a_copy_per_curve(tiny_run, tmp_path):
 
 # ---------------------------------------------------------------- summary and command
 
+
 def test_summarize_curves_by_hand():
-    rows = [("A", 0, 1, 0.8), ("A", 0, 2, 0.9), ("A", 0, 3, 0.9),
-            ("Random", 0, 1, 0.6), ("Random", 0, 2, 0.2), ("Random", 1, 1, 0.8), ("Random", 1, 2, 0.6)]
+    rows = [
+        ("A", 0, 1, 0.8),
+        ("A", 0, 2, 0.9),
+        ("A", 0, 3, 0.9),
+        ("Random", 0, 1, 0.6),
+        ("Random", 0, 2, 0.2),
+        ("Random", 1, 1, 0.8),
+        ("Random", 1, 2, 0.6),
+    ]
     df = pd.DataFrame(rows, columns=["strategy", "seed", "step", "test_acc"])
     table = summarize_curves(df).set_index("strategy")
     assert table.loc["A", "best_test_acc"] == pytest.approx(0.9) and table.loc["A", "best_k"] == 3
@@ -396,6 +438,7 @@ def test_prune_command_prints_a_table(tiny_run, tmp_path, capsys, monkeypatch):
 
 
 # ---------------------------------------------------------------- with the real signals
+
 
 def test_real_signals_drive_a_curve(tiny_run, tmp_path):
     run = in_folder(tiny_run, tmp_path)

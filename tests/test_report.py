@@ -39,11 +39,19 @@ def _png(colour: str) -> bytes:
 
 def _executed_notebook(path: Path, title: str) -> None:
     image = base64.b64encode(_png("#CC3311")).decode("ascii")
-    cells = [new_markdown_cell(f"# {title}\n\nA formula, $\\mathcal{{L}} = -\\log p$, and a table below."),
-             new_code_cell("print('accuracy 0.95')", execution_count=1,
-                           outputs=[new_output("stream", name="stdout", text="accuracy 0.95\n")]),
-             new_code_cell("show()", execution_count=2,
-                           outputs=[new_output("display_data", data={"image/png": image, "text/plain": "<Figure>"})])]
+    cells = [
+        new_markdown_cell(f"# {title}\n\nA formula, $\\mathcal{{L}} = -\\log p$, and a table below."),
+        new_code_cell(
+            "print('accuracy 0.95')",
+            execution_count=1,
+            outputs=[new_output("stream", name="stdout", text="accuracy 0.95\n")],
+        ),
+        new_code_cell(
+            "show()",
+            execution_count=2,
+            outputs=[new_output("display_data", data={"image/png": image, "text/plain": "<Figure>"})],
+        ),
+    ]
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(new_notebook(cells=cells), path)
 
@@ -54,7 +62,9 @@ def make_run(runs: Path, datasets=("alpha", "beta")) -> Path:
             _executed_notebook(runs / dataset / f"{name}.ipynb", f"{dataset} {name}")
     summary = runs / "summary"
     _executed_notebook(summary / f"{SUMMARY_NOTEBOOK}.ipynb", "across datasets")
-    pd.DataFrame({"dataset": list(datasets), "Random-Forest": [0.9, 0.8]}).to_csv(summary / "table1_wide.csv", index=False)
+    pd.DataFrame({"dataset": list(datasets), "Random-Forest": [0.9, 0.8]}).to_csv(
+        summary / "table1_wide.csv", index=False
+    )
     pd.DataFrame({"claim": ["RF is best"], "verdict": ["partly"]}).to_csv(summary / "claims.csv", index=False)
     (summary / "figures").mkdir()
     (summary / "figures" / "06_figure1_grid.png").write_bytes(_png("#0077BB"))
@@ -67,18 +77,19 @@ def test_report_renders_every_notebook_and_an_index(tmp_path):
     index = write_report(runs)
     assert index == runs / "report" / "index.html"
     pages = sorted(p.relative_to(index.parent).as_posix() for p in index.parent.rglob("*.html") if p != index)
-    expected = sorted([f"{d}/{nb}.html" for d in ("alpha", "beta") for nb in DATASET_NOTEBOOKS]
-                      + [f"summary/{SUMMARY_NOTEBOOK}.html"])
+    expected = sorted(
+        [f"{d}/{nb}.html" for d in ("alpha", "beta") for nb in DATASET_NOTEBOOKS] + [f"summary/{SUMMARY_NOTEBOOK}.html"]
+    )
     assert pages == expected
     html = index.read_text()
     for page in expected:
         assert f'href="{page}"' in html
     assert "empty_folder" not in html
-    assert "RF is best" in html and "0.9" in html               # the summary tables
-    assert html.count("data:image/png;base64,") == 1            # the Figure 1 grid, embedded
+    assert "RF is best" in html and "0.9" in html  # the summary tables
+    assert html.count("data:image/png;base64,") == 1  # the Figure 1 grid, embedded
     page = (index.parent / "alpha" / f"{DATASET_NOTEBOOKS[0]}.html").read_text()
     assert "accuracy 0.95" in page and "data:image/png;base64," in page
-    for cdn in ("cdnjs", "require.js", "mathjax", "unpkg"):   # nothing to fetch from a CDN
+    for cdn in ("cdnjs", "require.js", "mathjax", "unpkg"):  # nothing to fetch from a CDN
         assert cdn not in page.lower() and cdn not in html.lower()
 
 
@@ -115,10 +126,11 @@ def test_report_without_pages_links_the_executed_notebooks(tmp_path, via, capsys
     hrefs = _hrefs(index.read_text())
     targets = [(index.parent / href).resolve() for href in hrefs]
     assert all(t.is_file() and t.suffix == ".ipynb" for t in targets), hrefs
-    executed = [runs / d / f"{nb}.ipynb" for d in ("alpha", "beta") for nb in DATASET_NOTEBOOKS] \
-        + [runs / "summary" / f"{SUMMARY_NOTEBOOK}.ipynb"]
+    executed = [runs / d / f"{nb}.ipynb" for d in ("alpha", "beta") for nb in DATASET_NOTEBOOKS] + [
+        runs / "summary" / f"{SUMMARY_NOTEBOOK}.ipynb"
+    ]
     assert sorted(targets) == sorted(p.resolve() for p in executed)  # each notebook of the run, once
-    assert "RF is best" in index.read_text()                           # the summary tables stay
+    assert "RF is best" in index.read_text()  # the summary tables stay
 
 
 def test_report_bad_input_is_one_error_line(tmp_path):
@@ -127,8 +139,12 @@ def test_report_bad_input_is_one_error_line(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(PaperlibError, match="no executed notebooks"):
         write_report(tmp_path / "empty")
-    done = subprocess.run([sys.executable, "-m", "paperlib", "report", "--runs", str(tmp_path / "empty")],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "paperlib", "report", "--runs", str(tmp_path / "empty")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2 and done.stderr.startswith("error: ") and "Traceback" not in done.stderr
     assert not (tmp_path / "empty" / "report").exists()
 
@@ -180,13 +196,15 @@ def browse(index: Path, screenshot: Path | None = None) -> dict:
                 problems["broken_links"].append(url)
                 continue
             problems["broken_images"] += page.eval_on_selector_all(
-                "img", "imgs => imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.alt || i.src.slice(0, 60))")
+                "img",
+                "imgs => imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.alt || i.src.slice(0, 60))",
+            )
             if url == index.resolve().as_uri():
                 if screenshot is not None:
                     page.screenshot(path=str(screenshot), full_page=True)
                 for href in page.eval_on_selector_all("a[href]", "as => as.map(a => a.href)"):
                     if href.startswith("file:"):
-                        target = Path(href[len("file://"):].split("#")[0])
+                        target = Path(href[len("file://") :].split("#")[0])
                         if not target.is_file():
                             problems["broken_links"].append(href)
                         else:
@@ -201,7 +219,7 @@ def test_report_loads_in_a_headless_browser_offline(tmp_path):
     index = write_report(runs)
     shot = tmp_path / "index.png"
     problems = browse(index, shot)
-    assert problems["pages"] == 1 + 2 * len(DATASET_NOTEBOOKS) + 1   # the index and every page it links
+    assert problems["pages"] == 1 + 2 * len(DATASET_NOTEBOOKS) + 1  # the index and every page it links
     assert problems["broken_links"] == [] and problems["broken_images"] == []
     assert problems["console"] == [] and problems["network"] == []
     assert shot.stat().st_size > 10_000

@@ -13,6 +13,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
+from paperlib import paths
 from paperlib import reproduce as rp
 from paperlib.errors import PaperlibError
 
@@ -27,17 +28,23 @@ def _toy_notebooks(folder: Path) -> Path:
     06 writes the DATASETS it was given."""
     folder.mkdir()
     for name in rp.DATASET_NOTEBOOKS:
-        body = (f"import json, os\nfrom pathlib import Path\n"
-                f"if DATASET == 'bad' and '{name}'.startswith('01'):\n    raise ValueError('bad dataset')\n"
-                f"folder = Path(RUNS) / DATASET\nfolder.mkdir(parents=True, exist_ok=True)\n"
-                f"with open(folder / 'log.txt', 'a') as f:\n    f.write('{name}\\n')\n"
-                f"seen = {{'DEPTHS': globals().get('DEPTHS', 'absent'), 'gpu': os.environ.get('CUDA_VISIBLE_DEVICES')}}\n"
-                f"(folder / '{name}.seen.json').write_text(json.dumps(seen))\nprint('{name}', DATASET)")
-        params = new_code_cell("DATASET = 'x'\nPRESET = 'quick'\nRUNS = 'runs'\nDATA_DIR = None\nMODEL = None",
-                               metadata={"tags": ["parameters"]})
+        body = (
+            f"import json, os\nfrom pathlib import Path\n"
+            f"if DATASET == 'bad' and '{name}'.startswith('01'):\n    raise ValueError('bad dataset')\n"
+            f"folder = Path(RUNS) / DATASET\nfolder.mkdir(parents=True, exist_ok=True)\n"
+            f"with open(folder / 'log.txt', 'a') as f:\n    f.write('{name}\\n')\n"
+            f"seen = {{'DEPTHS': globals().get('DEPTHS', 'absent'), 'gpu': os.environ.get('CUDA_VISIBLE_DEVICES')}}\n"
+            f"(folder / '{name}.seen.json').write_text(json.dumps(seen))\nprint('{name}', DATASET)"
+        )
+        params = new_code_cell(
+            "DATASET = 'x'\nPRESET = 'quick'\nRUNS = 'runs'\nDATA_DIR = None\nMODEL = None",
+            metadata={"tags": ["parameters"]},
+        )
         nbformat.write(new_notebook(cells=[params, new_code_cell(body)]), folder / f"{name}.ipynb")
-    params = new_code_cell("PRESET = 'quick'\nRUNS = 'runs'\nDATASETS = None\nDATA_DIR = None\nMODEL = None",
-                           metadata={"tags": ["parameters"]})
+    params = new_code_cell(
+        "PRESET = 'quick'\nRUNS = 'runs'\nDATASETS = None\nDATA_DIR = None\nMODEL = None",
+        metadata={"tags": ["parameters"]},
+    )
     body = "from pathlib import Path\n(Path(RUNS) / 'summary.txt').write_text(','.join(DATASETS))"
     nbformat.write(new_notebook(cells=[params, new_code_cell(body)]), folder / f"{rp.SUMMARY_NOTEBOOK}.ipynb")
     return folder
@@ -58,8 +65,8 @@ def test_failures_are_isolated_and_a_rerun_resumes(tmp_path, capfd):
     assert _log(runs, "bad") == []
     assert "FAILED bad: 01_finetune_baseline (ValueError: bad dataset)" in out
     assert (runs / "bad" / "01_finetune_baseline.failed.ipynb").is_file()  # the traceback, kept to read
-    assert not (runs / "bad" / "01_finetune_baseline.ipynb").exists()      # never a half notebook under the real name
-    assert (runs / "summary.txt").read_text() == "good"                    # 06 ran over the datasets that finished
+    assert not (runs / "bad" / "01_finetune_baseline.ipynb").exists()  # never a half notebook under the real name
+    assert (runs / "summary.txt").read_text() == "good"  # 06 ran over the datasets that finished
     for name in rp.DATASET_NOTEBOOKS:
         executed = json.loads((runs / "good" / f"{name}.ipynb").read_text())
         assert executed["metadata"]["papermill"]["parameters"]["DATASET"] == "good"
@@ -67,7 +74,7 @@ def test_failures_are_isolated_and_a_rerun_resumes(tmp_path, capfd):
     assert not [p for p in (runs / "good").iterdir() if p.name.startswith(".")]  # no temporary left (nor progress file)
     executed = (runs / "good" / "01_finetune_baseline.ipynb").read_text()
     assert not rp.ABSOLUTE_PATH.findall(executed)  # cleaned: metadata and injected parameters carry no machine path
-    assert json.loads(executed)["metadata"]["papermill"]["parameters"]["RUNS"] == rp.display_path(runs)
+    assert json.loads(executed)["metadata"]["papermill"]["parameters"]["RUNS"] == paths.display_path(runs)
     assert (runs / "report" / "index.html").is_file() and "report: " in out  # the report, and where it is
 
     # rerun: every complete notebook is skipped, 06 too (nothing changed); only 'bad' is tried again
@@ -87,8 +94,10 @@ def test_a_changed_or_failed_notebook_reruns_the_rest_of_its_chain(tmp_path):
     names = list(rp.DATASET_NOTEBOOKS)
     assert _log(runs, "good") == names + names[2:]  # 01, 02 skipped; 03 and everything after it rerun
     # other parameters (another model) make the saved notebooks stale
-    assert not rp.is_complete(runs / "good" / "01_finetune_baseline.ipynb",
-                              {"DATASET": "good", "PRESET": "tiny", "RUNS": str(runs), "DATA_DIR": None, "MODEL": "x"})
+    assert not rp.is_complete(
+        runs / "good" / "01_finetune_baseline.ipynb",
+        {"DATASET": "good", "PRESET": "tiny", "RUNS": str(runs), "DATA_DIR": None, "MODEL": "x"},
+    )
 
 
 def _seen(runs: Path, dataset: str, notebook: str) -> dict:
@@ -140,7 +149,7 @@ def test_parallel_datasets_each_see_their_own_gpu(tmp_path, monkeypatch):
     assert rp.reproduce("tiny", "one,two", runs, notebooks_dir=nbs, jobs=2)
     seen = {d: {_seen(runs, d, name)["gpu"] for name in rp.DATASET_NOTEBOOKS} for d in ("one", "two")}
     assert all(len(gpus) == 1 for gpus in seen.values()), seen  # one GPU for every notebook of a dataset
-    assert seen["one"] | seen["two"] == {"2", "5"}, seen         # ... and a different one per dataset
+    assert seen["one"] | seen["two"] == {"2", "5"}, seen  # ... and a different one per dataset
 
 
 def test_visible_gpus_reads_cuda_visible_devices_else_counts_devices(monkeypatch):
@@ -162,9 +171,12 @@ def test_usable_cpus_follows_the_affinity_mask():
     taskset = shutil.which("taskset")
     if taskset is None:
         pytest.skip("no taskset to restrict the affinity mask")
-    done = subprocess.run([taskset, "-c", "0", sys.executable, "-c",
-                           "from paperlib.reproduce import usable_cpus; print(usable_cpus())"],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [taskset, "-c", "0", sys.executable, "-c", "from paperlib.reproduce import usable_cpus; print(usable_cpus())"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "1"
 
@@ -208,11 +220,11 @@ def test_bad_inputs_fail_fast(tmp_path):
 
 
 def test_repo_root_and_runs_resolution(monkeypatch, tmp_path):
-    assert (rp.repo_root() / "notebooks").is_dir() and (rp.repo_root() / "paperlib").is_dir()
-    assert rp.resolve_runs("runs/quick") == rp.repo_root() / "runs" / "quick"
-    assert rp.resolve_runs(tmp_path) == tmp_path
-    monkeypatch.setenv(rp.ROOT_ENV, str(tmp_path))
-    assert rp.resolve_runs("runs/x") == tmp_path / "runs" / "x"
+    assert (paths.repo_root() / "notebooks").is_dir() and (paths.repo_root() / "paperlib").is_dir()
+    assert paths.resolve_runs("runs/quick") == paths.repo_root() / "runs" / "quick"
+    assert paths.resolve_runs(tmp_path) == tmp_path
+    monkeypatch.setenv(paths.ROOT_ENV, str(tmp_path))
+    assert paths.resolve_runs("runs/x") == tmp_path / "runs" / "x"
 
 
 def test_every_notebook_has_a_parameters_cell_papermill_reads():
@@ -220,8 +232,11 @@ def test_every_notebook_has_a_parameters_cell_papermill_reads():
 
     for name in (*rp.DATASET_NOTEBOOKS, rp.SUMMARY_NOTEBOOK):
         found = pm.inspect_notebook(str(REPO / "notebooks" / f"{name}.ipynb"))
-        expected = {"PRESET", "RUNS", "DATA_DIR", "MODEL"} | ({"DATASETS"} if name == rp.SUMMARY_NOTEBOOK else {"DATASET"}) \
-            | ({"DEPTHS"} if name == rp.DISTILL_NOTEBOOK else set())  # what `reproduce --depths` sets
+        expected = (
+            {"PRESET", "RUNS", "DATA_DIR", "MODEL"}
+            | ({"DATASETS"} if name == rp.SUMMARY_NOTEBOOK else {"DATASET"})
+            | ({"DEPTHS"} if name == rp.DISTILL_NOTEBOOK else set())
+        )  # what `reproduce --depths` sets
         assert set(found) == expected, name
 
 
@@ -230,20 +245,50 @@ def test_every_notebook_has_a_parameters_cell_papermill_reads():
 def test_reproduce_two_local_datasets_end_to_end(shared_datasets, tmp_path):
     """The real notebooks through `paperlib reproduce` on two local datasets, tiny preset."""
     runs = tmp_path / "runs"
-    cmd = [sys.executable, "-m", "paperlib", "reproduce", "--preset", "tiny", "--model", "random:tiny",
-           "--datasets", "yahoo,patent", "--data-dir", str(shared_datasets), "--runs", str(runs)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "paperlib",
+        "reproduce",
+        "--preset",
+        "tiny",
+        "--model",
+        "random:tiny",
+        "--datasets",
+        "yahoo,patent",
+        "--data-dir",
+        str(shared_datasets),
+        "--runs",
+        str(runs),
+    ]
     # one thread: a 4-layer, 32-wide model gains nothing from more, and loses a lot when cores are shared
     env = {**os.environ, "PAPERLIB_QUIET": "1", "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     for dataset in ("yahoo", "patent"):
         folder = runs / dataset
-        for name in ("config.json", "metrics.json", "model/config.json", "signals.parquet", "curves.parquet",
-                     "fusion_rows.parquet", "distill.parquet",
-                     *(f"{nb}.ipynb" for nb in rp.DATASET_NOTEBOOKS),
-                     *(f"figures/{fig}.{ext}" for fig in ("02_signal_heatmap", "02_signal_correlation", "03_pruning_curves",
-                                                          "03_pruning_order", "04_fusion_weights", "05_distillation")
-                       for ext in ("png", "pdf"))):
+        for name in (
+            "config.json",
+            "metrics.json",
+            "model/config.json",
+            "signals.parquet",
+            "curves.parquet",
+            "fusion_rows.parquet",
+            "distill.parquet",
+            *(f"{nb}.ipynb" for nb in rp.DATASET_NOTEBOOKS),
+            *(
+                f"figures/{fig}.{ext}"
+                for fig in (
+                    "02_signal_heatmap",
+                    "02_signal_correlation",
+                    "03_pruning_curves",
+                    "03_pruning_order",
+                    "04_fusion_weights",
+                    "05_distillation",
+                )
+                for ext in ("png", "pdf")
+            ),
+        ):
             assert (folder / name).is_file() and (folder / name).stat().st_size > 0, f"{dataset}/{name}"
     summary = runs / "summary"
     for name in ("06_results_across_datasets.ipynb", "table1.csv", "claims.csv", "figures/06_figure1_grid.png"):

@@ -13,18 +13,24 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from paperlib.data import Encoded, length_batches
+from paperlib.data import Encoded, encode, length_batches
 from paperlib.models import get_layers, load_model, remove_layers
-from paperlib.data import encode
-from paperlib.signals import (compute_signals, histogram_entropy, knn_mutual_info, principal_components,
-                              redundancy_mi, task_relevance_mi, token_mean)
+from paperlib.signals import (
+    compute_signals,
+    histogram_entropy,
+    knn_mutual_info,
+    principal_components,
+    redundancy_mi,
+    task_relevance_mi,
+    token_mean,
+)
 from paperlib.strategies import SIGNALS
 
 BATCH = 8
 N_CLASSES = 3
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _base_model(name: str):
     """A random tiny classifier with weights large enough that layers are far from the identity."""
     model, _ = load_model(f"random:{name}", num_labels=N_CLASSES)
@@ -51,11 +57,16 @@ def _calib(n: int = 30, width: int = 12, seed: int = 0) -> Encoded:
 
 
 def _layer_prefix(model, i: int) -> str:
-    return {"bert": "bert.encoder.layer", "roberta": "roberta.encoder.layer", "electra": "electra.encoder.layer",
-            "distilbert": "distilbert.transformer.layer"}[model.config.model_type] + f".{i}."
+    return {
+        "bert": "bert.encoder.layer",
+        "roberta": "roberta.encoder.layer",
+        "electra": "electra.encoder.layer",
+        "distilbert": "distilbert.transformer.layer",
+    }[model.config.model_type] + f".{i}."
 
 
 # ---------------------------------------------------------------- manual forward, layer by layer
+
 
 def _attention_probs(q, k, mask, heads):
     b, t, d = q.shape
@@ -127,7 +138,7 @@ def test_activation_attention_and_influence_match_a_manual_forward(name):
         row = got.iloc[pos]
         assert row["Activation-Mean"] == pytest.approx(a.mean(), rel=1e-4, abs=1e-7)
         assert row["Activation-Intensity"] == pytest.approx(np.linalg.norm(a, axis=1).mean(), rel=1e-4)
-        assert row["Activation-Energy"] == pytest.approx((a ** 2).sum() / a.shape[0], rel=1e-4)
+        assert row["Activation-Energy"] == pytest.approx((a**2).sum() / a.shape[0], rel=1e-4)
         max_p, ent = _attention_reference(p.double().numpy(), valid)
         assert row["Attention-Weight"] == pytest.approx(max_p, rel=1e-4)
         assert row["Attention-Entropy"] == pytest.approx(ent, rel=1e-4)
@@ -148,8 +159,12 @@ def test_attention_influence_and_mi_match_output_attentions(name):
     assert model.config._attn_implementation == "sdpa"  # switched for the pass only
     model.set_attn_implementation("eager")
     with torch.no_grad():
-        out = model(input_ids=enc.input_ids, attention_mask=enc.attention_mask,
-                    output_attentions=True, output_hidden_states=True)
+        out = model(
+            input_ids=enc.input_ids,
+            attention_mask=enc.attention_mask,
+            output_attentions=True,
+            output_hidden_states=True,
+        )
     valid = enc.attention_mask.bool().numpy()
     labels = enc.labels.numpy()
     for pos in range(len(got)):
@@ -177,7 +192,9 @@ def _reference_redundancy(x: np.ndarray, h: np.ndarray, valid: np.ndarray, k: in
     mh = np.stack([h[i][valid[i]].mean(0) for i in range(len(h))])
     zx, zy = PCA(n_components=k).fit_transform(mx), PCA(n_components=k).fit_transform(mh)
     joint = np.cov(np.hstack([zx, zy]).T)
-    return 0.5 * (np.linalg.slogdet(joint[:k, :k])[1] + np.linalg.slogdet(joint[k:, k:])[1] - np.linalg.slogdet(joint)[1])
+    return 0.5 * (
+        np.linalg.slogdet(joint[:k, :k])[1] + np.linalg.slogdet(joint[k:, k:])[1] - np.linalg.slogdet(joint)[1]
+    )
 
 
 def test_redundancy_mi_is_informative_for_the_bottom_layer_on_real_cls_first_inputs():
@@ -194,7 +211,9 @@ def test_redundancy_mi_is_informative_for_the_bottom_layer_on_real_cls_first_inp
     got = compute_signals(model, enc, batch_size=BATCH, device="cpu")
     model.set_attn_implementation("eager")
     with torch.no_grad():
-        hidden = model(input_ids=enc.input_ids, attention_mask=enc.attention_mask, output_hidden_states=True).hidden_states
+        hidden = model(
+            input_ids=enc.input_ids, attention_mask=enc.attention_mask, output_hidden_states=True
+        ).hidden_states
     bottom_cls = hidden[0][:, 0].double()
     assert torch.allclose(bottom_cls, bottom_cls[:1].expand_as(bottom_cls))  # the defect the definition avoids
     valid = enc.attention_mask.bool().numpy()
@@ -207,6 +226,7 @@ def test_redundancy_mi_is_informative_for_the_bottom_layer_on_real_cls_first_inp
 
 # ---------------------------------------------------------------- gradient and weight signals
 
+
 @pytest.mark.parametrize("name", ["tiny", "distilbert-tiny"])
 def test_gradient_signals_match_a_plain_per_batch_loop(name):
     model, enc = _model(name), _calib()
@@ -218,18 +238,19 @@ def test_gradient_signals_match_a_plain_per_batch_loop(name):
     batches = list(length_batches(enc, BATCH))
     for _, b in batches:  # the model's default (sdpa) attention, every parameter trainable
         model.zero_grad()
-        F.cross_entropy(model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits,
-                        b["labels"]).backward()
+        F.cross_entropy(
+            model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits, b["labels"]
+        ).backward()
         for name_, p in model.named_parameters():
             for i in range(n_layers):
                 if name_.startswith(_layer_prefix(model, i)):
                     g = p.grad.double().numpy().copy()
                     g_sum[i][name_] = g_sum[i].get(name_, 0) + g
-                    fisher[i] += (g ** 2).sum()
+                    fisher[i] += (g**2).sum()
     params = dict(model.named_parameters())
     for i in range(n_layers):
         mean_g = {k: v / len(batches) for k, v in g_sum[i].items()}
-        norm = math.sqrt(sum((g ** 2).sum() for g in mean_g.values()))
+        norm = math.sqrt(sum((g**2).sum() for g in mean_g.values()))
         taylor = abs(sum((params[k].detach().double().numpy() * g).sum() for k, g in mean_g.items()))
         assert got["Gradient-Norm"][i] == pytest.approx(norm, rel=1e-4)
         assert got["Gradient-Fisher"][i] == pytest.approx(fisher[i] / len(batches), rel=1e-4)
@@ -262,6 +283,7 @@ def test_histogram_entropy_known_answers():
 
 # ---------------------------------------------------------------- mutual information on known answers
 
+
 def test_knn_mutual_info_matches_sklearn():
     from sklearn.feature_selection import mutual_info_classif
 
@@ -281,7 +303,7 @@ def test_principal_components_match_sklearn_pca():
 
     rng = np.random.default_rng(2)
     for shape in ((40, 100), (300, 20)):  # n < d and n > d
-        x = rng.normal(size=shape) @ np.diag(np.linspace(3, 0.1, shape[1]))[:, :shape[1]]
+        x = rng.normal(size=shape) @ np.diag(np.linspace(3, 0.1, shape[1]))[:, : shape[1]]
         got = principal_components(x).numpy()
         expected = PCA(n_components=16).fit_transform(x)
         np.testing.assert_allclose(np.abs(got), np.abs(expected), atol=1e-8)  # up to each column's sign
@@ -314,7 +336,7 @@ def test_redundancy_mi_gaussian_known_answer():
     assert redundancy_mi(x, y) == pytest.approx(8 * math.log(2), rel=0.02)
     assert redundancy_mi(x, rng.normal(size=x.shape)) < 0.05  # independent: about 0
     copy = redundancy_mi(x, x.copy())
-    assert copy == pytest.approx(-8 * math.log1p(-(1 - 1e-6) ** 2), rel=1e-3)  # clipped, finite
+    assert copy == pytest.approx(-8 * math.log1p(-((1 - 1e-6) ** 2)), rel=1e-3)  # clipped, finite
     assert np.isfinite(redundancy_mi(x[:10, :4], y[:10, :4]))  # n < 16 and d < 16 are handled
 
 
@@ -324,9 +346,9 @@ def test_redundancy_mi_known_canonical_correlations():
     rng = np.random.default_rng(4)
     n, rho = 40000, np.linspace(0.05, 0.95, 16)
     zx = rng.normal(size=(n, 16))
-    zy = rho * zx + np.sqrt(1 - rho ** 2) * rng.normal(size=(n, 16))
+    zy = rho * zx + np.sqrt(1 - rho**2) * rng.normal(size=(n, 16))
     qx, qy = (np.linalg.qr(rng.normal(size=(16, 16)))[0] for _ in range(2))
-    expected = -0.5 * np.log1p(-rho ** 2).sum()
+    expected = -0.5 * np.log1p(-(rho**2)).sum()
     assert redundancy_mi(zx @ qx, zy @ qy) == pytest.approx(expected, rel=0.02)
 
 
@@ -353,6 +375,7 @@ def test_a_copying_layer_has_the_highest_redundancy_and_lowest_influence():
 
 # ---------------------------------------------------------------- pruned models, state, determinism
 
+
 def test_pruned_model_reports_original_indices(tiny_run):
     model = tiny_run.model
     enc = tiny_run.encoded["train"].subset(range(24))
@@ -365,8 +388,9 @@ def test_pruned_model_reports_original_indices(tiny_run):
     assert got["position"].tolist() == [0, 1, 2]
     assert list(got.columns) == ["layer", "position", *SIGNALS, "Block-Influence"]
     for pos, orig in enumerate([0, 2, 3]):
-        w = np.concatenate([v.numpy().ravel() for k, v in state.items()
-                            if k.startswith(f"bert.encoder.layer.{orig}.") and v.ndim >= 2])
+        w = np.concatenate(
+            [v.numpy().ravel() for k, v in state.items() if k.startswith(f"bert.encoder.layer.{orig}.") and v.ndim >= 2]
+        )
         assert got["Weight-Magnitude"][pos] == pytest.approx(np.abs(w).mean(), rel=1e-6)
     # layer 0 sees the same input either way, so its forward statistics agree with the full model's
     for col in ("Activation-Mean", "Activation-Energy", "Attention-Weight", "Attention-Entropy", "Block-Influence"):

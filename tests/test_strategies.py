@@ -7,16 +7,32 @@ import pandas as pd
 import pytest
 
 from paperlib.errors import PaperlibError
-from paperlib.strategies import (FUSION_NAMES, PRUNE_ALL, REGISTRY, SIGNALS, Strategy, parse_strategies,
-                                 rank_choice, strategy_table, zscore)
+from paperlib.strategies import (
+    FUSION_NAMES,
+    PRUNE_ALL,
+    REGISTRY,
+    SIGNALS,
+    Strategy,
+    parse_strategies,
+    rank_choice,
+    strategy_table,
+    zscore,
+)
 
 # SPEC 3, column "prunes first", copied by hand (an independent reference for strategies.DIRECTION)
 SPEC_PRUNES_FIRST = {
-    "Activation-Mean": "lowest", "Activation-Intensity": "lowest", "Activation-Energy": "lowest",
-    "Task-Relevance-MI": "lowest", "Redundancy-MI": "highest",
-    "Gradient-Norm": "lowest", "Gradient-Fisher": "lowest", "Gradient-Taylor": "lowest",
-    "Weight-Magnitude": "lowest", "Weight-Entropy": "lowest",
-    "Attention-Weight": "lowest", "Attention-Entropy": "highest",
+    "Activation-Mean": "lowest",
+    "Activation-Intensity": "lowest",
+    "Activation-Energy": "lowest",
+    "Task-Relevance-MI": "lowest",
+    "Redundancy-MI": "highest",
+    "Gradient-Norm": "lowest",
+    "Gradient-Fisher": "lowest",
+    "Gradient-Taylor": "lowest",
+    "Weight-Magnitude": "lowest",
+    "Weight-Entropy": "lowest",
+    "Attention-Weight": "lowest",
+    "Attention-Entropy": "highest",
     "Block-Influence": "lowest",
 }
 LAYERS = [7, 2, 5, 9]  # deliberately unsorted: choices must be original indices, not positions

@@ -15,16 +15,22 @@ def main(folder: str) -> int:
     raw = load_file(f"{folder}/model.safetensors")
     model, tok = load_model(folder, num_labels=4)
     state = model.state_dict()
-    names = ["encoder.layer.3.attention.attn.q.weight", "encoder.layer.11.output.dense.weight", "embeddings.word_embeddings.weight"]
+    names = [
+        "encoder.layer.3.attention.attn.q.weight",
+        "encoder.layer.11.output.dense.weight",
+        "embeddings.word_embeddings.weight",
+    ]
     bad = []
     for n in names:
         file_key = n if n in raw else f"mpnet.{n}"
         if not torch.equal(state[f"mpnet.{n}"].float(), raw[file_key].float()):
             bad.append(n)
     layers, hidden = len(get_layers(model)), model.config.hidden_size
-    print(f"{folder}: {type(model).__name__}, {layers} layers, hidden {hidden}, "
-          f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters, "
-          f"attention {model.config._attn_implementation}, tokenizer {type(tok).__name__}")
+    print(
+        f"{folder}: {type(model).__name__}, {layers} layers, hidden {hidden}, "
+        f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters, "
+        f"attention {model.config._attn_implementation}, tokenizer {type(tok).__name__}"
+    )
     if bad or layers != 12 or hidden != 768:
         print(f"error: weights check failed (differs: {bad}; layers {layers}, hidden {hidden})", file=sys.stderr)
         return 2

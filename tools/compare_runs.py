@@ -17,8 +17,16 @@ from pathlib import Path
 
 import pandas as pd
 
-FILES = ("curves.parquet", "signals.parquet", "predictions.parquet", "distill.parquet", "baseline.json",
-         "fusion_within.json", "fusion_transfer.json", "metrics.json")
+FILES = (
+    "curves.parquet",
+    "signals.parquet",
+    "predictions.parquet",
+    "distill.parquet",
+    "baseline.json",
+    "fusion_within.json",
+    "fusion_transfer.json",
+    "metrics.json",
+)
 KEYS = ("strategy", "seed", "step", "split", "depth", "mode", "kept", "layer", "index")
 TIMINGS = ("seconds", "train_seconds")
 
@@ -71,10 +79,13 @@ def main(argv=None) -> int:
                     on = ["strategy", "depth", "mode", "kept"]
                     m = a.merge(b, on=on, suffixes=("_old", "_new"))
                     changed = m[m["test_acc_old"] != m["test_acc_new"]]
-                    differ.append(f"{folder.name}/{name}: {len(changed)} of {len(m)} rows (depths "
-                                  f"{sorted(set(changed['depth'].astype(int)))}; k* = {int(b.loc[b['best_depth'].astype(bool), 'depth'].iloc[0])}), "
-                                  f"test accuracy moved at most "
-                                  f"{100 * (changed['test_acc_new'] - changed['test_acc_old']).abs().max():.2f} points")
+                    k_star = int(b.loc[b["best_depth"].astype(bool), "depth"].iloc[0])
+                    differ.append(
+                        f"{folder.name}/{name}: {len(changed)} of {len(m)} rows (depths "
+                        f"{sorted(set(changed['depth'].astype(int)))}; k* = {k_star}), "
+                        f"test accuracy moved at most "
+                        f"{100 * (changed['test_acc_new'] - changed['test_acc_old']).abs().max():.2f} points"
+                    )
                     continue
             else:
                 a, b = json.loads(old), json.loads((folder / name).read_text())
@@ -89,8 +100,10 @@ def main(argv=None) -> int:
     if moves:
         df = pd.DataFrame(moves, columns=["dataset", "strategy", "old", "new", "moved"])
         df["abs"] = df["moved"].abs()
-        print(f"curve means (test %, mean over k): {int((df['abs'] == 0).sum())} of {len(df)} unchanged; "
-              f"median move {df['abs'].median():.2f} points; largest:")
+        print(
+            f"curve means (test %, mean over k): {int((df['abs'] == 0).sum())} of {len(df)} unchanged; "
+            f"median move {df['abs'].median():.2f} points; largest:"
+        )
         print(df.nlargest(args.top, "abs").drop(columns="abs").round(2).to_string(index=False))
     return 0
 

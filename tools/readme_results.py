@@ -22,7 +22,9 @@ from paperlib.io import read_json, read_parquet  # noqa: E402
 
 def markdown(df: pd.DataFrame, index: bool = True) -> str:
     df = df.reset_index() if index else df
-    cells = [[str(c) for c in df.columns]] + [["" if pd.isna(v) else str(v) for v in row] for row in df.itertuples(index=False)]
+    cells = [[str(c) for c in df.columns]] + [
+        ["" if pd.isna(v) else str(v) for v in row] for row in df.itertuples(index=False)
+    ]
     lines = ["| " + " | ".join(r) + " |" for r in cells]
     lines.insert(1, "|" + "---|" * len(df.columns))
     return "\n".join(lines)
@@ -74,12 +76,18 @@ def main(argv=None) -> int:
     if args.direction:
         print(markdown(metrics.direction_wide(v["direction"])))
         return 0
-    original = {p.name: read_json(p / "metrics.json")["test_acc"] for p in runs.iterdir() if (p / "metrics.json").is_file()}
-    print("**Curve mean** (test accuracy %, mean over k = 1..L-1; R = reference chosen on validation; "
-          "+/- = significantly above/below R, paired bootstrap 95 %):\n")
+    original = {
+        p.name: read_json(p / "metrics.json")["test_acc"] for p in runs.iterdir() if (p / "metrics.json").is_file()
+    }
+    print(
+        "**Curve mean** (test accuracy %, mean over k = 1..L-1; R = reference chosen on validation; "
+        "+/- = significantly above/below R, paired bootstrap 95 %):\n"
+    )
     print(markdown(metrics.comparison_wide(v["table"], "mean", original, metrics.classical_reference(runs))))
-    print("\n**M_0, the classical reference and the distilled Random-Forest student** (test %; differences in "
-          "points with paired-bootstrap 95 % intervals, * = interval excludes 0):\n")
+    print(
+        "\n**M_0, the classical reference and the distilled Random-Forest student** (test %; differences in "
+        "points with paired-bootstrap 95 % intervals, * = interval excludes 0):\n"
+    )
     print(markdown(per_dataset(runs, v), index=False))
     claims = v["claims"][["claim", "paper", "point_count", "significant_count", "verdict_point", "verdict"]].copy()
     for col in ("point_count", "significant_count"):
@@ -88,7 +96,11 @@ def main(argv=None) -> int:
     for name, value in dict(factors).items():  # the factor claims: the measured mean beside 18.84
         claims.loc[claims["claim"].str.contains(f"factor {name} "), "point_count"] = f"{name} = {value:.2f}"
     print("\n**Claims check** (point = the paper's reading, max over k on test; significant = ours):\n")
-    print(markdown(claims.rename(columns={"verdict_point": "verdict (point)", "verdict": "verdict (significant)"}), index=False))
+    print(
+        markdown(
+            claims.rename(columns={"verdict_point": "verdict (point)", "verdict": "verdict (significant)"}), index=False
+        )
+    )
     return 0
 
 

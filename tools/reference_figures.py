@@ -22,8 +22,12 @@ def main(runs: str, out: str) -> None:
     for folder in (Path(out), Path(runs) / "summary" / "figures"):
         plots.save_figure(fig, folder, "figure1_grid")
     summary = distill_summary(distill, metrics)
-    bars = pd.concat([summary.assign(model="original", ats=summary["ats_original"]),
-                      summary.assign(model="KD at k*", ats=summary["ats_kd"])])[["dataset", "model", "ats"]]
+    bars = pd.concat(
+        [
+            summary.assign(model="original", ats=summary["ats_original"]),
+            summary.assign(model="KD at k*", ats=summary["ats_kd"]),
+        ]
+    )[["dataset", "model", "ats"]]
     fig = plots.ats_bars(bars, title="Accuracy-to-size: original vs distilled RF model at k*")
     for folder in (Path(out), Path(runs) / "summary" / "figures"):
         plots.save_figure(fig, folder, "ats")
@@ -33,9 +37,12 @@ def main(runs: str, out: str) -> None:
     kd = distill.groupby(["mode", "depth"], as_index=False).agg(test_acc=("test_acc", "mean"), n=("dataset", "nunique"))
     kd = kd[kd["n"] == n_datasets].drop(columns="n")
     floors = classical_reference(runs)  # the TF-IDF + LR floor and M_0, each averaged over the same datasets
-    fig = plots.distillation_plot(kd, sum(originals.values()) / len(originals),
-                                  floor_acc=sum(floors.values()) / len(floors) if len(floors) == len(originals) else None,
-                                  title="KD vs alpha = 0 vs no KD, mean over datasets")
+    fig = plots.distillation_plot(
+        kd,
+        sum(originals.values()) / len(originals),
+        floor_acc=sum(floors.values()) / len(floors) if len(floors) == len(originals) else None,
+        title="KD vs alpha = 0 vs no KD, mean over datasets",
+    )
     for folder in (Path(out), Path(runs) / "summary" / "figures"):
         plots.save_figure(fig, folder, "distillation")
 

@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from paperlib import reproduce as rp  # noqa: E402
+from paperlib.paths import display_path  # noqa: E402
 
 MAX_BYTES = 2_000_000
 
@@ -32,7 +33,9 @@ MAX_BYTES = 2_000_000
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--keep-runs", default=None, help="use this (empty or new) folder as the runs root and keep it")
-    parser.add_argument("--notebooks", default=str(REPO / "notebooks"), help="folder of the notebooks (default: notebooks/)")
+    parser.add_argument(
+        "--notebooks", default=str(REPO / "notebooks"), help="folder of the notebooks (default: notebooks/)"
+    )
     args = parser.parse_args(argv)
     folder = Path(args.notebooks).resolve()
     names = sorted(p.stem for p in folder.glob("[0-9][0-9]_*.ipynb"))
@@ -52,13 +55,22 @@ def main(argv=None) -> int:
             print(f"[refresh] {name}: running ...", flush=True)
             t0 = time.perf_counter()
             try:
-                rp.execute(source, output, {}, cwd=folder, progress=f"[refresh] {name[:2]}" if bars else None,
-                           clean_roots=[root, folder])
+                rp.execute(
+                    source,
+                    output,
+                    {},
+                    cwd=folder,
+                    progress=f"[refresh] {name[:2]}" if bars else None,
+                    clean_roots=[root, folder],
+                )
             except Exception as exc:
-                print(f"[refresh] {name}: FAILED ({rp._error_line(exc)}); {name}.ipynb left as it was; "
-                      f"see {output.with_name(name + '.failed.ipynb')}", flush=True)
+                print(
+                    f"[refresh] {name}: FAILED ({rp._error_line(exc)}); {name}.ipynb left as it was; "
+                    f"see {output.with_name(name + '.failed.ipynb')}",
+                    flush=True,
+                )
                 return 1
-            rp.clean_notebook_file(output, [root, folder], output_path=rp.display_path(source))
+            rp.clean_notebook_file(output, [root, folder], output_path=display_path(source))
             shutil.copyfile(output, source)
             size = source.stat().st_size
             warn = f"  WARNING: over {MAX_BYTES / 1e6:.0f} MB" if size > MAX_BYTES else ""
