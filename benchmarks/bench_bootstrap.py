@@ -1,5 +1,5 @@
 """How long the verdicts take: the selection-free Table 1 with paired-bootstrap intervals and the claims
-check (``paperlib.metrics.comparison_table`` + ``claims_check``) on synthetic predictions.
+check (``paperlib.tables.comparison_table`` + ``claims_check``) on synthetic predictions.
 
 Nine datasets, 12-layer curves (k = 1..11), 2,000 test and 1,000 validation examples each; 20 strategies
 (the 12 single signals, LR and RF within and transfer, Random with 5 seeds, Oracle, Block-Influence,
@@ -25,8 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from machine import cpu_name  # noqa: E402
 
-from paperlib.metrics import DatasetResults, claims_check, comparison_table  # noqa: E402
+from paperlib.claims import claims_check  # noqa: E402
+from paperlib.results import DatasetResults  # noqa: E402
 from paperlib.strategies import SIGNALS  # noqa: E402
+from paperlib.tables import comparison_table  # noqa: E402
 
 STRATEGIES = (
     *SIGNALS,

@@ -252,7 +252,7 @@ def parse_depths(depths, curve: pd.DataFrame) -> list[int]:
 
 def _ats(acc: float, n_bytes: int) -> float:
     """Accuracy-to-size ratio: test accuracy (%) / size (MB), SPEC 7 (the one definition, in metrics)."""
-    from .metrics import ats  # lazy: metrics is the stage after this one
+    from .tables import ats  # lazy: tables is the stage after this one
 
     return float(ats(acc, n_bytes))
 

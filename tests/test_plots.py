@@ -106,8 +106,11 @@ def test_pruning_curves_one_line_per_strategy_and_random_band():
     ax = fig.axes[0]
     lines = labelled_lines(ax)
     assert len(lines) == curves["strategy"].nunique() == 4
-    rf = next(l for l in lines if l.get_label() == "Random-Forest")  # the others coincide with it (labelled "(= ...)")
-    np.testing.assert_allclose(rf.get_ydata(), [0.7, 0.6, 0.5, 0.4])
+    # Weight-Entropy, Random-Forest and Oracle coincide: the first in display order keeps its name, the others
+    # are labelled "(= Weight-Entropy)"
+    first = next(l for l in lines if l.get_label() == "Weight-Entropy")
+    assert sum("(= Weight-Entropy)" in l.get_label() for l in lines) == 2
+    np.testing.assert_allclose(first.get_ydata(), [0.7, 0.6, 0.5, 0.4])
     # Random: mean over the 3 seeds per step, computed by hand
     rnd = next(l for l in lines if l.get_label().startswith("Random ("))
     expected = [np.mean([0.4 + 0.02 * seed * step for seed in range(3)]) for step in range(1, L)]
@@ -128,7 +131,7 @@ def test_pruning_order_table_and_grid():
     assert table.loc["Random-Forest"].tolist() == [4, 3, 2, 1]
     random0 = np.random.default_rng(0).permutation(L)[: L - 1]
     assert table.loc["Random"].tolist() == random0.tolist()  # first seed
-    assert table.index[0] == "Random-Forest"  # fusion listed first
+    assert table.index[0] == "Weight-Entropy"  # strategies.display_order: the signals first, then fusion
     fig = plots.pruning_order_grid(curves)
     assert len(fig.axes[0].texts) == table.size
     plt.close(fig)
@@ -244,19 +247,19 @@ def test_distillation_plot_draws_the_classical_reference_floor():
 
 
 def test_coinciding_curves_are_offset_and_named_in_the_legend():
-    curves = make_curves()  # Random-Forest, Weight-Entropy and Oracle share test accuracy 0.8 - 0.1 k
+    curves = make_curves()  # Weight-Entropy, Random-Forest and Oracle share test accuracy 0.8 - 0.1 k
     fig = plots.pruning_curves(curves, original_acc=0.85)
     lines = {l.get_label(): l for l in labelled_lines(fig.axes[0])}
-    rf, we, oracle = (
-        lines["Random-Forest"],
-        lines["Weight-Entropy (= Random-Forest)"],
-        lines["Oracle (= Random-Forest)"],
+    we, rf, oracle = (  # in strategies.display_order: signal, fusion, baseline
+        lines["Weight-Entropy"],
+        lines["Random-Forest (= Weight-Entropy)"],
+        lines["Oracle (= Weight-Entropy)"],
     )
     steps = np.arange(1, L)
-    np.testing.assert_allclose(rf.get_xdata(), steps)
-    np.testing.assert_allclose(we.get_xdata(), steps + plots.DODGE)  # each twin one offset further
+    np.testing.assert_allclose(we.get_xdata(), steps)
+    np.testing.assert_allclose(rf.get_xdata(), steps + plots.DODGE)  # each twin one offset further
     np.testing.assert_allclose(oracle.get_xdata(), steps + 2 * plots.DODGE)
-    np.testing.assert_allclose(we.get_ydata(), rf.get_ydata())
+    np.testing.assert_allclose(rf.get_ydata(), we.get_ydata())
     assert not any("(=" in name for name in lines if name.startswith("Random ("))  # Random differs: no note
     plt.close(fig)
     # many coinciding curves stay within MAX_DODGE of the first: no curve drifts towards the next step

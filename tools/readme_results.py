@@ -3,7 +3,7 @@
     python tools/readme_results.py results/mpnet-paper          # Table 1, M_0 vs TF-IDF, distillation, claims
     python tools/readme_results.py results/mpnet-paper --direction   # the direction check (flipped rules)
 
-Everything comes from ``paperlib.metrics.verdicts`` (the same code as ``paperlib table``) and the run
+Everything comes from ``paperlib.claims.verdicts`` (the same code as ``paperlib table``) and the run
 folders' ``metrics.json``, ``baseline.json`` and ``distill.parquet``."""
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from paperlib import metrics  # noqa: E402
+from paperlib.claims import direction_wide, verdicts  # noqa: E402
 from paperlib.io import read_json, read_parquet  # noqa: E402
+from paperlib.results import classical_reference, dataset_order  # noqa: E402
+from paperlib.tables import comparison_wide  # noqa: E402
 
 
 def markdown(df: pd.DataFrame, index: bool = True) -> str:
@@ -43,7 +45,7 @@ def per_dataset(runs: Path, v: dict) -> pd.DataFrame:
     """M_0, the classical reference, and the distilled RF students (k* and the deepest cut) per dataset."""
     rows = []
     pairs = v["distill_pairs"].set_index("dataset") if len(v["distill_pairs"]) else None
-    for name in metrics._dataset_order([p.name for p in runs.iterdir() if (p / "metrics.json").is_file()]):
+    for name in dataset_order([p.name for p in runs.iterdir() if (p / "metrics.json").is_file()]):
         folder = runs / name
         m, row = read_json(folder / "metrics.json"), {"dataset": name}
         base = read_json(folder / "baseline.json") if (folder / "baseline.json").is_file() else {}
@@ -72,9 +74,9 @@ def main(argv=None) -> int:
     p.add_argument("--direction", action="store_true", help="only the direction check (runs with '(flipped)' rules)")
     args = p.parse_args(argv)
     runs = Path(args.runs)
-    v = metrics.verdicts(runs)
+    v = verdicts(runs)
     if args.direction:
-        print(markdown(metrics.direction_wide(v["direction"])))
+        print(markdown(direction_wide(v["direction"])))
         return 0
     original = {
         p.name: read_json(p / "metrics.json")["test_acc"] for p in runs.iterdir() if (p / "metrics.json").is_file()
@@ -83,7 +85,7 @@ def main(argv=None) -> int:
         "**Curve mean** (test accuracy %, mean over k = 1..L-1; R = reference chosen on validation; "
         "+/- = significantly above/below R, paired bootstrap 95 %):\n"
     )
-    print(markdown(metrics.comparison_wide(v["table"], "mean", original, metrics.classical_reference(runs))))
+    print(markdown(comparison_wide(v["table"], "mean", original, classical_reference(runs))))
     print(
         "\n**M_0, the classical reference and the distilled Random-Forest student** (test %; differences in "
         "points with paired-bootstrap 95 % intervals, * = interval excludes 0):\n"

@@ -11,8 +11,9 @@ from pathlib import Path
 import pandas as pd
 
 from paperlib import plots
-from paperlib.metrics import classical_reference, distill_summary, load_runs
+from paperlib.results import classical_reference, load_runs
 from paperlib.strategies import FUSION_NAMES, PRUNE_ALL
+from paperlib.tables import distill_summary
 
 
 def main(runs: str, out: str) -> None:

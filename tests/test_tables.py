@@ -1,4 +1,5 @@
-"""Table 1 (selection-free and paper-style), the paired bootstrap, ATS factors, the claims check and the
+"""Tables, statistics and claims (``paperlib.tables``, ``stats``, ``results``, ``claims``, and ``paperlib table``):
+Table 1 (selection-free and paper-style), the paired bootstrap, ATS factors, the claims check and the
 direction check on hand-made curves and predictions with hand-computed answers."""
 
 from __future__ import annotations
@@ -9,27 +10,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from paperlib.claims import VERDICT_RULES, claims_check, direction_check
+from paperlib.cli import table_command
 from paperlib.errors import PaperlibError
 from paperlib.io import write_json
-from paperlib.metrics import (
-    VERDICT_RULES,
-    DatasetResults,
+from paperlib.results import DatasetResults, load_results, load_runs
+from paperlib.stats import bootstrap_weights, call, paired_bootstrap
+from paperlib.tables import (
     ats,
     ats_factors,
-    bootstrap_weights,
-    call,
-    claims_check,
     comparison_table,
-    direction_check,
     distill_summary,
     fraction_steps,
-    load_results,
-    load_runs,
-    paired_bootstrap,
     reference_strategy,
     table1,
     table1_wide,
-    table_command,
     val_chosen_k,
 )
 
@@ -538,3 +533,11 @@ def test_load_runs_still_reads_curves_metrics_and_distill(tmp_path):
     loaded, metrics, distill = load_runs(tmp_path)
     assert sorted(loaded["dataset"].unique()) == ["a", "b", "c"] and metrics["b"]["test_acc"] == 0.75
     assert set(distill["dataset"]) == {"a"}
+
+
+def test_the_examples_in_the_stats_docstring_hold():
+    import doctest
+
+    from paperlib import stats
+
+    assert doctest.testmod(stats).attempted >= 4 and doctest.testmod(stats).failed == 0
