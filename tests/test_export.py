@@ -187,3 +187,45 @@ def test_save_policies_and_a_bad_one_is_one_error_line(tmp_path):
     )
     assert done.returncode == 2 and done.stderr.startswith("error: --save-students") and "Traceback" not in done.stderr
     assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_accuracy_speed_plot_puts_each_student_at_its_own_size_and_time():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from paperlib import plots
+
+    distill = pd.DataFrame(
+        [
+            {"depth": k, "kept": kept, "mode": mode, "test_acc": acc - 0.01 * k, "bytes": b}
+            for k, kept, b in ((1, "0,2,3", 3_000_000), (3, "3", 1_000_000))
+            for mode, acc in (("kd", 0.9), ("none", 0.7))
+        ]
+    )
+    latency = pd.DataFrame(
+        {
+            "depth": [0, 1, 3, 0, 1, 3],
+            "kept": ["0,1,2,3", "0,2,3", "3"] * 2,
+            "device": ["cpu"] * 3 + ["cuda"] * 3,
+            "batch": [1] * 3 + [512] * 3,
+            "median_ms": [8.0, 6.0, 2.0, 30.0, 25.0, 9.0],
+        }
+    )
+    fig = plots.accuracy_speed_plot(distill, latency, original_acc=0.95, original_bytes=4_000_000, floor_acc=0.6)
+    size, speed = fig.axes
+    kd = {ax: next(l for l in ax.get_lines() if l.get_label().startswith("KD")) for ax in (size, speed)}
+    np.testing.assert_allclose(kd[size].get_xdata(), [1.0, 3.0])  # MB, sorted by size: k=3 then k=1
+    np.testing.assert_allclose(kd[size].get_ydata(), [0.87, 0.89])
+    np.testing.assert_allclose(kd[speed].get_xdata(), [2.0, 6.0])  # the CPU times of those kept layers
+    np.testing.assert_allclose(kd[speed].get_ydata(), [0.87, 0.89])
+    star = next(l for l in speed.get_lines() if l.get_label().startswith("original"))
+    assert list(star.get_xdata()) == [8.0] and list(star.get_ydata()) == [0.95]
+    assert "batch 1" in speed.get_xlabel()
+    plt.close(fig)
+    fig = plots.accuracy_speed_plot(distill, latency, 0.95, 4_000_000, device="cuda")
+    assert sorted(next(l for l in fig.axes[1].get_lines() if l.get_label().startswith("KD")).get_xdata()) == [9, 25]
+    plt.close(fig)
+    with pytest.raises(PaperlibError, match="no 'mps' rows"):
+        plots.accuracy_speed_plot(distill, latency, 0.95, 4_000_000, device="mps")
