@@ -437,13 +437,17 @@ def distill_run(
 def _measure_and_save(run, rows: list[dict], strategy: str, to_save: list, command: str, verbose: bool) -> None:
     """After the rows: ``latency.parquet`` for every depth of ``strategy`` against M_0, then the saved students."""
     from . import latency
+    from .paths import display_path
 
     depths = {int(r["depth"]): parse_kept(r["kept"]) for r in rows if r["strategy"] == strategy}
     speed = latency.run_latency(run, depths)
     for row, student, test_pred in to_save:
         path = export.save_student(run, student, row, test_pred, speed, command)
         if verbose:
-            print(f"saved the k={row['depth']} {row['mode']} student with its model card: {path}", flush=True)
+            print(
+                f"saved the k={row['depth']} {row['mode']} student with its model card: {display_path(path)}",
+                flush=True,
+            )
 
 
 def _tidy_predictions(parts: list[pd.DataFrame]) -> pd.DataFrame:
