@@ -131,14 +131,17 @@ def cmd_fuse(args) -> None:
 
 def cmd_distill(args) -> None:
     from .distill import distill_command
+    from .export import check_save_students
 
     _check_distill_args(args.depths, args.strategy)
+    check_save_students(args.save_students)
     distill_command(
         _prepare(args),
         depths=args.depths,
         compile=args.compile,
         progress=False if args.quiet else None,
         strategy=args.strategy,
+        save_students=args.save_students,
     )
 
 
@@ -332,6 +335,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compile", action="store_true", help="torch.compile the student (CUDA)")
     p.add_argument(
         "--strategy", default="Random-Forest", help="whose pruned curve to distil (any strategy in curves.parquet)"
+    )
+    p.add_argument(
+        "--save-students",
+        default="best",
+        help="which KD students to keep as transformers checkpoints with a model card under OUT/<dataset>/students/: "
+        "best (k*, default), all (every distilled depth), none, or a comma list of depths",
     )
     p.set_defaults(func=cmd_distill)
 

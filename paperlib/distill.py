@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from . import pruning
+from . import export, pruning
 from .config import DEPTH_POLICIES
 from .errors import PaperlibError
 from .io import read_parquet, update_parquet
@@ -60,6 +60,7 @@ COLUMNS = [
 ]
 PREDICTION_COLUMNS = ["strategy", "depth", "kept", "mode", "split", "example", "pred"]
 PREDICTIONS_FILE = "distill_predictions.parquet"
+SAVED_MODE = export.SAVED_MODE
 COMPILE_MULTIPLE_OF = 32  # length bucket under torch.compile: at most max_length/32 shapes per batch size
 
 
@@ -286,13 +287,21 @@ def distill_run(
     progress: bool | None = None,
     modes=MODES,
     verbose: bool = True,
+    save_students: str = "best",
+    command: str | None = None,
 ) -> pd.DataFrame:
     """Distil the run's M_0 into ``strategy``'s pruned student at each depth; return distill.parquet's rows.
 
     ``depths``: a policy of ``parse_depths`` or a list of k; None takes the preset's ``distill_depths``.
     For each depth k the student is a copy of M_0 (``run.model``, the saved ``run.folder/'model'``) with
     the layers missing from the curve's ``kept`` removed, so it inherits the fine-tuned weights.  Rows already in
-    ``distill.parquet`` are skipped; the file is rewritten atomically after each new row."""
+    ``distill.parquet`` are skipped; the file is rewritten atomically after each new row.
+
+    Once the rows are done, the students' speed against M_0 goes to ``latency.parquet`` (``paperlib.latency``) and
+    the KD students of ``save_students`` ('best' = k*, 'all', 'none' or a comma list of depths) are saved with a
+    model card under ``students/`` (``paperlib.export``; ``command`` is the card's "how it was made", by default
+    the equivalent ``paperlib distill`` command).  A KD row whose student should be saved but is not (or was
+    saved for other kept layers) is trained again, so a saved model is always the one its row scores."""
     rank, world = init_distributed()
     curves_path = run.folder / "curves.parquet"
     if not curves_path.is_file():
@@ -318,6 +327,10 @@ def distill_run(
         for r in rows
         if (r["strategy"], int(r["depth"]), pruning.format_kept(parse_kept(r["kept"])), r["mode"]) in have
     ]
+    kept_at = {int(k): parse_kept(v) for k, v in zip(curve["step"], curve["kept"])}
+    saves = export.save_depths(save_students, chosen, k_star) if SAVED_MODE in modes else []
+    unsaved = {(strategy, k, SAVED_MODE) for k in saves if not export.is_saved(run.folder, strategy, k, kept_at[k])}
+    rows = [r for r in rows if (r["strategy"], int(r["depth"]), r["mode"]) not in unsaved]  # trained again
     finished = {(r["strategy"], int(r["depth"]), r["mode"]) for r in rows}
     keys = {(r["strategy"], int(r["depth"]), pruning.format_kept(parse_kept(r["kept"])), r["mode"]) for r in rows}
     preds = (
@@ -326,6 +339,7 @@ def distill_run(
     pred_parts = [preds] if len(preds) else []
     todo = [(k, m) for k in chosen for m in modes if (strategy, k, m) not in finished]
     device = run.device
+    to_save = []  # (row, student on the CPU, test predictions), saved once the speed is measured
     cached = None
     if any(m == "kd" for _, m in todo):
         cached = teacher_logits(run.model, run.encoded["train"], preset.eval_batch_size, device)
@@ -404,9 +418,36 @@ def distill_run(
                 f"({time.perf_counter() - t0:.1f}s)",
                 flush=True,
             )
+        if mode == SAVED_MODE and (strategy, k, mode) in unsaved and rank == 0:
+            to_save.append((rows[-1], student.cpu(), test_pred))
         del student
     bar.close()
+    if rank == 0:
+        _measure_and_save(
+            run,
+            rows,
+            strategy,
+            to_save,
+            command or export.equivalent_command(run, depths, strategy, save_students),
+            verbose,
+        )
     return _tidy(rows)
+
+
+def _measure_and_save(run, rows: list[dict], strategy: str, to_save: list, command: str, verbose: bool) -> None:
+    """After the rows: ``latency.parquet`` for every depth of ``strategy`` against M_0, then the saved students."""
+    from . import latency
+    from .paths import display_path
+
+    depths = {int(r["depth"]): parse_kept(r["kept"]) for r in rows if r["strategy"] == strategy}
+    speed = latency.run_latency(run, depths)
+    for row, student, test_pred in to_save:
+        path = export.save_student(run, student, row, test_pred, speed, command)
+        if verbose:
+            print(
+                f"saved the k={row['depth']} {row['mode']} student with its model card: {display_path(path)}",
+                flush=True,
+            )
 
 
 def _tidy_predictions(parts: list[pd.DataFrame]) -> pd.DataFrame:
@@ -461,10 +502,17 @@ def distill_table(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def distill_command(
-    run, depths=None, compile: bool = False, progress: bool | None = None, strategy: str = DEFAULT_STRATEGY
+    run,
+    depths=None,
+    compile: bool = False,
+    progress: bool | None = None,
+    strategy: str = DEFAULT_STRATEGY,
+    save_students: str = "best",
 ) -> pd.DataFrame:
     """``paperlib distill``: distil every requested depth and print the table (rank 0 only)."""
-    df = distill_run(run, depths=depths, strategy=strategy, compile=compile, progress=progress)
+    df = distill_run(
+        run, depths=depths, strategy=strategy, compile=compile, progress=progress, save_students=save_students
+    )
     if is_main_process():
         print(
             f"\n{run.splits.name}: distillation of the {strategy}-pruned students "

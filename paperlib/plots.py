@@ -671,3 +671,48 @@ def ats_bars(ats: pd.DataFrame, value: str = "ats", label: str = "model", title:
     ax.set_title(title or "Accuracy-to-size ratio")
     fig.tight_layout()
     return fig
+
+
+@styled
+def accuracy_speed_plot(
+    distill: pd.DataFrame,
+    latency: pd.DataFrame,
+    original_acc: float,
+    original_bytes: int,
+    device: str = "cpu",
+    floor_acc: float | None = None,
+    title: str | None = None,
+):
+    """The deployer's trade-off, two panels: test accuracy against size (MB = 10^6 bytes of the fp32 state
+    dict) and against measured time per forward (``latency.parquet``, ms on ``device``; CPU: batch 1), one
+    line per mode (KD, alpha = 0, no KD) through the distilled depths, the unpruned M_0 as a black star.
+
+    Latency is joined by depth and kept layers, so each point is the student whose accuracy it shows."""
+    _require(distill, ["depth", "kept", "mode", "test_acc", "bytes"], "distill frame")
+    _require(latency, ["depth", "kept", "device", "median_ms"], "latency frame")
+    speed = latency[latency["device"] == device]
+    if speed.empty:
+        raise PaperlibError(f"the latency frame has no {device!r} rows (devices: {sorted(set(latency['device']))})")
+    m0 = speed[speed["depth"] == 0]
+    rows = distill.merge(speed[["depth", "kept", "median_ms", "batch"]], on=["depth", "kept"], how="inner")
+    fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.2), sharey=True)
+    for ax, x, label in (
+        (axes[0], "MB", "size (MB, fp32)"),
+        (axes[1], "median_ms", f"time per forward on {device}, batch {int(speed['batch'].iloc[0])} (ms, median)"),
+    ):
+        data = rows.assign(MB=rows["bytes"] / 1e6)
+        for mode in [m for m in ("kd", "ce", "none") if m in set(data["mode"])]:
+            line = data[data["mode"] == mode].sort_values(x)
+            ax.plot(line[x], line["test_acc"], label=MODE_LABELS[mode], **MODE_STYLES[mode])
+        m0_x = original_bytes / 1e6 if x == "MB" else (float(m0["median_ms"].iloc[0]) if len(m0) else None)
+        if m0_x is not None:
+            ax.plot([m0_x], [original_acc], marker="*", ms=13, color="black", ls="", label="original (unpruned)")
+        if floor_acc is not None:
+            ax.axhline(floor_acc, color=TOL["dark grey"], ls="-.", lw=1.2, label="TF-IDF + LR (classical reference)")
+        ax.set_xlabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("test accuracy")
+    axes[1].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, borderaxespad=0)
+    fig.suptitle(title or "Accuracy against size and against measured speed")
+    fig.tight_layout()
+    return fig

@@ -5,9 +5,11 @@
 For every dataset folder of the run that holds executed notebooks (01-05) and for ``summary/`` (06),
 each notebook is rendered with nbconvert's JupyterLab template into ``report/<folder>/<notebook>.html``.
 The pages load nothing from the network: CSS is inlined, figures are embedded as data URIs, and the
-template's CDN scripts (require.js, MathJax, mermaid) are left out, so formulas show as their TeX
-source.  ``report/index.html`` links every page and shows Table 1, the claims check, the
-distillation summary and the Figure 1 grid of the run."""
+template's CDN scripts (require.js, MathJax, mermaid) are left out.  Formulas (``$...$``, ``$$...$$``,
+``\\[...\\]``, ``\\begin{...}``) are converted to MathML when the page is written (``latex2mathml``), which
+every current browser lays out natively: no script, no font files, nothing beside the page.
+``report/index.html`` links every page and shows Table 1, the claims check, the distillation summary and
+the Figure 1 grid of the run."""
 
 from __future__ import annotations
 
@@ -15,7 +17,9 @@ import base64
 import datetime
 import html
 import os
+import re
 import shutil
+import warnings
 from pathlib import Path
 
 from .errors import PaperlibError
@@ -23,10 +27,13 @@ from .io import atomic_path, read_csv
 from .paths import display_path
 
 REPORT_DIR = "report"
-# lab's page without the scripts it would fetch from a CDN; everything shown is static HTML and CSS
+# lab's page without the scripts it would fetch from a CDN (MathJax's block holds the MathML style instead);
+# everything shown is static HTML and CSS
 OFFLINE_TEMPLATE = """{%- extends 'index.html.j2' -%}
 {%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
-{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mathjax -%}
+<style>math{font-size:1.1em}math[display="block"]{font-size:1.25em;margin:0.6em 0}code.tex{color:#a00}</style>
+{%- endblock html_head_js_mathjax -%}
 {%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
 {%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
 """
@@ -49,13 +56,88 @@ th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-widt
 .table-wrap{overflow-x:auto}ul.nb{columns:2}code{background:#f3f3f3;padding:0 3px}"""
 
 
+# latex2mathml leaves these commands as raw text (3.81): rewritten to what it converts.  \\lVert etc. become the
+# character itself so that \\big / \\Big still size it; \\% inside \\text{} would stay a backslash.
+TEX_REWRITES = (
+    (re.compile(r"\\[lr]?Vert(?![A-Za-z])"), "\u2016"),
+    (re.compile(r"\\arg(?![A-Za-z])"), r"\\operatorname{arg}"),
+    (re.compile(r"\\text\{([^{}]*)\}"), lambda m: r"\text{" + m.group(1).replace(r"\%", "%") + "}"),
+)
+_LEFT_OVER = re.compile(r">[^<]*\\[A-Za-z]+[^<]*<")  # a TeX command that came through as text
+
+
+def tex_to_mathml(tex: str, display: bool = False) -> str:
+    """One formula as a MathML ``<math>`` element (``display`` for ``$$...$$``), via ``latex2mathml``.
+
+    A formula the converter cannot render completely (an unknown command left as text) is shown as its
+    TeX source in ``<code class="tex">`` with a warning naming it, never as half-converted maths."""
+    from latex2mathml.converter import convert
+
+    source = tex.strip()
+    for pattern, replacement in TEX_REWRITES:
+        source = pattern.sub(replacement, source)
+    try:
+        out = convert(source, display="block" if display else "inline")
+    except Exception as exc:  # latex2mathml raises its own exception types for unbalanced input
+        out, reason = None, f"{type(exc).__name__}: {exc}"
+    else:
+        reason = None if not _LEFT_OVER.search(out) else "a command it does not know"
+    if reason is None:  # HTML puts <math> in the MathML namespace itself; an xmlns attribute would make
+        return out.replace(' xmlns="http://www.w3.org/1998/Math/MathML"', "", 1)  # nbconvert's anchors write ns0:
+    warnings.warn(f"formula shown as TeX source ({reason}): {tex.strip()!r}", stacklevel=2)
+    return f'<code class="tex">{html.escape(tex.strip())}</code>'
+
+
+def _math_renderer():
+    from nbconvert.filters.markdown_mistune import IPythonRenderer
+
+    class MathMLRenderer(IPythonRenderer):
+        """nbconvert's markdown renderer with formulas written as MathML instead of left for MathJax."""
+
+        def block_math(self, body: str) -> str:
+            return tex_to_mathml(body, display=True)
+
+        def inline_math(self, body: str) -> str:
+            return tex_to_mathml(body)
+
+        def latex_environment(self, name: str, body: str) -> str:
+            return tex_to_mathml(f"\\begin{{{name}}}{body}\\end{{{name}}}", display=True)
+
+    return MathMLRenderer
+
+
 def _exporter():
     try:
-        from jinja2 import DictLoader
+        from jinja2 import DictLoader, pass_context
         from nbconvert import HTMLExporter
+        from nbconvert.filters.markdown_mistune import MarkdownWithMath
     except ImportError:
         raise PaperlibError("paperlib report needs nbconvert: pip install 'paperlib[notebooks]'") from None
-    return HTMLExporter(
+    try:
+        import latex2mathml  # noqa: F401
+    except ImportError:
+        raise PaperlibError("paperlib report needs latex2mathml: pip install 'paperlib[notebooks]'") from None
+    renderer = _math_renderer()
+
+    class MathMLExporter(HTMLExporter):
+        """nbconvert's HTML exporter whose markdown cells carry MathML (same arguments as its renderer)."""
+
+        @pass_context
+        def markdown2html(self, context, source):
+            cell = context.get("cell", {})
+            return MarkdownWithMath(
+                renderer=renderer(
+                    escape=False,
+                    attachments=cell.get("attachments", {}),
+                    embed_images=self.embed_images,
+                    path=context.get("resources", {}).get("metadata", {}).get("path", ""),
+                    anchor_link_text=self.anchor_link_text,
+                    exclude_anchor_links=self.exclude_anchor_links,
+                    **self.lexer_options,
+                )
+            ).render(source)
+
+    return MathMLExporter(
         template_name="lab",
         extra_loaders=[DictLoader({"paperlib_offline.html.j2": OFFLINE_TEMPLATE})],
         template_file="paperlib_offline.html.j2",
@@ -136,7 +218,8 @@ def write_report(runs: str | os.PathLike, pages: bool = True) -> Path:
     parts = [
         f"<h1>paperlib run <code>{html.escape(runs.name)}</code></h1>",
         f"<p>Executed notebooks of the run, rendered {datetime.date.today().isoformat()} by "
-        f"<code>paperlib report</code>. The pages need no network; formulas show as their TeX source.</p>"
+        f"<code>paperlib report</code>. The pages need no network; formulas are MathML, drawn by the browser "
+        "itself.</p>"
         if pages
         else f"<p>Index of the run's executed notebooks, written {datetime.date.today().isoformat()} by "
         f"<code>paperlib report --no-pages</code>: the links open the notebooks themselves (a notebook viewer "

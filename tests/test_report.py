@@ -37,10 +37,14 @@ def _png(colour: str) -> bytes:
     return buffer.getvalue()
 
 
+DISPLAY_FORMULA = r"S_1(l) = \frac{1}{N\,d_{ff}} \sum_{t=1}^{N} \big\lVert a_{l,t} \big\rVert_2"
+
+
 def _executed_notebook(path: Path, title: str) -> None:
     image = base64.b64encode(_png("#CC3311")).decode("ascii")
     cells = [
-        new_markdown_cell(f"# {title}\n\nA formula, $\\mathcal{{L}} = -\\log p$, and a table below."),
+        new_markdown_cell(f"# {title} with $M_0$\n\nA formula, $\\mathcal{{L}} = -\\log p$, and a table below."),
+        new_markdown_cell(f"A display formula\n$${DISPLAY_FORMULA}$$\nand text after it."),
         new_code_cell(
             "print('accuracy 0.95')",
             execution_count=1,
@@ -91,6 +95,68 @@ def test_report_renders_every_notebook_and_an_index(tmp_path):
     assert "accuracy 0.95" in page and "data:image/png;base64," in page
     for cdn in ("cdnjs", "require.js", "mathjax", "unpkg"):  # nothing to fetch from a CDN
         assert cdn not in page.lower() and cdn not in html.lower()
+    assert page.count("<math") == 3 and "$" not in _visible_text(page)  # the heading's, the inline and the display one
+    assert 'display="block"' in page and "<mfrac>" in page and "ns0:" not in page
+
+
+def _visible_text(page: str) -> str:
+    """The text a reader sees: the page without its <style> and <script> elements and tags."""
+    from html.parser import HTMLParser
+
+    chunks, skip = [], []
+
+    class Text(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            skip.append(tag in ("style", "script"))
+
+        def handle_endtag(self, tag):
+            if skip:
+                skip.pop()
+
+        def handle_data(self, data):
+            if not any(skip):
+                chunks.append(data)
+
+    Text().feed(page)
+    return "".join(chunks)
+
+
+def notebook_formulas() -> list[tuple[str, str, bool]]:
+    """(notebook, TeX, display) for every formula in the markdown cells of the committed notebooks 00-06."""
+    import re
+
+    found = []
+    for path in sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("0[0-6]_*.ipynb")):
+        for cell in nbformat.read(path, as_version=4).cells:
+            if cell.cell_type == "markdown":
+                for m in re.finditer(r"\$\$(.+?)\$\$|\$([^$\n]+?)\$", cell.source, re.S):
+                    found.append((path.stem, m.group(1) or m.group(2), m.group(1) is not None))
+    return found
+
+
+def test_every_formula_of_the_notebooks_converts_to_mathml_completely():
+    """No formula of notebooks 00-06 falls back to its TeX source, and none keeps a TeX command as text."""
+    import re
+    import warnings
+
+    from paperlib.report import tex_to_mathml
+
+    formulas = notebook_formulas()
+    assert len(formulas) > 50 and any(display for _, _, display in formulas)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the fallback warns
+        for notebook, tex, display in formulas:
+            out = tex_to_mathml(tex, display)
+            assert out.startswith("<math") and out.endswith("</math>"), (notebook, tex)
+            assert not re.search(r">[^<]*\\[A-Za-z]", out), (notebook, tex, out)  # a command shown as text
+
+
+def test_a_formula_the_converter_cannot_render_shows_its_source_and_warns():
+    from paperlib.report import tex_to_mathml
+
+    with pytest.warns(UserWarning, match="notacommand"):
+        out = tex_to_mathml(r"x = \notacommand{y} < 1")
+    assert out == '<code class="tex">x = \\notacommand{y} &lt; 1</code>'
 
 
 def _hrefs(page: str) -> list[str]:
@@ -159,13 +225,33 @@ def chromium() -> str | None:
     return None
 
 
-def browse(index: Path, screenshot: Path | None = None) -> dict:
-    """Open ``index`` and every page it links in headless Chromium, offline; report what went wrong."""
+MATHS_CHECK = """() => {
+  const maths = [...document.querySelectorAll("math")];
+  const fractions = [...document.querySelectorAll("mfrac")].map(f => {
+    const [num, den] = [...f.children].map(c => c.getBoundingClientRect());
+    return num.bottom <= den.top + 1;
+  });
+  return {
+    math: maths.length,
+    mathml: maths.filter(m => m instanceof MathMLElement && m.getBoundingClientRect().width > 0).length,
+    fractions_stacked: fractions.filter(Boolean).length,
+    fractions: fractions.length,
+    dollars: (document.body.innerText.match(/\\$/g) || []).length,
+  };
+}"""
+
+
+def browse(index: Path, screenshot: Path | None = None, page_screenshot: Path | None = None) -> dict:
+    """Open ``index`` and every page it links in headless Chromium, offline; report what went wrong.
+
+    On every linked page the formulas are checked as the browser laid them out: MathML elements
+    (``MathMLElement``) of non-zero size, every fraction's numerator drawn above its denominator,
+    and no ``$`` left in the visible text (``page_screenshot``: the first such page, at its display formula)."""
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright to run the browser test")
     executable = chromium()
     if executable is None:
         pytest.skip("no Chromium executable (apt-get install chromium, or set PAPERLIB_CHROMIUM)")
-    problems = {"console": [], "network": [], "broken_links": [], "broken_images": []}
+    problems = {"console": [], "network": [], "broken_links": [], "broken_images": [], "maths": []}
     pages_seen = 0
     with sync_api.sync_playwright() as pw:
         try:
@@ -199,6 +285,11 @@ def browse(index: Path, screenshot: Path | None = None) -> dict:
                 "img",
                 "imgs => imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.alt || i.src.slice(0, 60))",
             )
+            if url != index.resolve().as_uri():
+                problems["maths"].append(page.evaluate(MATHS_CHECK) | {"url": url})
+                if page_screenshot is not None and not page_screenshot.exists():
+                    page.eval_on_selector('math[display="block"]', "m => m.scrollIntoView({block: 'center'})")
+                    page.screenshot(path=str(page_screenshot))
             if url == index.resolve().as_uri():
                 if screenshot is not None:
                     page.screenshot(path=str(screenshot), full_page=True)
@@ -217,9 +308,18 @@ def browse(index: Path, screenshot: Path | None = None) -> dict:
 def test_report_loads_in_a_headless_browser_offline(tmp_path):
     runs = make_run(tmp_path / "runs")
     index = write_report(runs)
-    shot = tmp_path / "index.png"
-    problems = browse(index, shot)
+    shot, maths_shot = tmp_path / "index.png", tmp_path / "page_with_maths.png"
+    problems = browse(index, shot, maths_shot)
     assert problems["pages"] == 1 + 2 * len(DATASET_NOTEBOOKS) + 1  # the index and every page it links
     assert problems["broken_links"] == [] and problems["broken_images"] == []
     assert problems["console"] == [] and problems["network"] == []
-    assert shot.stat().st_size > 10_000
+    assert shot.stat().st_size > 10_000 and maths_shot.stat().st_size > 10_000
+    assert len(problems["maths"]) == problems["pages"] - 1
+    for seen in problems["maths"]:  # each page: three formulas, drawn as maths, one stacked fraction, no $ shown
+        assert (seen["math"], seen["mathml"], seen["fractions"], seen["fractions_stacked"], seen["dollars"]) == (
+            3,
+            3,
+            1,
+            1,
+            0,
+        ), seen
