@@ -32,10 +32,10 @@ def sizes(name: str, preset, data_dir: Path) -> dict:
     splits = load_splits(name, preset, data_dir)
     return {
         "source": source,
-        "train": len(splits.train),
-        "val": len(splits.val),
-        "test": len(splits.test),
-        "val from test": validation_sizes(n_train, n_test, preset.val_cap)[1],
+        "train": f"{len(splits.train):,}",
+        "val": f"{len(splits.val):,}",
+        "test": f"{len(splits.test):,}",
+        "val from test": f"{validation_sizes(n_train, n_test, preset.val_cap)[1]:,}",
     }
 
 
