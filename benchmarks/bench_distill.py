@@ -37,6 +37,7 @@ import torch  # noqa: E402
 from paperlib.data import Encoded  # noqa: E402
 from paperlib.distill import distill, kd_loss, teacher_logits  # noqa: E402
 from paperlib.models import RANDOM_MODELS, remove_layers  # noqa: E402
+from paperlib.train import TrainSettings  # noqa: E402
 
 NUM_LABELS = 4
 LAST_STUDENT: dict[tuple, torch.nn.Module] = {}  # (compile, batch) -> a warmed-up student, for the profile
@@ -107,11 +108,9 @@ def bench_paperlib(student0, data, cached, batch, steps, device, compile):
         student,
         data,
         cached,
+        TrainSettings(epochs=2, lr=LR, batch_size=batch),
         alpha=ALPHA,
         temperature=T,
-        epochs=2,
-        lr=LR,
-        batch_size=batch,
         device=device,
         compile=compile,
         progress=False,
@@ -131,11 +130,12 @@ def kernel_breakdown(student, data, cached, batch, steps, device, compile) -> di
     """GPU kernel time per step of one profiled epoch of paperlib's loop, by kind (after a warm-up epoch)."""
     from torch.profiler import ProfilerActivity, profile
 
-    kw = dict(alpha=ALPHA, temperature=T, lr=LR, batch_size=batch, device=device, compile=compile, progress=False)
-    distill(student, data, cached, epochs=1, **kw)  # warm-up (compiles)
+    kw = dict(alpha=ALPHA, temperature=T, device=device, compile=compile, progress=False)
+    one_epoch = TrainSettings(epochs=1, lr=LR, batch_size=batch)
+    distill(student, data, cached, one_epoch, **kw)  # warm-up (compiles)
     gpu = device.type == "cuda"
     with profile(activities=[ProfilerActivity.CUDA if gpu else ProfilerActivity.CPU]) as prof:
-        distill(student, data, cached, epochs=1, **kw)
+        distill(student, data, cached, one_epoch, **kw)
     kinds = {
         "attention": ("sdpa", "flash", "fmha", "attention", "efficient"),
         "matmul": ("gemm", "cutlass", "nvjet", "cublas"),

@@ -28,14 +28,22 @@ def _common(p: argparse.ArgumentParser, dataset_required: bool = True) -> None:
         "(default: the preset's model)",
     )
     p.add_argument("--preset", default="quick", help="quick (CPU, default), paper (GPU) or tiny (tests)")
-    p.add_argument("--out", default=None, help="runs folder; results go to OUT/<dataset>/ (default: runs/<preset>)")
+    p.add_argument(
+        "--out", default=None, help="runs folder; results go to OUT/seed-<S>/<dataset>/ (default: runs/<preset>)"
+    )
     p.add_argument(
         "--data-dir",
         default=None,
         help="local folder laid out like ../shared/datasets (default: $PAPERLIB_DATA_DIR; else embedded or hub)",
     )
     p.add_argument("--max-length", type=int, default=None, help="override the preset's max tokens per text")
-    p.add_argument("--seed", type=int, default=None, help="override the preset's seed")
+    p.add_argument("--seed", type=int, default=None, help="first pipeline seed S (default: the preset's, 0)")
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        help="how many seeds: S .. S+N-1, one whole pipeline each, run one after another (default 1)",
+    )
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     _precision(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -61,23 +69,30 @@ def _out(args, preset) -> str:
     return args.out or f"runs/{preset.name}"
 
 
-def _prepare(args):
-    from .experiment import prepare
+def _runs(args):
+    """The run of each seed --seed .. --seed + --seeds - 1, prepared (fine-tuned or loaded) one after another."""
+    from . import experiment
 
     preset = _preset(args)
-    return prepare(
-        args.dataset,
-        args.model,
-        preset,
-        _out(args, preset),
-        args.data_dir,
-        args.device,
-        progress=False if args.quiet else None,
-    )
+    for seed in experiment.seed_list(preset.seed, args.seeds):
+        yield experiment.prepare(
+            args.dataset,
+            args.model,
+            preset,
+            _out(args, preset),
+            args.data_dir,
+            args.device,
+            progress=False if args.quiet else None,
+            seed=seed,
+        )
 
 
 def cmd_finetune(args) -> None:
-    run = _prepare(args)
+    for run in _runs(args):
+        _print_finetune(run)
+
+
+def _print_finetune(run) -> None:
     m = run.metrics
     print(
         f"{run.splits.name}: fine-tuned {m['n_layers']}-layer model in {m['train_seconds']}s; "
@@ -117,16 +132,15 @@ def cmd_prune(args) -> None:
     from .pruning import prune_command
 
     _check_strategies(args.strategies)
-    prune_command(_prepare(args), strategies=args.strategies, progress=False if args.quiet else None)
+    for run in _runs(args):
+        prune_command(run, strategies=args.strategies, progress=False if args.quiet else None)
 
 
 def cmd_fuse(args) -> None:
     from .fusion import fuse_command
 
-    preset = _preset(args)
-    fuse_command(
-        _prepare(args), protocol=args.protocol, runs_root=_out(args, preset), progress=False if args.quiet else None
-    )
+    for run in _runs(args):  # transfer: the other datasets of the same seed
+        fuse_command(run, protocol=args.protocol, runs_root=run.folder.parent, progress=False if args.quiet else None)
 
 
 def cmd_distill(args) -> None:
@@ -135,14 +149,15 @@ def cmd_distill(args) -> None:
 
     _check_distill_args(args.depths, args.strategy)
     check_save_students(args.save_students)
-    distill_command(
-        _prepare(args),
-        depths=args.depths,
-        compile=args.compile,
-        progress=False if args.quiet else None,
-        strategy=args.strategy,
-        save_students=args.save_students,
-    )
+    for run in _runs(args):
+        distill_command(
+            run,
+            depths=args.depths,
+            compile=args.compile,
+            progress=False if args.quiet else None,
+            strategy=args.strategy,
+            save_students=args.save_students,
+        )
 
 
 def cmd_table(args) -> None:
@@ -284,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "finetune",
         help="fine-tune the full model M_0 and write the run folder",
-        description="Fine-tune MODEL on DATASET and write OUT/<dataset>/ (config.json, model/, metrics.json). "
+        description="Fine-tune MODEL on DATASET and write OUT/seed-<S>/<dataset>/ (config.json, model/, metrics.json). "
         "A rerun with the same config reuses the saved model.",
     )
     _common(p)

@@ -1,13 +1,17 @@
 """Datasets: the registry of SPEC 2, loading (hub, local folder, embedded), splits, caps, tokenisation.
 
 Splits (SPEC 2): test = the source's test split, or a stratified 20 % of ``all.csv``; validation = a
-stratified 10 % of train (at most 1,000); the rest is train.  Preset caps then subsample each split,
-deterministically and stratified.  Everything is seeded, so the same call gives the same rows.
+stratified 10 % of train (at most 1,000); the rest is train.  Where that gives fewer than
+``min(val_cap, 500)`` validation rows, validation takes that many (``validation_sizes``: from train while train
+keeps half of all rows, then from test while test keeps as many rows as validation).  Preset caps then
+subsample each split, deterministically and stratified.  Everything is seeded by ``preset.split_seed``, so the
+same call gives the same rows, whatever the pipeline seed.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import threading
 from collections.abc import Iterator
@@ -414,7 +418,7 @@ def hub_source(info: DatasetInfo) -> str:
 
 # ---------------------------------------------------------------- cache of capped hub splits
 
-_SPLITS_CACHE_VERSION = 1
+_SPLITS_CACHE_VERSION = 2  # 2: the validation floor (validation_sizes)
 
 
 def _splits_cache_path(info: DatasetInfo, preset: Preset, seed: int) -> Path:
@@ -512,6 +516,43 @@ def _stratified_split(df: pd.DataFrame, n_first: int, seed: int) -> tuple[pd.Dat
     return df[mask].reset_index(drop=True), df[~mask].reset_index(drop=True)
 
 
+VAL_MIN = 500  # validation rows wanted wherever the data allows (ours, issue 19): one row is 0.2 points
+TRAIN_SHARE = 0.5  # carving validation never leaves train with less than this share of all rows
+
+
+def validation_sizes(n_train: int, n_test: int, val_cap: int) -> tuple[int, int]:
+    """(rows of validation taken from train, taken from test), given the rows of train and test before validation.
+
+    The default (SPEC 2): 10 % of train, at most 1,000, none from test.  Where that is below
+    V = min(val_cap, VAL_MIN), validation is V rows where the data allows: from train while train keeps at least
+    TRAIN_SHARE of all n_train + n_test rows, then from test while test keeps at least as many rows as
+    validation (test is cut only where train would fall below its share; yelp's 1,000 + 1,000 rows give
+    1,000 / 500 / 500).
+
+    >>> validation_sizes(2094, 524, 1000)  # arxiv's all.csv: 500 from train
+    (500, 0)
+    >>> validation_sizes(1000, 1000, 1000)  # yelp: train keeps its half, validation comes from test
+    (0, 500)
+    """
+    default = min(1000, int(round(0.1 * n_train)))
+    wanted = min(val_cap, VAL_MIN)
+    if default >= wanted:
+        return default, 0
+    from_train = min(wanted, max(0, n_train - math.ceil(TRAIN_SHARE * (n_train + n_test))))
+    from_test = min(wanted - from_train, max(0, (n_test - from_train) // 2))
+    return (from_train, from_test) if from_train + from_test > default else (default, 0)
+
+
+def _with_texts(df: pd.DataFrame, texts) -> pd.DataFrame:
+    """``df`` (label, row, origin) with each row's text read by ``texts(origin, rows)``, one call per source split."""
+    out = np.empty(len(df), dtype=object)
+    rows, origin = df["row"].to_numpy(), df["origin"].to_numpy()
+    for key in dict.fromkeys(origin):  # in order of first appearance
+        idx = np.flatnonzero(origin == key)
+        out[idx] = [str(t) for t in texts(key, rows[idx])]
+    return pd.DataFrame({"text": out, "label": df["label"].to_numpy()})
+
+
 def _check_labels(df: pd.DataFrame, name: str, where: str) -> pd.DataFrame:
     df = df.copy()
     if not pd.api.types.is_integer_dtype(df["label"]):
@@ -557,28 +598,23 @@ def make_splits(
         class_names = [str(i) for i in range(k)]
     if len(class_names) != k:
         raise PaperlibError(f"dataset {name!r}: {len(class_names)} class names for {k} classes (check labels.txt)")
+    frames = {k: v.assign(origin=k) for k, v in frames.items()}  # the source split of every row (hub texts)
     if "all" in frames:
         n_test = int(round(0.2 * len(frames["all"])))
         test_df, train_df = _stratified_split(frames["all"], n_test, seed)
     else:
         train_df, test_df = frames["train"], frames["test"]
-    n_val = min(1000, int(round(0.1 * len(train_df))))
-    val_df, train_df = _stratified_split(train_df, n_val, seed + 1)
+    from_train, from_test = validation_sizes(len(train_df), len(test_df), preset.val_cap)
+    val_df, train_df = _stratified_split(train_df, from_train, seed + 1)
+    if from_test:
+        val_extra, test_df = _stratified_split(test_df, from_test, seed + 2)
+        val_df = pd.concat([val_df, val_extra], ignore_index=True)
     train_df = stratified_cap(train_df, preset.train_cap, seed)
     val_df = stratified_cap(val_df, preset.val_cap, seed)
     test_df = stratified_cap(test_df, preset.test_cap, seed)
     if texts is not None:
-        origin = (
-            {"train": "all", "val": "all", "test": "all"}
-            if "all" in frames
-            else {"train": "train", "val": "train", "test": "test"}
-        )
-        train_df, val_df, test_df = (
-            pd.DataFrame(
-                {"text": [str(t) for t in texts(origin[key], df["row"].to_numpy())], "label": df["label"].to_numpy()}
-            )
-            for key, df in (("train", train_df), ("val", val_df), ("test", test_df))
-        )
+        train_df, val_df, test_df = (_with_texts(df, texts) for df in (train_df, val_df, test_df))
+    train_df, val_df, test_df = (df[["text", "label"]] for df in (train_df, val_df, test_df))
     need = {"train": max(preset.n_calib, 2 * k), "val": k, "test": k}
     for split, df in (("train", train_df), ("val", val_df), ("test", test_df)):
         if len(df) < need[split]:
@@ -596,7 +632,7 @@ def load_splits(
 
     Resolution for a registry name: ``<data_dir>/<local folder>`` if present; else the embedded copy
     (bbc_news); else the hub (needs ``datasets`` and a network).  A path to a folder loads that folder."""
-    seed = preset.seed if seed is None else seed
+    seed = preset.split_seed if seed is None else seed
     root = resolve_data_dir(data_dir)
     if dataset in REGISTRY:
         info = REGISTRY[dataset]

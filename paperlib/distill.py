@@ -7,9 +7,12 @@ Loss, per batch of B examples with student logits s, teacher logits t and labels
 with T = 2, alpha = 0.5 (``preset.kd_temperature``, ``preset.kd_alpha``).  The teacher is frozen, so
 its logits are computed once per training example (``predict_logits``) and looked up by example
 index through the training loop's ``loss_fn`` hook every epoch.  alpha = 0 is the control: the same
-student and budget trained on the labels alone.  Training uses the shared loop (``paperlib.train``):
-AdamW at ``recovery_lr(preset.kd_lr, L, n_kept)`` = kd_lr * L / n_kept (a student that kept fewer
-layers takes larger steps), 10 % warm-up, ``preset.kd_epochs`` epochs, batch ``preset.batch_size``;
+student and budget trained on the labels alone.  "M_0 continued" (strategy ``"M_0"``, depth 0, mode ``"ce"``) is
+the compute-matched control of "pruned + retrained beats M_0": the unpruned M_0 re-trained with the students'
+exact budget and the alpha = 0 loss, so that it and the students' alpha = 0 control differ only in the pruning.
+Training uses the shared loop (``paperlib.train``) with ``TrainSettings.recovery``: AdamW at
+``recovery_lr(preset.kd_lr, L, n_kept)`` = kd_lr * L / n_kept (a student that kept fewer layers takes larger
+steps; M_0 continued: kd_lr), 10 % warm-up, ``preset.kd_epochs`` epochs, batch ``preset.batch_size``;
 fused AdamW, bf16 autocast where the hardware has it (``train.precision``), SDPA attention, optional
 ``torch.compile``; DDP under torchrun.
 """
@@ -27,21 +30,23 @@ import torch.nn.functional as F
 from . import export, pruning
 from .config import DEPTH_POLICIES
 from .errors import PaperlibError
-from .io import read_parquet, update_parquet
+from .io import read_json, read_parquet, run_lock, update_parquet, write_json
 from .models import count_parameters, fp32_bytes, kept_layers, remove_layers
 from .train import (
     LossFn,
+    TrainSettings,
     evaluate,
     init_distributed,
     is_main_process,
     predict_logits,
     progress_enabled,
-    recovery_lr,
     tqdm,
     train,
 )
 
 DEFAULT_STRATEGY = "Random-Forest"
+CONTROL = "M_0"  # the row of M_0 continued: the unpruned model re-trained with the students' budget, alpha = 0
+DEPTHS_FILE = "distill.json"  # the depths each distilled strategy was asked for and given (provenance)
 MODES = ("none", "kd", "ce")  # pruned as is (alpha NaN); distilled (alpha = kd_alpha); label-only control (alpha = 0)
 COLUMNS = [
     "dataset",
@@ -109,15 +114,10 @@ def distill(
     student: torch.nn.Module,
     data,
     teacher_logits: torch.Tensor | None,
+    settings: TrainSettings,
     *,
     alpha: float = 0.5,
     temperature: float = 2.0,
-    epochs: int = 3,
-    lr: float = 3e-5,
-    batch_size: int = 32,
-    seed: int = 0,
-    warmup_ratio: float = 0.1,
-    weight_decay: float = 0.01,
     device=None,
     compile: bool | str = False,
     progress: bool | None = None,
@@ -126,12 +126,13 @@ def distill(
     patience: int = 0,
     eval_batch_size: int = 128,
 ) -> dict:
-    """Train ``student`` in place on ``data`` with the KD loss (alpha = 0: labels only); return train()'s info.
+    """Train ``student`` in place on ``data`` with the KD loss (alpha = 0: labels only) and ``settings`` (epochs,
+    lr, batch, warm-up, weight decay, seed; ``TrainSettings.recovery``); return train()'s info.
 
     Early stopping (``patience`` > 0 and ``val_data``): validation accuracy after every epoch; training
     stops once ``patience`` epochs in a row have not beaten the best, and the best epoch's weights are
     put back.  The info then also holds 'val_acc' (the kept weights' validation accuracy), 'best_epoch'
-    and 'epochs_run'.  The learning-rate schedule is the full ``epochs`` one either way."""
+    and 'epochs_run'.  The learning-rate schedule is the full ``settings.epochs`` one either way."""
     if teacher_logits is not None and len(teacher_logits) != len(data):
         raise PaperlibError(
             f"{len(teacher_logits)} teacher logits for {len(data)} training examples; "
@@ -145,12 +146,7 @@ def distill(
     info = train(
         student,
         data,
-        epochs=epochs,
-        lr=lr,
-        batch_size=batch_size,
-        seed=seed,
-        warmup_ratio=warmup_ratio,
-        weight_decay=weight_decay,
+        settings,
         loss_fn=kd_loss_fn(teacher_logits, alpha, temperature),
         device=device,
         progress=progress,
@@ -294,8 +290,11 @@ def distill_run(
 
     ``depths``: a policy of ``parse_depths`` or a list of k; None takes the preset's ``distill_depths``.
     For each depth k the student is a copy of M_0 (``run.model``, the saved ``run.folder/'model'``) with
-    the layers missing from the curve's ``kept`` removed, so it inherits the fine-tuned weights.  Rows already in
-    ``distill.parquet`` are skipped; the file is rewritten atomically after each new row.
+    the layers missing from the curve's ``kept`` removed, so it inherits the fine-tuned weights.  With mode
+    'ce' among ``modes``, the row of M_0 continued (``CONTROL``, depth 0) is trained too, right after k*'s rows:
+    a copy of M_0 with every layer, the alpha = 0 loss and ``TrainSettings.recovery(preset, L, L)``.  Rows already
+    in ``distill.parquet`` are skipped; the file is rewritten atomically after each new row.  ``distill.json``
+    records the depths asked for and chosen, per strategy.
 
     Once the rows are done, the students' speed against M_0 goes to ``latency.parquet`` (``paperlib.latency``) and
     the KD students of ``save_students`` ('best' = k*, 'all', 'none' or a comma list of depths) are saved with a
@@ -308,8 +307,11 @@ def distill_run(
         raise PaperlibError(f"{curves_path} is missing: run `paperlib prune` and `paperlib fuse` on this dataset first")
     curve = pruned_curve(read_parquet(curves_path), strategy)
     k_star = best_depth(curve)
-    chosen = parse_depths(run.preset.distill_depths if depths is None else depths, curve)
+    requested = run.preset.distill_depths if depths is None else depths
+    chosen = parse_depths(requested, curve)
     chosen = sorted(chosen, key=lambda k: (k != k_star, k))  # k* first: the headline row lands early
+    if rank == 0:
+        _record_depths(run.folder, strategy, requested, chosen, k_star)
     preset, dataset = run.preset, run.splits.name
     out_path = run.folder / "distill.parquet"
     pred_path = run.folder / PREDICTIONS_FILE
@@ -337,18 +339,20 @@ def distill_run(
         preds[[(t.strategy, int(t.depth), t.kept, t.mode) in keys for t in preds.itertuples()]] if len(preds) else preds
     )
     pred_parts = [preds] if len(preds) else []
-    todo = [(k, m) for k in chosen for m in modes if (strategy, k, m) not in finished]
+    todo = [(strategy, k, m) for k in chosen for m in modes if (strategy, k, m) not in finished]
+    if "ce" in modes and (CONTROL, 0, "ce") not in finished:  # M_0 continued, right after k*'s rows
+        todo.insert(sum(k == k_star for _, k, _ in todo), (CONTROL, 0, "ce"))
+    all_layers = list(kept_layers(run.model))
     device = run.device
     to_save = []  # (row, student on the CPU, test predictions), saved once the speed is measured
     cached = None
-    if any(m == "kd" for _, m in todo):
+    if any(m == "kd" for _, _, m in todo):
         cached = teacher_logits(run.model, run.encoded["train"], preset.eval_batch_size, device)
     bar = tqdm(todo, desc=f"distill {dataset}", disable=not progress_enabled(progress))
-    for k, mode in bar:
-        bar.set_postfix_str(f"{mode} k={k}")
+    for name, k, mode in bar:
+        bar.set_postfix_str(f"{mode} k={k}" if name == strategy else f"{name} continued")
         t0 = time.perf_counter()
-        step = curve.loc[curve["step"] == k].iloc[0]
-        kept = parse_kept(step["kept"])
+        kept = all_layers if name == CONTROL else parse_kept(curve.loc[curve["step"] == k].iloc[0]["kept"])
         student = pruned_copy(run.model, kept).to(device)
         alpha = {"none": float("nan"), "kd": preset.kd_alpha, "ce": 0.0}[mode]  # 'none' is not trained
         if mode != "none":
@@ -356,14 +360,9 @@ def distill_run(
                 student,
                 run.encoded["train"],
                 cached if mode == "kd" else None,
+                TrainSettings.recovery(preset, len(all_layers), len(kept)),  # M_0 continued: lr = kd_lr
                 alpha=alpha,
                 temperature=preset.kd_temperature,
-                epochs=preset.kd_epochs,
-                lr=recovery_lr(preset.kd_lr, len(kept_layers(run.model)), len(kept)),
-                batch_size=preset.batch_size,
-                seed=preset.seed,
-                warmup_ratio=preset.warmup_ratio,
-                weight_decay=preset.weight_decay,
                 device=device,
                 compile=compile,
                 progress=progress,
@@ -380,7 +379,7 @@ def distill_run(
         pred_parts += [
             pd.DataFrame(
                 {
-                    "strategy": strategy,
+                    "strategy": name,
                     "depth": int(k),
                     "kept": kept_str,
                     "mode": mode,
@@ -394,7 +393,7 @@ def distill_run(
         rows.append(
             {
                 "dataset": dataset,
-                "strategy": strategy,
+                "strategy": name,
                 "depth": int(k),
                 "n_layers": len(kept),
                 "kept": kept_str,
@@ -405,7 +404,7 @@ def distill_run(
                 "n_params": count_parameters(student),
                 "bytes": n_bytes,
                 "ats": _ats(test, n_bytes),
-                "best_depth": bool(k == k_star),
+                "best_depth": bool(name == strategy and k == k_star),
             }
         )
         if rank == 0:  # predictions first: a row in distill.parquet marks the pair done; both under the run lock
@@ -414,7 +413,7 @@ def distill_run(
             update_parquet(out_path, _tidy(rows[-1:]), key, lambda df: _tidy(df.to_dict("records")))
         if verbose and rank == 0:
             print(
-                f"{dataset} {strategy} k={k} ({len(kept)} layers) {mode}: val {val:.4f} test {test:.4f} "
+                f"{dataset} {name} k={k} ({len(kept)} layers) {mode}: val {val:.4f} test {test:.4f} "
                 f"({time.perf_counter() - t0:.1f}s)",
                 flush=True,
             )
@@ -448,6 +447,23 @@ def _measure_and_save(run, rows: list[dict], strategy: str, to_save: list, comma
                 f"saved the k={row['depth']} {row['mode']} student with its model card: {display_path(path)}",
                 flush=True,
             )
+
+
+def _record_depths(folder, strategy: str, requested, chosen: list[int], k_star: int) -> None:
+    """Add this call's depths to ``distill.json``: per strategy, every policy asked for and the union of the
+    depths they chose, and k* (what the preset's ``distill_depths`` in config.json cannot say when ``--depths``
+    or notebook 05's ``DEPTHS`` overrode it)."""
+    path = folder / DEPTHS_FILE
+    with run_lock(folder):
+        record = read_json(path) if path.is_file() else {}
+        entry = record.get(strategy, {})
+        policy = requested if isinstance(requested, str) else ",".join(str(k) for k in requested)
+        record[strategy] = {
+            "requested": sorted({*entry.get("requested", []), policy}),
+            "depths": sorted({*entry.get("depths", []), *(int(k) for k in chosen)}),
+            "k_star": int(k_star),
+        }
+        write_json(record, path)
 
 
 def _tidy_predictions(parts: list[pd.DataFrame]) -> pd.DataFrame:

@@ -1,8 +1,10 @@
 """A run folder (SPEC 9): its config, its data splits and the fine-tuned model M_0.
 
-``runs/<preset>/<dataset>/`` holds ``config.json`` (what was run), ``model/`` (the fine-tuned
-classifier with its tokenizer, loadable by plain transformers) and ``metrics.json``; later stages
-add their parquet files beside them."""
+``<runs>/seed-<S>/<dataset>/`` (one folder per pipeline seed S, ``paths.seed_root``) holds ``config.json`` (what
+was run), ``model/`` (the fine-tuned classifier with its tokenizer, loadable by plain transformers) and
+``metrics.json``; later stages add their parquet files beside them.  Each seed is a whole pipeline: M_0 is
+fine-tuned from the pretrained weights with that seed, and the data splits (``preset.split_seed``) are the same
+for every seed."""
 
 from __future__ import annotations
 
@@ -21,7 +23,17 @@ from .data import REGISTRY, Encoded, Splits, dataset_name, dataset_ref, encode_s
 from .errors import PaperlibError
 from .io import atomic_dir, read_json, write_json
 from .models import count_parameters, fp32_bytes, load_model
-from .train import barrier, default_device, evaluate, is_main_process, precision, progress_enabled, train
+from .paths import seed_root, seed_roots
+from .train import (
+    TrainSettings,
+    barrier,
+    default_device,
+    evaluate,
+    is_main_process,
+    precision,
+    progress_enabled,
+    train,
+)
 
 
 @dataclass
@@ -41,23 +53,34 @@ class Run:
         return next(self.model.parameters()).device
 
 
-def run_folder(out: str | Path, dataset: str) -> Path:
-    return Path(out) / dataset_name(dataset)
+def run_folder(out: str | Path, dataset: str, seed: int = 0) -> Path:
+    """The run folder of ``dataset`` and pipeline seed ``seed`` in the runs folder ``out``: ``out/seed-<S>/<name>``."""
+    return seed_root(out, seed) / dataset_name(dataset)
+
+
+def seed_list(first: int, n: int) -> list[int]:
+    """The pipeline seeds first .. first + n - 1 (``--seed``, ``--seeds``)."""
+    if n < 1 or first < 0:
+        raise PaperlibError(f"--seeds must be at least 1 and --seed at least 0, got --seed {first} --seeds {n}")
+    return list(range(first, first + n))
 
 
 def _run_config(dataset: str, model: str, preset: Preset, splits: Splits, device: torch.device, data_dir=None) -> dict:
-    """What was run; data recorded as names and hashes, never machine paths (a shared run folder leaks none)."""
+    """What was run; data recorded as names and hashes, never machine paths (a shared run folder leaks none).
+    The preset is recorded with the model actually used (``--model`` or the preset's) and the run's seed."""
     return {
         "dataset": splits.name,
         "dataset_arg": dataset_ref(dataset, data_dir),
         "model": _model_ref(model),
+        "seed": preset.seed,
+        "split_seed": preset.split_seed,
         "source": splits.source,
         "device": device.type,
         "precision": precision(device),
         "class_names": splits.class_names,
         "data_fingerprint": splits.fingerprint(),
         "sizes": {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test)},
-        "preset": preset.to_dict(),
+        "preset": {**preset.to_dict(), "model": _model_ref(model)},
     }
 
 
@@ -75,7 +98,13 @@ def _compare(old: dict, new: dict, folder: Path) -> None:
     preset, device type and precision.  A key or preset field that an older config.json lacks is taken
     at its default (device and precision: unknown, so not compared)."""
     old_preset = old.get("preset", {})  # distillation-only fields an older config lacks: no difference
-    new = {**new, "preset": {k: v for k, v in new["preset"].items() if k in old_preset or k not in LATER_STAGE_FIELDS}}
+    # preset.model is the top-level model (configs before seeds recorded the preset's default there)
+    new = {
+        **new,
+        "preset": {
+            k: v for k, v in new["preset"].items() if k != "model" and (k in old_preset or k not in LATER_STAGE_FIELDS)
+        },
+    }
     defaults = {f.name: f.default for f in dataclasses.fields(Preset)}
     old = {**old, "preset": {k: old_preset.get(k, defaults.get(k)) for k in new["preset"]}}
     keys = ("dataset", "model", "data_fingerprint", "preset") + tuple(k for k in ("device", "precision") if k in old)
@@ -100,11 +129,20 @@ def prepare(
     data_dir=None,
     device=None,
     progress: bool | None = None,
+    seed: int | None = None,
 ) -> Run:
-    """Load data and fine-tune ``model`` on it unless the run folder already holds M_0 for this config."""
+    """Load data and fine-tune ``model`` on it unless the run folder already holds M_0 for this config.
+
+    ``out`` is the runs folder; the run folder is ``run_folder(out, dataset, seed)``, and ``seed`` (default:
+    ``preset.seed``) becomes the preset's seed, the pipeline seed of every later stage on this run."""
+    preset = preset.replace(seed=seed)
+    return _prepare(dataset, model, preset, run_folder(out, dataset, preset.seed), data_dir, device, progress)
+
+
+def _prepare(dataset: str, model: str | None, preset: Preset, folder: Path, data_dir, device, progress) -> Run:
     model = model or preset.model
+    preset = preset.replace(model=model)  # the run's preset names the model actually used
     splits = load_splits(dataset, preset, data_dir)
-    folder = run_folder(out, dataset)
     device = torch.device(device) if device is not None else default_device()
     config = _run_config(dataset, model, preset, splits, device, data_dir)
     config_path, model_dir = folder / "config.json", folder / "model"
@@ -118,19 +156,17 @@ def prepare(
         if is_main_process():
             baseline_run(run)  # the classical reference beside M_0 (seconds; read back when present)
         return run
-    m, tok = load_model(model, class_names=splits.class_names)  # a bad model name fails before anything is written
+    # a bad model name fails before anything is written; the new head is initialised with the run's seed
+    m, tok = load_model(model, class_names=splits.class_names, seed=preset.seed)
     encoded = encode_splits(splits, tok, preset.max_length)
+    settings = TrainSettings.finetune(preset, getattr(m.config, "hidden_size", None))
+    config["finetune"] = settings.to_dict()  # the learning rate actually used (preset.lr_width scales it)
     t0 = time.perf_counter()
-    select = _EpochSelection(m, encoded["val"], preset.eval_batch_size, device)
+    select = _EpochSelection(m, encoded["val"], preset.eval_batch_size, device, preset.finetune_patience)
     info = train(
         m,
         encoded["train"],
-        epochs=preset.finetune_epochs,
-        lr=preset.lr,
-        batch_size=preset.batch_size,
-        seed=preset.seed,
-        warmup_ratio=preset.warmup_ratio,
-        weight_decay=preset.weight_decay,
+        settings,
         device=device,
         progress=progress,
         desc=f"fine-tune {splits.name}",
@@ -150,6 +186,7 @@ def prepare(
         "n_layers": len(m.config.kept_layers),
         "train_seconds": round(seconds, 2),
         "train_steps": info["steps"],
+        "epochs_run": len(select.history),  # of settings.epochs at most (finetune_patience may stop sooner)
         "best_epoch": select.best_epoch + 1,
         "val_acc_by_epoch": select.history,
         "device": str(device),
@@ -167,20 +204,24 @@ def prepare(
 
 
 class _EpochSelection:
-    """Validation-based model selection for fine-tuning: after each epoch the validation accuracy is measured
-    and the weights of the best epoch so far are kept (a copy on the model's device); ties keep the earlier
-    epoch.  ``restore_best`` loads them back.  The test split is never looked at."""
+    """Validation-based model selection and early stopping for fine-tuning (``train``'s ``on_epoch_end``): after
+    each epoch the validation accuracy is measured and the weights of the best epoch so far are kept (a copy on
+    the model's device); ties keep the earlier epoch.  With ``patience`` > 0 it asks training to stop once
+    ``patience`` epochs in a row brought no new best.  ``restore_best`` loads the best weights back.  The test
+    split is never looked at."""
 
-    def __init__(self, model, val, batch_size, device):
+    def __init__(self, model, val, batch_size, device, patience: int = 0):
         self.model, self.val, self.batch_size, self.device = model, val, batch_size, device
+        self.patience = patience
         self.best_epoch, self.best_acc, self.best_state, self.history = -1, -1.0, None, []
 
-    def __call__(self, epoch: int) -> None:
+    def __call__(self, epoch: int) -> bool:
         acc = evaluate(self.model, self.val, self.batch_size, self.device)["accuracy"]
         self.history.append(round(acc, 6))
         if acc > self.best_acc:
             self.best_epoch, self.best_acc = epoch, acc
             self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        return self.patience > 0 and epoch - self.best_epoch >= self.patience
 
     def restore_best(self) -> None:
         if self.best_state is not None and self.best_epoch != len(self.history) - 1:
@@ -190,8 +231,6 @@ class _EpochSelection:
 
 def preset_of(folder: str | Path) -> Preset:
     """The preset a run folder was made with, rebuilt from its config.json (fields added since take their defaults)."""
-    import dataclasses
-
     config = _finished_config(Path(folder))
     known = {f.name for f in dataclasses.fields(Preset)}
     saved = {k: v for k, v in config["preset"].items() if k in known}
@@ -211,9 +250,12 @@ def _finished_config(folder: Path) -> dict:
     return read_json(folder / "config.json")
 
 
-def load_run(runs: str | Path, dataset: str, data_dir=None, device=None) -> Run:
-    """The saved run ``runs/<dataset>``: its M_0, splits and tokenised tensors, with the preset and model
-    its config.json records; never trains (a folder without M_0 is an error saying what to run).
+def load_run(runs: str | Path, dataset: str, data_dir=None, device=None, seed: int | None = None) -> Run:
+    """The saved run of ``dataset`` and pipeline seed ``seed`` in the runs folder ``runs``
+    (``runs/seed-<seed>/<dataset>``; a runs folder from before seeds, holding ``<dataset>/`` directly, is read as
+    the seed its configs record, ``paths.seed_roots``): its M_0, splits and tokenised tensors, with the preset and
+    model its config.json records; never trains (a folder without M_0 is an error saying what to run).
+    ``seed`` None: the lowest seed under ``runs``.
 
     ``dataset`` as given to ``prepare`` (a registry name or a data folder); a bare run-folder name falls
     back to the config's ``dataset_arg``, which is relative to the data dir (configs hold no machine paths).
@@ -221,15 +263,15 @@ def load_run(runs: str | Path, dataset: str, data_dir=None, device=None) -> Run:
     What a later notebook needs without repeating notebook 01's arguments.  Tokenised tensors come
     from the token cache (``data.encode``: memory, then ``$PAPERLIB_CACHE_DIR``), and a second call in the
     same process for the same finished folder returns the same ``Run`` (its model is shared, not reloaded)."""
-    folder = run_folder(runs, dataset)
+    roots = seed_roots(runs)
+    seed = min(roots, default=0) if seed is None else int(seed)
+    folder = roots.get(seed, seed_root(runs, seed)) / dataset_name(dataset)
     config = _finished_config(folder)
     key = (str(folder.resolve()), (folder / "metrics.json").stat().st_mtime_ns, str(data_dir), str(device))
     if key not in _LOADED:
         _LOADED.clear()  # one run per process at a time: a model is tens of MB and up
         source = dataset if Path(dataset).expanduser().is_dir() or dataset in REGISTRY else config["dataset_arg"]
-        _LOADED[key] = prepare(
-            source, config["model"], preset_of(folder), folder.parent, data_dir, device=device, progress=False
-        )
+        _LOADED[key] = _prepare(source, config["model"], preset_of(folder), folder, data_dir, device, False)
     return _LOADED[key]
 
 

@@ -275,7 +275,8 @@ def equivalent_command(run, depths, strategy: str, save: str) -> str:
         f"--dataset {config.get('dataset_arg', run.splits.name)}",
         f"--model {config.get('model', run.preset.model)}",
         f"--preset {run.preset.name}",
-        f"--out {display_path(Path(run.folder).parent)}",
+        f"--out {display_path(Path(run.folder).parent.parent)}",  # the runs folder above seed-<S>/<dataset>
+        f"--seed {run.preset.seed}",
         f"--depths {depths if depths is not None else run.preset.distill_depths}",
         f"--strategy {strategy}",
         f"--save-students {save}",

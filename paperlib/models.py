@@ -130,11 +130,14 @@ def _supports_sdpa(model_type: str | None) -> bool:
     return bool(getattr(cls, "_supports_sdpa", True))
 
 
-def load_model(name: str, num_labels: int | None = None, class_names=None, attn_implementation: str = "sdpa"):
+def load_model(
+    name: str, num_labels: int | None = None, class_names=None, attn_implementation: str = "sdpa", seed: int = 0
+):
     """Return (model, tokenizer) for ``name``: ``minilm``, ``random:<cfg>``, a hub id or a folder.
 
     A new classification head gets ``num_labels`` outputs and real label names in its config.
-    MPNet, which transformers gives no SDPA kernels, gets paperlib's SDPA path (``enable_mpnet_sdpa``)."""
+    MPNet, which transformers gives no SDPA kernels, gets paperlib's SDPA path (``enable_mpnet_sdpa``).
+    ``seed`` seeds the new head (and a ``random:`` model's weights): the pipeline seed of the run."""
     from transformers import AutoModelForSequenceClassification
     from transformers import logging as hf_logging
 
@@ -156,7 +159,7 @@ def load_model(name: str, num_labels: int | None = None, class_names=None, attn_
         for k, v in kwargs.items():
             setattr(config, k, v)
         config._attn_implementation = attn_implementation
-        torch.manual_seed(0)
+        torch.manual_seed(seed)
         model = AutoModelForSequenceClassification.from_config(config, attn_implementation=attn_implementation)
         if wants_sdpa and config.model_type == "mpnet" and os.environ.get(MPNET_SDPA_ENV, "1") != "0":
             enable_mpnet_sdpa(model)
@@ -167,7 +170,7 @@ def load_model(name: str, num_labels: int | None = None, class_names=None, attn_
         if _quiet():
             hf_logging.disable_progress_bar()
         try:
-            torch.manual_seed(0)  # a new head is initialised the same whatever ran before (as for random:)
+            torch.manual_seed(seed)  # a new head is initialised the same whatever ran before (as for random:)
             # ignore_mismatched_sizes: a checkpoint fine-tuned on another label set gets a new head
             load = lambda impl: AutoModelForSequenceClassification.from_pretrained(  # noqa: E731
                 _resolve(name),

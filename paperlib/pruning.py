@@ -15,8 +15,9 @@ folder's files, so a later call (e.g. fusion) re-uses what earlier curves comput
 removal; Oracle then scores its candidates on the current re-trained model, without re-training each.
 
 Choices SPEC leaves open (the companion's own): a curve holds k = 1 .. L-1 only (M_0 is in
-metrics.json); Random seed s uses ``numpy.random.default_rng(s)``, s = 0 .. R-1, and every other
-strategy is recorded with seed 0; signals are computed and stored only for strategies that read
+metrics.json); Random replicate r = 0 .. R-1 (the ``seed`` column) of pipeline seed S draws from
+``numpy.random.default_rng(1000 * S + r)`` (``random_generator``; S = 0 keeps the curves of runs before seeds),
+and every other strategy is recorded with seed 0; signals are computed and stored only for strategies that read
 them (single-signal, Block-Influence, fusion), not for Random, Oracle and Top-Drop.
 
 Files (written atomically after each finished strategy; a rerun skips what is there):
@@ -48,7 +49,7 @@ from .errors import PaperlibError
 from .io import read_parquet, run_lock, update_parquet, write_parquet
 from .models import count_parameters, fp32_bytes, get_layers, kept_layers, layers_removed, remove_layers
 from .strategies import REFERENCE_SIGNALS, REGISTRY, SIGNALS, Strategy, parse_strategies
-from .train import autocast, predict_logits, progress_enabled, tqdm, train
+from .train import TrainSettings, autocast, predict_logits, progress_enabled, tqdm, train
 
 CURVE_COLUMNS = ["strategy", "seed", "step", "removed", "kept", "val_acc", "test_acc", "n_params", "bytes"]
 SIGNAL_COLUMNS = ["strategy", "seed", "step", "layer", *SIGNALS, *REFERENCE_SIGNALS]
@@ -360,15 +361,21 @@ def _reads_signals(strategy: Strategy) -> bool:
     return strategy.kind == "fusion" or strategy.column is not None
 
 
+def random_generator(pipeline_seed: int, replicate: int) -> np.random.Generator:
+    """Random's generator for replicate r of pipeline seed S: ``default_rng(1000 * S + r)`` (distinct for r < 1000)."""
+    return np.random.default_rng(1000 * int(pipeline_seed) + int(replicate))
+
+
 def prune_curve(pruner: Pruner, strategy, seed: int = 0, with_predictions: bool = False):
     """Prune M_0 down to one layer with ``strategy``: (curve rows, signal rows), L-1 steps each; with
     ``with_predictions`` also the prediction rows of every step (``predictions.parquet``'s columns).
 
-    ``seed`` seeds Random (``numpy.random.default_rng(seed)``); other strategies ignore it except as a label."""
+    ``seed`` is Random's replicate r, drawn by ``random_generator(run seed, r)``; other strategies ignore it
+    except as a label."""
     (strategy,) = _strategies(strategy)
     preset = pruner.run.preset
     work = pruner if pruner.memo else pruner.fork()
-    rng = np.random.default_rng(seed)
+    rng = random_generator(preset.seed, seed)
     kept = list(pruner.all_layers)
     if len(kept) < 2:
         raise PaperlibError(f"the model has {len(kept)} layer(s); pruning needs at least 2")
@@ -391,15 +398,12 @@ def prune_curve(pruner: Pruner, strategy, seed: int = 0, with_predictions: bool 
         if not work.memo:
             remove_layers(work.model, [layer])
             if preset.finetune_between > 0:
+                settings = TrainSettings.finetune(preset, getattr(work.model.config, "hidden_size", None))
+                settings = settings.replace(epochs=preset.finetune_between, seed=preset.seed + step)
                 train(
                     work.model,
                     pruner.run.encoded["train"],
-                    epochs=preset.finetune_between,
-                    lr=preset.lr,
-                    batch_size=preset.batch_size,
-                    seed=preset.seed + step,
-                    warmup_ratio=preset.warmup_ratio,
-                    weight_decay=preset.weight_decay,
+                    settings,
                     device=work.device,
                     progress=False,
                     desc=f"re-train k={step}",

@@ -13,11 +13,13 @@ when a progress bar shows it)."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -138,16 +140,46 @@ def cross_entropy_loss(logits: torch.Tensor, batch: dict, index: torch.Tensor) -
     return F.cross_entropy(logits.float(), batch["labels"])
 
 
+@dataclass(frozen=True)
+class TrainSettings:
+    """What one training run takes from the preset: epochs, AdamW's learning rate and weight decay, batch size,
+    warm-up share and seed.  The schedule is linear warm-up over ``warmup_ratio`` of ``epochs`` x steps per epoch,
+    then linear decay to 0 at the end of ``epochs`` (early stopping ends training sooner, never reshapes it)."""
+
+    epochs: int
+    lr: float
+    batch_size: int = 32
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    seed: int = 0
+
+    @classmethod
+    def finetune(cls, preset, hidden_size: int | None = None) -> TrainSettings:
+        """Fine-tuning M_0: ``preset.finetune_epochs`` (the most; ``finetune_patience`` may stop sooner) at
+        ``preset.lr``, scaled by ``preset.lr_width / hidden_size`` when the preset sets ``lr_width`` (ours, SPEC 8:
+        5e-5 at hidden 768 gives MiniLM's 384 1e-4)."""
+        lr = preset.lr * preset.lr_width / hidden_size if preset.lr_width and hidden_size else preset.lr
+        return cls(preset.finetune_epochs, lr, preset.batch_size, preset.warmup_ratio, preset.weight_decay, preset.seed)
+
+    @classmethod
+    def recovery(cls, preset, n_layers: int, n_kept: int) -> TrainSettings:
+        """Re-training a model that kept ``n_kept`` of ``n_layers`` layers (distillation, its alpha = 0 control and
+        M_0 continued, n_kept = n_layers): ``preset.kd_epochs`` at ``recovery_lr(preset.kd_lr, n_layers, n_kept)``."""
+        lr = recovery_lr(preset.kd_lr, n_layers, n_kept)
+        return cls(preset.kd_epochs, lr, preset.batch_size, preset.warmup_ratio, preset.weight_decay, preset.seed)
+
+    def replace(self, **changes) -> TrainSettings:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
 def train(
     model: nn.Module,
     data: Encoded,
+    settings: TrainSettings,
     *,
-    epochs: int,
-    lr: float,
-    batch_size: int = 32,
-    seed: int = 0,
-    warmup_ratio: float = 0.1,
-    weight_decay: float = 0.01,
     loss_fn: LossFn = cross_entropy_loss,
     device: torch.device | str | None = None,
     progress: bool | None = None,
@@ -156,7 +188,8 @@ def train(
     desc: str = "train",
     on_epoch_end: Callable[[int], bool] | None = None,
 ) -> dict:
-    """Train ``model`` in place on ``data``; return {'steps', 'final_loss', 'examples', 'epoch_seconds'}.
+    """Train ``model`` in place on ``data`` with ``settings``; return {'steps', 'final_loss', 'examples',
+    'epoch_seconds'}.
 
     ``loss_fn(logits, batch, index)`` gets the batch tensors and the examples' indices into ``data``
     (on the training device; distillation uses them to look up cached teacher logits).
@@ -164,6 +197,8 @@ def train(
     ``"reduce-overhead"`` for CUDA graphs): give ``multiple_of`` (e.g. 32) so that length buckets keep
     the number of shapes, hence recompiles, small.  ``on_epoch_end(epoch)`` (0-based) runs after each
     epoch on every rank; when it returns True training stops there (early stopping)."""
+    epochs, lr, batch_size, seed = settings.epochs, settings.lr, settings.batch_size, settings.seed
+    warmup_ratio, weight_decay = settings.warmup_ratio, settings.weight_decay
     rank, world = init_distributed()
     device = torch.device(device) if device is not None else default_device()
     torch.manual_seed(seed)

@@ -80,4 +80,4 @@ def quick_minilm(tmp_path_factory):
         mp.delenv("PAPERLIB_DATA_DIR", raising=False)
         mp.setenv("PAPERLIB_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
         cli.main(argv)
-    return out / "bbc_news", argv
+    return out / "seed-0" / "bbc_news", argv

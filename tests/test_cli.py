@@ -67,7 +67,7 @@ def test_finetune_writes_the_run_folder_and_reuses_it(tmp_path, capsys, monkeypa
     out = tmp_path / "runs"
     code, stdout, err = run_cli(finetune_args(data, out), capsys)
     assert code == 0, err
-    folder = out / "fruit"
+    folder = out / "seed-0" / "fruit"
     # M_0 and, beside it, the classical reference (TF-IDF + logistic regression) with its test predictions
     assert sorted(p.name for p in folder.iterdir()) == [
         "baseline.json",
@@ -100,8 +100,8 @@ def test_finetune_writes_the_run_folder_and_reuses_it(tmp_path, capsys, monkeypa
     assert stdout2 == stdout and (folder / "model" / "model.safetensors").stat().st_mtime_ns == stamp
 
     # another config in the same folder is refused, and the folder is left as it was
-    code, _, err = run_cli(finetune_args(data, out, "--seed", "3"), capsys)
-    assert code == 2 and "different config" in err and "seed" in err
+    code, _, err = run_cli(finetune_args(data, out, "--max-length", "16"), capsys)
+    assert code == 2 and "different config" in err and "max_length" in err
     assert json.loads((folder / "metrics.json").read_text()) == metrics
 
 
@@ -119,7 +119,7 @@ def test_interrupted_save_leaves_no_half_folder(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(PreTrainedModel, "save_pretrained", save_then_interrupt)
     code, _, err = run_cli(finetune_args(data, out), capsys)
     assert code == 130 and "interrupted" in err
-    assert not (out / "synth").exists() and not [p for p in out.rglob("*") if p.is_file()]
+    assert not (out / "seed-0" / "synth").exists() and not [p for p in out.rglob("*") if p.is_file()]
 
     monkeypatch.setattr(PreTrainedModel, "save_pretrained", real_save)
     import paperlib.experiment as experiment
@@ -133,12 +133,12 @@ def test_interrupted_save_leaves_no_half_folder(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr(experiment, "write_json", fail_on_metrics)
     code, _, _ = run_cli(finetune_args(data, out), capsys)
-    assert code == 130 and not (out / "synth").exists()
+    assert code == 130 and not (out / "seed-0" / "synth").exists()
 
     monkeypatch.setattr(experiment, "write_json", real_write)
     code, _, err = run_cli(finetune_args(data, out), capsys)
     assert code == 0, err
-    assert {p.name for p in (out / "synth").iterdir()} == {
+    assert {p.name for p in (out / "seed-0" / "synth").iterdir()} == {
         "baseline.json",
         "baseline_predictions.parquet",
         "config.json",
@@ -302,7 +302,7 @@ def test_run_config_records_no_machine_paths(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code, _, err = run_cli(finetune_args(data_dir / "mine", tmp_path / "runs", "--data-dir", data_dir), capsys)
     assert code == 0, err
-    text = (tmp_path / "runs" / "mine" / "config.json").read_text()
+    text = (tmp_path / "runs" / "seed-0" / "mine" / "config.json").read_text()
     config = json.loads(text)
     assert str(tmp_path) not in text and config["source"] == "local:mine" and config["dataset_arg"] == "mine"
     assert len(config["data_fingerprint"]) == 16

@@ -75,8 +75,9 @@ def test_all_csv_splits_are_stratified_disjoint_and_deterministic(tmp_path):
     folder = write_folder(tmp_path / "imb", all=source)
     preset = get_preset("tiny", train_cap=10_000, val_cap=10_000, test_cap=10_000)
     s = load_splits(str(folder), preset)
-    # SPEC 2: test = 20 % of all.csv; val = 10 % of the rest; train = the remainder
-    assert len(s.test) == 96 and len(s.val) == round(0.1 * 384) and len(s.train) == 384 - len(s.val)
+    # SPEC 2: test = 20 % of all.csv (96); 10 % of the rest (38) is below the 500 validation rows wanted, so
+    # validation takes rows of train while train keeps half of the 480 rows: 384 - 240 = 144
+    assert len(s.test) == 96 and len(s.val) == 384 - 240 and len(s.train) == 240
     texts = [set(d["text"]) for d in (s.train, s.val, s.test)]
     assert not (texts[0] & texts[1]) and not (texts[0] & texts[2]) and not (texts[1] & texts[2])
     assert texts[0] | texts[1] | texts[2] == set(source["text"])
@@ -100,13 +101,16 @@ def test_train_test_layout_keeps_the_test_file_and_caps_are_stratified(tmp_path)
     (folder / "labels.txt").write_text("negative\npositive\n")
     big = load_splits(str(folder), get_preset("tiny", train_cap=10_000, val_cap=10_000, test_cap=10_000))
     assert set(big.test["text"]) == set(test["text"])  # the source's own test split
-    assert len(big.val) == 30 and set(big.val["text"]) <= set(train["text"])
+    # 10 % of train (30) is below 500: validation takes train rows while train keeps half of the 390 rows
+    assert len(big.val) == 300 - 195 and set(big.val["text"]) <= set(train["text"])
     assert big.class_names == ["negative", "positive"]
-    s = load_splits(str(folder), TINY)  # caps 80 / 40 / 40
-    assert (len(s.train), len(s.val), len(s.test)) == (80, 30, 40)
+    s = load_splits(str(folder), TINY)  # caps 80 / 40 / 40: validation wants min(40, 500) = 40 rows (10 % gives 30)
+    assert (len(s.train), len(s.val), len(s.test)) == (80, 40, 40)
     assert_stratified(s.train, train)
     assert_stratified(s.test, test)
-    assert set(s.train["text"]) <= set(big.train["text"])
+    # train comes from the source's train, never from validation (validation's size follows the cap, min(cap, 500),
+    # so the capped and uncapped splits carve different validation sets and need not nest)
+    assert set(s.train["text"]) <= set(train["text"]) - set(s.val["text"])
 
 
 def test_validation_is_at_most_1000():

@@ -26,6 +26,7 @@ from paperlib.distill import (
 )
 from paperlib.errors import PaperlibError
 from paperlib.models import count_parameters, fp32_bytes, layers_removed
+from paperlib.train import TrainSettings
 
 
 def _log_softmax_by_hand(row):
@@ -131,7 +132,7 @@ def test_kd_beats_the_alpha_zero_control_when_the_labels_are_noisy():
     clean, test = _key_token_data(240, 0), _key_token_data(300, 1)
     accuracy = lambda m: float((predict_logits(m, test, device="cpu").argmax(-1) == test.labels).float().mean())
     teacher = _BagOfWords(seed=1)
-    train(teacher, clean, epochs=10, lr=3e-2, batch_size=32, device="cpu", progress=False)
+    train(teacher, clean, TrainSettings(epochs=10, lr=3e-2, batch_size=32), device="cpu", progress=False)
     assert accuracy(teacher) > 0.95  # precondition: the teacher knows the task
     shifted = torch.from_numpy(np.random.default_rng(2).random(len(clean)) < 0.6)
     noisy = Encoded(
@@ -145,11 +146,9 @@ def test_kd_beats_the_alpha_zero_control_when_the_labels_are_noisy():
             student,
             noisy,
             logits if alpha else None,
+            TrainSettings(epochs=10, lr=3e-2, batch_size=32),
             alpha=alpha,
             temperature=2.0,
-            epochs=10,
-            lr=3e-2,
-            batch_size=32,
             device="cpu",
             progress=False,
         )
@@ -244,7 +243,7 @@ def test_distill_run_writes_every_mode_and_resumes(tiny_copy, monkeypatch):
     run.preset = run.preset.replace(kd_epochs=1)
     df = distill_run(run, depths="all", strategy="Weight-Entropy", verbose=False)
     on_disk = pd.read_parquet(run.folder / "distill.parquet")
-    assert len(df) == len(on_disk) == 3 * 3
+    assert len(df) == len(on_disk) == 3 * 3 + 1  # 3 depths x 3 modes, and M_0 continued
     assert set(on_disk.columns) == {
         "dataset",
         "strategy",
@@ -260,7 +259,12 @@ def test_distill_run_writes_every_mode_and_resumes(tiny_copy, monkeypatch):
         "ats",
         "best_depth",
     }
-    assert on_disk.groupby("depth")["n_layers"].first().tolist() == [3, 2, 1]
+    assert on_disk.groupby("depth")["n_layers"].first().tolist() == [4, 3, 2, 1]  # depth 0: M_0 continued
+    control = on_disk[on_disk.strategy == "M_0"]
+    assert control[["depth", "mode", "kept", "alpha", "best_depth"]].values.tolist() == [
+        [0, "ce", "0,1,2,3", 0.0, False]
+    ]
+    assert control["n_params"].iloc[0] == count_parameters(run.model)  # the unpruned model, every layer kept
     assert on_disk.loc[on_disk.best_depth, "depth"].unique().tolist() == [2]
     assert on_disk.loc[on_disk["mode"] == "kd", "alpha"].eq(run.preset.kd_alpha).all()
     assert on_disk.loc[on_disk["mode"] == "ce", "alpha"].eq(0.0).all()
@@ -328,10 +332,8 @@ def test_early_stopping_stops_after_patience_epochs_and_keeps_the_best_weights(t
         student,
         tiny_run.encoded["train"],
         None,
+        TrainSettings(epochs=6, lr=1e-3, batch_size=16),
         alpha=0.0,
-        epochs=6,
-        lr=1e-3,
-        batch_size=16,
         device="cpu",
         val_data=tiny_run.encoded["val"],
         patience=2,
@@ -388,7 +390,7 @@ def _ddp_worker(rank, world, port, out_dir):
         seen.append(index.tolist())
         return torch.nn.functional.cross_entropy(logits, batch["labels"])
 
-    info = train(model, data, epochs=1, lr=1e-3, batch_size=8, loss_fn=loss_fn, device="cpu")
+    info = train(model, data, TrainSettings(epochs=1, lr=1e-3, batch_size=8), loss_fn=loss_fn, device="cpu")
     torch.save(
         {"seen": seen, "steps": info["steps"], "params": [p.detach().clone() for p in model.parameters()]},
         f"{out_dir}/rank{rank}.pt",
@@ -425,7 +427,8 @@ def test_distillation_beats_the_pruned_minilm_on_bbc_news(quick_minilm, tmp_path
 
     from support import copy_run
 
-    runs = copy_run(quick_minilm[0], tmp_path / "runs")  # the session's M_0, in a folder of this test's own
+    runs = tmp_path / "runs"
+    copy_run(quick_minilm[0], runs / "seed-0")  # the session's M_0, in a runs folder of this test's own
     monkeypatch.setattr(
         experiment, "train", lambda *a, **k: pytest.fail("the shared M_0 must be loaded, not retrained")
     )

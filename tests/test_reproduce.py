@@ -234,7 +234,7 @@ def test_every_notebook_has_a_parameters_cell_papermill_reads():
         found = pm.inspect_notebook(str(REPO / "notebooks" / f"{name}.ipynb"))
         expected = (
             {"PRESET", "RUNS", "DATA_DIR", "MODEL"}
-            | ({"DATASETS"} if name == rp.SUMMARY_NOTEBOOK else {"DATASET"})
+            | ({"DATASETS", "SEEDS"} if name == rp.SUMMARY_NOTEBOOK else {"DATASET", "SEED"})
             | ({"DEPTHS"} if name == rp.DISTILL_NOTEBOOK else set())
         )  # what `reproduce --depths` sets
         assert set(found) == expected, name
