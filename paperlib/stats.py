@@ -1,8 +1,16 @@
-"""Bootstrap intervals (SPEC 7): the paired bootstrap over test examples and the win / loss / tie call.
+"""Bootstrap intervals (SPEC 7): the paired bootstrap over test examples, the two-level bootstrap over
+pipeline seeds and test examples, and the win / loss / tie call.
 
-Every comparison of a dataset uses the same resamples (``bootstrap_weights`` is cached per size), so two
-intervals of one table are directly comparable.  Vectorised: the resample means of m paired differences are
-one (m x n) @ (n x resamples) product.
+Every comparison of a dataset uses the same resamples (the weights are cached per size), so two intervals of one
+table are directly comparable.  Vectorised: the resample means of m paired differences are one
+(m x n) @ (n x resamples) product; with S seeds, one (m x S n) @ (S n x resamples) product.
+
+Two levels (ours, SPEC 7).  A pipeline seed re-draws everything training decides (M_0's fine-tuning, the
+calibration sample, Random, the forest, distillation); the test examples are the same in every seed.  A
+resample first draws S seeds with replacement, then, within each drawn seed, n test examples with replacement;
+both arms of a comparison get the same draws (paired).  The statistic is the mean over the drawn seeds of the
+mean difference, so its spread holds training noise (which seeds) and test-set noise (which examples) together.
+With one seed it is ``paired_bootstrap``, draw for draw.
 
 >>> import numpy as np
 >>> a, b = np.array([1, 1, 1, 0]), np.array([0, 1, 1, 0])
@@ -11,6 +19,10 @@ one (m x n) @ (n x resamples) product.
 0.25
 >>> call(float(ci["ci_low"].iloc[0]), float(ci["ci_high"].iloc[0]))  # 4 examples cannot decide
 'tie'
+>>> seeds = np.array([[0.06] * 50, [-0.04] * 50, [0.05] * 50])  # 3 seeds, the same 50 examples each
+>>> two = two_level_bootstrap(seeds, 0.0, resamples=2000).iloc[0]
+>>> round(float(two["diff"]), 4), int(two["agree"]), seed_call(two["ci_low"], two["ci_high"], 2, 3)
+(0.0233, 2, 'tie')
 """
 
 from __future__ import annotations
@@ -22,26 +34,108 @@ import pandas as pd
 
 from .errors import PaperlibError
 
-__all__ = ["BOOTSTRAP_SEED", "CI_LEVEL", "DEFAULT_RESAMPLES", "bootstrap_weights", "call", "paired_bootstrap"]
+__all__ = [
+    "BOOTSTRAP_SEED",
+    "CI_LEVEL",
+    "DEFAULT_RESAMPLES",
+    "bootstrap_weights",
+    "call",
+    "paired_bootstrap",
+    "seed_agreement",
+    "seed_call",
+    "two_level_bootstrap",
+    "two_level_weights",
+]
 
 
 DEFAULT_RESAMPLES = 2000
 BOOTSTRAP_SEED = 0
 CI_LEVEL = 0.95
+SEED_STREAM = 1  # the seed draws come from default_rng([seed, SEED_STREAM]): a stream apart from the examples'
+
+
+def _read_only(weights: np.ndarray) -> np.ndarray:
+    weights.setflags(write=False)
+    return weights
 
 
 @functools.lru_cache(maxsize=4)
 def bootstrap_weights(n: int, resamples: int = DEFAULT_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> np.ndarray:
-    """(resamples x n) resampling weights: W[r, i] = (times example i is drawn in resample r) / n, the draws
-    being ``numpy.random.default_rng(seed).integers(0, n, size=(resamples, n))``; W @ x is the resample mean.
-    Cached (read-only): every comparison on n examples sees the same resamples."""
+    """Resampling weights of the paired bootstrap over n examples.
+
+    Parameters
+    ----------
+    n : int
+        Number of examples (at least 1).
+    resamples : int
+        Number of bootstrap resamples.
+    seed : int
+        Seed of ``numpy.random.default_rng``.
+
+    Returns
+    -------
+    numpy.ndarray
+        (resamples, n), read-only and cached: W[r, i] = (times example i is drawn in resample r) / n, the draws
+        being ``default_rng(seed).integers(0, n, size=(resamples, n))``; ``W @ x`` is the resample mean of x.
+    """
     if n < 1:
         raise PaperlibError("the bootstrap needs at least one test example")
     draws = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
     counts = np.bincount((draws + n * np.arange(resamples)[:, None]).ravel(), minlength=resamples * n)
-    weights = counts.reshape(resamples, n).astype(np.float64) / n
-    weights.setflags(write=False)
-    return weights
+    return _read_only(counts.reshape(resamples, n).astype(np.float64) / n)
+
+
+@functools.lru_cache(maxsize=2)
+def two_level_weights(
+    n_seeds: int, n: int, resamples: int = DEFAULT_RESAMPLES, seed: int = BOOTSTRAP_SEED
+) -> np.ndarray:
+    """Resampling weights of the two-level bootstrap: seeds, then examples within each drawn seed.
+
+    Resample r draws seed slots j = 1..S, slot j naming seed ``P[r, j]`` with
+    ``P = default_rng([seed, 1]).integers(0, S, size=(resamples, S))``, and the examples of slot j,
+    ``E[r, j] = default_rng(seed).integers(0, n, size=(resamples, S, n))[r, j]``.  The examples' stream is
+    ``bootstrap_weights``' own, so one seed gives exactly its weights.
+
+    Parameters
+    ----------
+    n_seeds : int
+        Number of pipeline seeds S (at least 1).
+    n : int
+        Number of examples per seed (the same examples in every seed).
+    resamples : int
+        Number of bootstrap resamples.
+    seed : int
+        Seed of both generators.
+
+    Returns
+    -------
+    numpy.ndarray
+        (resamples, S * n), read-only and cached: W[r, s * n + i] = (times example i of seed s is drawn in
+        resample r) / (S n), so ``W @ d.ravel()`` is the mean over the drawn seeds of the mean drawn difference
+        for d of shape (S, n).
+    """
+    if n_seeds < 1:
+        raise PaperlibError("the two-level bootstrap needs at least one seed")
+    if n_seeds == 1:
+        return bootstrap_weights(n, resamples, seed)
+    if n < 1:
+        raise PaperlibError("the bootstrap needs at least one test example")
+    draws = np.random.default_rng(seed).integers(0, n, size=(resamples * n_seeds, n))
+    slot = np.bincount(
+        (draws + n * np.arange(resamples * n_seeds)[:, None]).ravel(), minlength=resamples * n_seeds * n
+    ).reshape(resamples, n_seeds, n)
+    del draws
+    picks = np.random.default_rng([seed, SEED_STREAM]).integers(0, n_seeds, size=(resamples, n_seeds))
+    weights = np.zeros((resamples, n_seeds, n))
+    for j in range(n_seeds):  # slot j's counts go to the seed it drew
+        for s in range(n_seeds):
+            weights[:, s, :] += (picks[:, j] == s)[:, None] * slot[:, j, :]
+    return _read_only(weights.reshape(resamples, n_seeds * n) / (n_seeds * n))
+
+
+def _interval(boot: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    lo, hi = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2], axis=1)
+    return lo, hi
 
 
 def paired_bootstrap(
@@ -54,21 +148,137 @@ def paired_bootstrap(
 ) -> pd.DataFrame:
     """Paired bootstrap over examples of the accuracy difference of ``a`` minus ``b``.
 
-    ``a``: (m, n) per-example scores of m models (1 = correct, 0 = wrong; a seed mean for Random), ``b``:
-    (n,) or (m, n), the same examples in the same order.  Every row uses the same resamples (all
-    comparisons of a dataset see the same draws).  Returns, per row: diff = mean(a - b), ci_low and
-    ci_high = the (1-level)/2 and (1+level)/2 percentiles of the resampled mean differences (numpy's
-    linear interpolation).  Vectorised: one (m x n) @ (n x resamples) product."""
+    Parameters
+    ----------
+    a : array_like
+        (m, n) or (n,): per-example scores of m models (1 = correct, 0 = wrong; a replicate mean for Random).
+    b : array_like
+        (n,) or (m, n): the same examples in the same order.
+    resamples, seed : int
+        ``bootstrap_weights``' arguments: every row sees the same resamples.
+    level : float
+        Coverage of the percentile interval.
+    weights : numpy.ndarray, optional
+        Precomputed ``bootstrap_weights(n, resamples, seed)``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per model: diff = mean(a - b), ci_low and ci_high = the (1-level)/2 and (1+level)/2 percentiles of
+        the resampled mean differences (numpy's linear interpolation).
+    """
     a = np.atleast_2d(np.asarray(a, dtype=np.float64))
     d = a - np.asarray(b, dtype=np.float64)
     w = bootstrap_weights(d.shape[1], resamples, seed) if weights is None else weights
-    boot = d @ w.T  # (m, resamples)
-    lo, hi = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2], axis=1)
+    lo, hi = _interval(d @ w.T, level)
     return pd.DataFrame({"diff": d.mean(1), "ci_low": lo, "ci_high": hi})
 
 
+def two_level_bootstrap(
+    a,
+    b,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+    level: float = CI_LEVEL,
+    weights: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """Two-level bootstrap of the accuracy difference ``a`` minus ``b`` over seeds and examples.
+
+    statistic = (1/S) sum over the S drawn seeds of the mean difference over that seed's drawn examples;
+    diff = its value on the data, the mean over seeds and examples of a - b.
+
+    Parameters
+    ----------
+    a : array_like
+        (m, S, n) or (S, n): per-example scores of m comparisons in S seeds (seed s scored on the same n examples).
+    b : array_like
+        Broadcastable to ``a``: (S, n) or (m, S, n).
+    resamples, seed : int
+        ``two_level_weights``' arguments: every row sees the same resamples.
+    level : float
+        Coverage of the percentile interval.
+    weights : numpy.ndarray, optional
+        Precomputed ``two_level_weights(S, n, resamples, seed)``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per comparison: diff, ci_low, ci_high (percentiles as in ``paired_bootstrap``, which this equals
+        for S = 1), n_seeds = S and agree = the number of seeds whose own mean difference has diff's sign
+        (``seed_agreement``).
+    """
+    a = np.asarray(a, dtype=np.float64)
+    d = a - np.asarray(b, dtype=np.float64)
+    if d.ndim == 2:
+        d = d[None]
+    if d.ndim != 3:
+        raise PaperlibError(f"the two-level bootstrap takes (m, seeds, examples) scores, got shape {d.shape}")
+    m, n_seeds, n = d.shape
+    w = two_level_weights(n_seeds, n, resamples, seed) if weights is None else weights
+    lo, hi = _interval(d.reshape(m, n_seeds * n) @ w.T, level)
+    diff = d.mean(axis=(1, 2))
+    return pd.DataFrame(
+        {"diff": diff, "ci_low": lo, "ci_high": hi, "n_seeds": n_seeds, "agree": seed_agreement(d.mean(2), diff)}
+    )
+
+
+def seed_agreement(per_seed, diff) -> np.ndarray:
+    """How many seeds agree in sign with the aggregate difference.
+
+    Parameters
+    ----------
+    per_seed : array_like
+        (m, S): each seed's mean difference.
+    diff : array_like
+        (m,): the aggregate difference.
+
+    Returns
+    -------
+    numpy.ndarray
+        (m,) int: the seeds whose difference has the (non-zero) sign of ``diff``; 0 where ``diff`` is 0.
+    """
+    per_seed, sign = np.atleast_2d(per_seed), np.sign(np.asarray(diff, dtype=float))
+    return ((np.sign(per_seed) == sign[:, None]) & (sign[:, None] != 0)).sum(1)
+
+
 def call(ci_low: float, ci_high: float) -> str:
-    """'win' when the interval lies above 0, 'loss' when below, 'tie' when it holds 0; '' without one."""
+    """The verdict of one interval.
+
+    Parameters
+    ----------
+    ci_low, ci_high : float
+        The interval of a difference (NaN: none).
+
+    Returns
+    -------
+    str
+        'win' when the interval lies above 0, 'loss' when below, 'tie' when it holds 0; '' without one.
+    """
     if pd.isna(ci_low) or pd.isna(ci_high):
         return ""
     return "win" if ci_low > 0 else "loss" if ci_high < 0 else "tie"
+
+
+def seed_call(ci_low: float, ci_high: float, agree: int, n_seeds: int) -> str:
+    """The verdict of a seed-aggregated comparison (SPEC 7): ``call`` of its interval, kept only where the
+    difference's sign holds on a majority of the seeds.
+
+    Parameters
+    ----------
+    ci_low, ci_high : float
+        The two-level interval (NaN: none).
+    agree : int
+        Seeds whose own difference has the aggregate's sign (``seed_agreement``).
+    n_seeds : int
+        Seeds compared.
+
+    Returns
+    -------
+    str
+        'win' / 'loss' when the interval excludes 0 and agree > n_seeds / 2; 'tie' otherwise; '' without an
+        interval.
+    """
+    verdict = call(ci_low, ci_high)
+    if verdict in ("win", "loss") and not 2 * int(agree) > int(n_seeds):
+        return "tie"
+    return verdict
