@@ -607,3 +607,32 @@ def verdicts(runs_root: str | Path, resamples: int = DEFAULT_RESAMPLES, seed: in
         "direction": direction_check(results, resamples, seed),
         "orders": pruning_orders(results),
     }
+
+
+# ---------------------------------------------------------------- how stable the verdicts are
+
+
+def verdict_changes(claims_a: pd.DataFrame, claims_b: pd.DataFrame) -> dict:
+    """Which claim verdicts differ between two claims tables (``claims_check`` of two runs).
+
+    A verdict is one reading of one claim: 'point' and 'significant' for the claims counted over datasets, one
+    'factor' reading for each accuracy-to-size factor (its two columns coincide); a verdict 'not measured' in both
+    runs is left out.  Returns {"claims": verdicts compared, "changed": how many differ, "which": [{"claim",
+    "reading", "verdicts": [a, b]}], "by_reading": {reading: [changed, compared]}}."""
+    merged = claims_a.merge(claims_b, on="claim", how="outer", suffixes=("_a", "_b"))
+    compared, which, by_reading = 0, [], {}
+    for r in merged.itertuples(index=False):
+        factor = str(r.claim).startswith("Accuracy-to-size factor")
+        readings = {"factor": "verdict"} if factor else {"point": "verdict_point", "significant": "verdict"}
+        for reading, column in readings.items():
+            a, b = (getattr(r, f"{column}_{x}") for x in "ab")
+            a, b = ("not measured" if pd.isna(v) else str(v) for v in (a, b))
+            if a == b == "not measured":
+                continue
+            compared += 1
+            counts = by_reading.setdefault(reading, [0, 0])
+            counts[1] += 1
+            if a != b:
+                counts[0] += 1
+                which.append({"claim": r.claim, "reading": reading, "verdicts": [a, b]})
+    return {"claims": compared, "changed": len(which), "which": which, "by_reading": by_reading}
