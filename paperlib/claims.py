@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .results import CONTROL, SEED_COLUMN, DatasetResults, load_results, stack
-from .stats import BOOTSTRAP_SEED, CI_LEVEL, DEFAULT_RESAMPLES, seed_call, two_level_bootstrap, two_level_weights
+from .results import CONTROL, SEED_COLUMN, DatasetResults, load_results
+from .stats import BOOTSTRAP_SEED, CI_LEVEL, DEFAULT_RESAMPLES
 from .strategies import FLIPPED, REFERENCE_SIGNALS, SIGNALS, fusion_names
 from .tables import (
     _in_table,
+    compare_pairs,
     comparison_table,
     curve_mean,
     dataset_order,
@@ -26,6 +27,7 @@ from .tables import (
     reference_strategy,
     seed_mean_summary,
     table1,
+    view_scores,
 )
 
 NEAR_OPTIMAL_PP = 1.0  # "near-optimal" = within 1 percentage point of the best (our reading)
@@ -155,24 +157,13 @@ def _agreed(d: str, t: pd.DataFrame, name: str) -> str:
 def _below_every(res: DatasetResults, chosen: str, singles: list[str], resamples, seed, level) -> list[str] | None:
     """The single signals the chosen fusion model is significantly below on the curve mean (two-level, majority
     of seeds); None without predictions."""
-    jobs: dict[tuple, list] = {}
-    for s in singles:
-        seeds, arrays = stack(res.seed_scores(chosen), res.seed_scores(s))
-        if seeds:
-            jobs.setdefault(seeds, []).append((s, arrays[0].mean(1) - arrays[1].mean(1)))
-    if not jobs:
+    mine = ((chosen, "mean"), view_scores(res, chosen, "mean"))
+    found = compare_pairs(
+        res, [(mine, ((s, "mean"), view_scores(res, s, "mean"))) for s in singles], "test", resamples, seed, level
+    )
+    if all(c is None for c in found):
         return None
-    below = []
-    for seeds, items in jobs.items():
-        n = items[0][1].shape[1]
-        w = two_level_weights(len(seeds), n, resamples, seed)
-        ci = two_level_bootstrap(np.stack([d for _, d in items]), 0.0, level=level, weights=w)
-        below += [
-            s
-            for (s, _), r in zip(items, ci.itertuples())
-            if seed_call(r.ci_low, r.ci_high, r.agree, r.n_seeds) == "loss"
-        ]
-    return below
+    return [s for s, c in zip(singles, found) if c is not None and c["call"] == "loss"]
 
 
 def fusion_claims(
@@ -313,14 +304,11 @@ def distill_pairs(
         seeds_col = s[SEED_COLUMN] if SEED_COLUMN in s else pd.Series([res.seeds[0]] * len(s))
         k_stars = {int(a): int(k) for a, k in zip(seeds_col, s["k_star"])}
         row = {"dataset": res.name, "k_stars": "/".join(str(k) for k in k_stars.values()), "n_seeds": len(k_stars)}
-        for label, (a, b) in PAIRS.items():
-            seeds, arrays = stack(_arm(res, a, k_stars, strategy), _arm(res, b, k_stars, strategy))
-            if not seeds:
-                row |= {f"{label}_{c}": np.nan for c in ("diff", "ci_low", "ci_high", "agree")} | {f"{label}_call": ""}
-                continue
-            ci = two_level_bootstrap(arrays[0] - arrays[1], 0.0, resamples, seed, level).iloc[0]
-            row |= {f"{label}_{c}": ci[c] for c in ("diff", "ci_low", "ci_high", "agree")}
-            row[f"{label}_call"] = seed_call(ci["ci_low"], ci["ci_high"], ci["agree"], ci["n_seeds"])
+        arms = {arm: (("distill", strategy, arm), _arm(res, arm, k_stars, strategy)) for arm in ARMS}
+        found = compare_pairs(res, [(arms[a], arms[b]) for a, b in PAIRS.values()], "test", resamples, seed, level)
+        for label, c in zip(PAIRS, found):
+            c = c or {"diff": np.nan, "ci_low": np.nan, "ci_high": np.nan, "agree": np.nan, "call": ""}
+            row |= {f"{label}_{k}": c[k] for k in ("diff", "ci_low", "ci_high", "agree", "call")}
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -476,13 +464,13 @@ def direction_check(
             if signal not in val.index or flipped not in val.index:
                 continue
             spec, flip = float(val.loc[signal].mean()), float(val.loc[flipped].mean())
-            seeds, arrays = stack(res.seed_scores(signal, "val"), res.seed_scores(flipped, "val"))
+            a, b = (((name, "mean"), view_scores(res, name, "mean", "val")) for name in (signal, flipped))
+            (c,) = compare_pairs(res, [(a, b)], "val", resamples, seed, level)
             lo = hi = agree = np.nan
             verdict = "(SPEC)" if spec > flip else "(flip)" if flip > spec else "(tie)"
-            if seeds:
-                ci = two_level_bootstrap(arrays[0].mean(1) - arrays[1].mean(1), 0.0, resamples, seed, level).iloc[0]
-                lo, hi, agree = ci["ci_low"], ci["ci_high"], ci["agree"]
-                verdict = {"win": "SPEC", "loss": "flip", "tie": "tie"}[seed_call(lo, hi, agree, len(seeds))]
+            if c is not None:
+                lo, hi, agree = c["ci_low"], c["ci_high"], c["agree"]
+                verdict = {"win": "SPEC", "loss": "flip", "tie": "tie"}[c["call"]]
             rows.append(
                 {
                     "signal": signal,

@@ -66,6 +66,7 @@ class DatasetResults:
 
     name: str
     runs: dict
+    cache: dict = field(default_factory=dict, repr=False, compare=False)  # resample means (tables.compare_pairs)
 
     @property
     def seeds(self) -> tuple[int, ...]:

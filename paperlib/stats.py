@@ -38,6 +38,7 @@ __all__ = [
     "BOOTSTRAP_SEED",
     "CI_LEVEL",
     "DEFAULT_RESAMPLES",
+    "ResampleMeans",
     "bootstrap_weights",
     "call",
     "paired_bootstrap",
@@ -120,21 +121,21 @@ def two_level_weights(
         return bootstrap_weights(n, resamples, seed)
     if n < 1:
         raise PaperlibError("the bootstrap needs at least one test example")
-    draws = np.random.default_rng(seed).integers(0, n, size=(resamples * n_seeds, n))
-    slot = np.bincount(
-        (draws + n * np.arange(resamples * n_seeds)[:, None]).ravel(), minlength=resamples * n_seeds * n
-    ).reshape(resamples, n_seeds, n)
-    del draws
+    cells = np.random.default_rng(seed).integers(0, n, size=(resamples, n_seeds, n))
     picks = np.random.default_rng([seed, SEED_STREAM]).integers(0, n_seeds, size=(resamples, n_seeds))
-    weights = np.zeros((resamples, n_seeds, n))
-    for j in range(n_seeds):  # slot j's counts go to the seed it drew
-        for s in range(n_seeds):
-            weights[:, s, :] += (picks[:, j] == s)[:, None] * slot[:, j, :]
-    return _read_only(weights.reshape(resamples, n_seeds * n) / (n_seeds * n))
+    cells += ((np.arange(resamples)[:, None] * n_seeds + picks) * n)[:, :, None]  # slot (r, j) -> seed P[r, j]'s cells
+    counts = np.bincount(cells.ravel(), minlength=resamples * n_seeds * n)
+    del cells
+    weights = counts.reshape(resamples, n_seeds * n).astype(np.float64)
+    weights /= n_seeds * n
+    return _read_only(weights)
 
 
 def _interval(boot: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
-    lo, hi = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2], axis=1)
+    """Percentile interval of each row.  Rounded to 12 decimals first: a resample mean is a multiple of 1/(S n r)
+    (r Random replicates), so this only removes float noise, which would otherwise turn an atom at exactly 0
+    (two models differing on a handful of examples) into a 'win' of 1e-17."""
+    lo, hi = np.quantile(np.round(boot, 12), [(1 - level) / 2, (1 + level) / 2], axis=-1)
     return lo, hi
 
 
@@ -165,13 +166,13 @@ def paired_bootstrap(
     -------
     pandas.DataFrame
         One row per model: diff = mean(a - b), ci_low and ci_high = the (1-level)/2 and (1+level)/2 percentiles of
-        the resampled mean differences (numpy's linear interpolation).
+        the resampled mean differences (numpy's linear interpolation); all rounded to 12 decimals (``_interval``).
     """
     a = np.atleast_2d(np.asarray(a, dtype=np.float64))
     d = a - np.asarray(b, dtype=np.float64)
     w = bootstrap_weights(d.shape[1], resamples, seed) if weights is None else weights
     lo, hi = _interval(d @ w.T, level)
-    return pd.DataFrame({"diff": d.mean(1), "ci_low": lo, "ci_high": hi})
+    return pd.DataFrame({"diff": np.round(d.mean(1), 12), "ci_low": lo, "ci_high": hi})
 
 
 def two_level_bootstrap(
@@ -216,10 +217,68 @@ def two_level_bootstrap(
     m, n_seeds, n = d.shape
     w = two_level_weights(n_seeds, n, resamples, seed) if weights is None else weights
     lo, hi = _interval(d.reshape(m, n_seeds * n) @ w.T, level)
-    diff = d.mean(axis=(1, 2))
+    diff, per_seed = np.round(d.mean(axis=(1, 2)), 12), np.round(d.mean(2), 12)
     return pd.DataFrame(
-        {"diff": diff, "ci_low": lo, "ci_high": hi, "n_seeds": n_seeds, "agree": seed_agreement(d.mean(2), diff)}
+        {"diff": diff, "ci_low": lo, "ci_high": hi, "n_seeds": n_seeds, "agree": seed_agreement(per_seed, diff)}
     )
+
+
+class ResampleMeans:
+    """Two-level resample means of score vectors on one set of seeds and examples, cached by key.
+
+    The statistic is linear in the scores, so the resampled difference of two models is the difference of their
+    resampled means: ``add`` computes each new vector's row in one (m x S n) @ (S n x resamples) product, and
+    ``compare`` of two keys costs no product of its own.  Every comparison made through one object sees the same
+    resamples (``two_level_weights(n_seeds, n, resamples, seed)``); ``compare(a, b)`` equals
+    ``two_level_bootstrap(a, b)`` up to float rounding (removed by ``_interval``).
+
+    Parameters
+    ----------
+    n_seeds, n : int
+        Seeds and examples per seed of every vector.
+    resamples, seed : int
+        ``two_level_weights``' arguments.
+    level : float
+        Coverage of the percentile intervals.
+    """
+
+    def __init__(self, n_seeds: int, n: int, resamples=DEFAULT_RESAMPLES, seed=BOOTSTRAP_SEED, level=CI_LEVEL):
+        self.shape, self.level = (n_seeds, n), level
+        self.weights = two_level_weights(n_seeds, n, resamples, seed)
+        self.means: dict = {}  # key -> (resamples,) resample means
+        self.seed_means: dict = {}  # key -> (S,) each seed's mean
+
+    def add(self, vectors: dict) -> None:
+        """Resample the (S, n) score arrays of the keys not seen before, in one product."""
+        new = {k: np.asarray(v, dtype=np.float64) for k, v in vectors.items() if k not in self.means}
+        if not new:
+            return
+        x = np.stack(list(new.values()))
+        if x.shape[1:] != self.shape:
+            raise PaperlibError(f"scores of shape {x.shape[1:]} on a resampler of {self.shape} (seeds, examples)")
+        boot = x.reshape(len(x), -1) @ self.weights.T
+        for i, key in enumerate(new):
+            self.means[key], self.seed_means[key] = boot[i], x[i].mean(1)
+
+    def compare(self, pairs: list) -> list[dict]:
+        """The two-level comparisons of key a minus key b for each (a, b) in ``pairs`` (all added), in one
+        quantile call.
+
+        Returns
+        -------
+        list of dict
+            Per pair: diff (mean over seeds and examples), ci_low, ci_high, n_seeds, agree (``seed_agreement``).
+        """
+        if not pairs:
+            return []
+        lo, hi = _interval(np.stack([self.means[a] - self.means[b] for a, b in pairs]), self.level)
+        per_seed = np.round(np.stack([self.seed_means[a] - self.seed_means[b] for a, b in pairs]), 12)
+        diff = np.round(per_seed.mean(1), 12)  # float noise off, as in _interval
+        agree = seed_agreement(per_seed, diff)
+        return [
+            {"diff": float(d), "ci_low": float(l), "ci_high": float(h), "n_seeds": self.shape[0], "agree": int(g)}
+            for d, l, h, g in zip(diff, lo, hi, agree)
+        ]
 
 
 def seed_agreement(per_seed, diff) -> np.ndarray:

@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 
 from .errors import PaperlibError
-from .results import CONTROL, SEED_COLUMN, DatasetResults, dataset_order, stack
-from .stats import BOOTSTRAP_SEED, CI_LEVEL, DEFAULT_RESAMPLES, seed_call, two_level_bootstrap, two_level_weights
+from .results import CONTROL, SEED_COLUMN, DatasetResults, dataset_order
+from .stats import BOOTSTRAP_SEED, CI_LEVEL, DEFAULT_RESAMPLES, ResampleMeans, seed_call
 from .strategies import CATEGORY, FLIPPED, FUSION_NAMES, SIGNALS, display_order
 
 COMPETITORS: tuple[str, ...] = SIGNALS + FUSION_NAMES
@@ -366,30 +366,54 @@ TABLE_COLUMNS = [
 ]
 
 
-def bootstrap_rows(rows: list[dict], jobs: dict, n: int, resamples: int, seed: int, level: float) -> None:
-    """Fill diff / ci_low / ci_high / n_seeds / agree / call of ``rows`` from ``jobs`` = {seeds: [(row index,
-    (S, n) differences)]}: one two-level product per set of seeds, so every interval of a dataset sees the same
-    resamples.  A row whose call is 'ref' keeps it."""
-    for seeds, items in jobs.items():
-        weights = two_level_weights(len(seeds), n, resamples, seed)
-        ci = two_level_bootstrap(np.stack([d for _, d in items]), 0.0, level=level, weights=weights)
-        for (i, _), r in zip(items, ci.itertuples(index=False)):
-            rows[i].update(diff=r.diff, ci_low=r.ci_low, ci_high=r.ci_high, n_seeds=r.n_seeds, agree=r.agree)
-            if rows[i]["call"] != "ref":
-                rows[i]["call"] = seed_call(r.ci_low, r.ci_high, r.agree, r.n_seeds)
+def view_scores(res: DatasetResults, strategy: str, view, split: str = "test") -> dict:
+    """{seed: (n,) scores} of one view of a strategy's curve: 'mean' = the mean over k = 1..L-1, an int k = step k."""
+    per_seed = res.seed_scores(strategy, split)
+    return {s: sc.mean(0) if view == "mean" else sc[int(view) - 1] for s, sc in per_seed.items()}
 
 
-def _strategy_rows(res: DatasetResults, strategy: str, acc: pd.Series, val: pd.Series, base: dict) -> list[dict]:
+def compare_pairs(
+    res: DatasetResults,
+    pairs: list,
+    split: str = "test",
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+    level: float = CI_LEVEL,
+) -> list[dict | None]:
+    """Two-level comparisons of one dataset: ``pairs`` = [((key_a, {seed: (n,)}), (key_b, {seed: (n,)}))] -> for
+    each, on the seeds both hold, {diff, ci_low, ci_high, n_seeds, agree, call} (``stats.seed_call``), or None
+    without a common seed.  Pairs on the same seeds share the dataset's cached ``stats.ResampleMeans`` (one per
+    split, seeds and resampling): one product for the vectors not seen before, so every comparison of a dataset,
+    in the tables and in the claims, sees the same resamples.  A key must name its vector (e.g. (strategy, view))."""
+    groups: dict[tuple, list[int]] = {}
+    for i, ((_, a), (_, b)) in enumerate(pairs):
+        seeds = tuple(sorted(set(a) & set(b)))
+        if seeds:
+            groups.setdefault(seeds, []).append(i)
+    out: list[dict | None] = [None] * len(pairs)
+    for seeds, idx in groups.items():
+        n = len(pairs[idx[0]][0][1][seeds[0]])
+        cache_key = (split, seeds, resamples, seed, level)
+        if cache_key not in res.cache:
+            res.cache[cache_key] = ResampleMeans(len(seeds), n, resamples, seed, level)
+        means = res.cache[cache_key]
+        means.add({key: np.stack([d[s] for s in seeds]) for i in idx for key, d in pairs[i]})
+        for i, c in zip(idx, means.compare([(pairs[i][0][0], pairs[i][1][0]) for i in idx])):
+            out[i] = c | {"call": seed_call(c["ci_low"], c["ci_high"], c["agree"], c["n_seeds"])}
+    return out
+
+
+def _strategy_rows(res: DatasetResults, metrics: dict, acc: pd.Series, val: pd.Series, base: dict) -> list[dict]:
     """The six view rows of one strategy (intervals still empty)."""
     empty = {"diff": np.nan, "ci_low": np.nan, "ci_high": np.nan, "agree": np.nan}
-    first = "ref" if strategy == base["reference"] else ""
+    first = "ref" if base["strategy"] == base["reference"] else ""
     rows = [
         {**base, "view": v, "k": k, "test_acc": float(acc.get(k, np.nan)), **empty, "call": first}
         for v, k in fraction_steps(res.n_layers).items()
     ]
     rows.append({**base, "view": "mean", "k": np.nan, "test_acc": float(acc.mean()), **empty, "call": first})
-    k_val = val_chosen_k(val.dropna(), res.metrics.get("val_acc", np.nan), res.tolerance)
-    at_val = float(acc.get(k_val, res.metrics.get("test_acc", np.nan)))
+    k_val = val_chosen_k(val.dropna(), metrics.get("val_acc", np.nan), res.tolerance)
+    at_val = float(acc.get(k_val, metrics.get("test_acc", np.nan)))
     rows.append({**base, "view": "val-k", "k": k_val, "test_acc": at_val, **empty, "call": ""})
     k_max = int(acc.idxmax())  # first maximum: the smallest k on ties
     rows.append({**base, "view": "max", "k": k_max, "test_acc": float(acc.max()), **empty, "call": ""})
@@ -421,9 +445,9 @@ def comparison_table(
         test, val = curve_mean(curves, "test_acc"), curve_mean(curves, "val_acc")
         n_seeds = curves.groupby("strategy")[SEED_COLUMN].nunique()
         ref = reference_strategy(curves)
-        ks = fraction_steps(res.n_layers)
-        ref_scores = res.seed_scores(ref, "test") if ref is not None and res.has_predictions else {}
-        jobs: dict[tuple, list] = {}
+        ks, metrics = fraction_steps(res.n_layers), res.metrics
+        with_scores = ref is not None and res.has_predictions
+        pairs, where = [], []
         for strategy in display_order(test.index):
             base = {
                 "dataset": res.name,
@@ -432,21 +456,18 @@ def comparison_table(
                 "n_seeds": int(n_seeds[strategy]),
                 "reference": ref,
             }
-            block = _strategy_rows(res, strategy, test.loc[strategy].dropna(), val.loc[strategy], base)
-            seeds, arrays = stack(res.seed_scores(strategy, "test"), ref_scores) if ref_scores else ((), [])
-            if seeds:
-                a, b = arrays
-                for i, r in enumerate(block[: len(VIEWS)]):
-                    d = (
-                        a.mean(1) - b.mean(1)
-                        if r["view"] == "mean"
-                        else a[:, ks[r["view"]] - 1] - b[:, ks[r["view"]] - 1]
-                    )
-                    jobs.setdefault(seeds, []).append((len(rows) + i, d))
+            block = _strategy_rows(res, metrics, test.loc[strategy].dropna(), val.loc[strategy], base)
+            for i, r in enumerate(block[: len(VIEWS)] if with_scores else []):
+                view = "mean" if r["view"] == "mean" else ks[r["view"]]
+                pairs.append(
+                    (((strategy, view), view_scores(res, strategy, view)), ((ref, view), view_scores(res, ref, view)))
+                )
+                where.append(len(rows) + i)
             rows += block
-        if jobs:
-            n = len(next(iter(ref_scores.values()))[0])
-            bootstrap_rows(rows, jobs, n, resamples, seed, level)
+        for i, c in zip(where, compare_pairs(res, pairs, "test", resamples, seed, level)):
+            if c is not None:
+                rows[i] |= {k: c[k] for k in ("diff", "ci_low", "ci_high", "n_seeds", "agree")}
+                rows[i]["call"] = rows[i]["call"] or c["call"]
     return pd.DataFrame(rows, columns=TABLE_COLUMNS).astype({"k": "float64", "agree": "float64"})
 
 
