@@ -18,7 +18,7 @@ from .tables import (
     _in_table,
     compare_pairs,
     comparison_table,
-    curve_mean,
+    dataset_curve_mean,
     dataset_order,
     distill_summary,
     fraction_steps,
@@ -45,14 +45,15 @@ Verdict rules (paperlib.claims.VERDICT_RULES):
 - point count (the paper's reading): Table 1's maximum over k of TEST accuracy (selected on test) of the
   seed-mean curves, ties at two decimals of a percent counting for every tied strategy; "near-optimal" =
   within 1 point of the best; distillation: seed-mean test accuracies at k*, rounded, compared as points.
-- significant count (ours): the two-level bootstrap (2,000 resamples, seed 0: draw seeds with replacement,
-  then test examples within each drawn seed, paired across the two arms; 95 % percentile interval) of the
-  difference in test accuracy on the curve mean over k = 1..L-1 (no k chosen on test).  A dataset counts only
-  where that interval excludes 0 AND the difference has the same sign on a majority of seeds (shown "2/3").
-  With one seed this is the paired bootstrap over test examples: it covers test-set noise only.
-  "Best" = significantly above the reference; "near-optimal" = not significantly below it; "reaches every
-  signal's best" = the fusion model with the higher validation curve mean is significantly below no single
-  signal.  Distillation: the interval of the paired difference at each seed's k*.
+- significant count (ours): the two-level bootstrap (2,000 resamples, seed 0: draw seeds with replacement and
+  test examples with replacement, one example draw shared by every drawn seed and both arms, as the examples
+  are the same texts in every seed; 95 % percentile interval) of the difference in test accuracy on the curve
+  mean over k = 1..L-1 (no k chosen on test).  A dataset counts only where that interval excludes 0 AND the
+  difference has the same sign on a majority of seeds (shown "2/3").  With one seed this is the paired
+  bootstrap over test examples: it covers test-set noise only.  "Best" = significantly above the reference;
+  "near-optimal" = not significantly below it; "reaches every signal's best" = the fusion model with the
+  higher validation curve mean is significantly below no single signal.  Distillation: the interval of the
+  paired difference at each seed's k*.
 - per seed: each seed judged alone (its own reference, its own k*, the paired bootstrap of that seed), the
   significant count per seed beside the aggregate's: how much a one-seed run could have said otherwise.
 - comparisons: the intervals a count is drawn from.  Each is a 95 % interval on its own; no multiplicity
@@ -207,7 +208,7 @@ def fusion_claims(
         singles = [s for s in SIGNALS if s in rounded.index]
         if max(rounded[n] for n in names) >= max(rounded[s] for s in singles):
             reach_point.append(d)
-        val = curve_mean(res.curves, "val_acc").mean(axis=1)
+        val = dataset_curve_mean(res, "val_acc").mean(axis=1)
         chosen = max(names, key=lambda n: (float(val[n]), -names.index(n)))  # chosen on validation
         below = _below_every(res, chosen, singles, resamples, seed, level)
         if below is not None:
@@ -458,7 +459,7 @@ def direction_check(
     Columns: signal, dataset, spec_val_mean, flipped_val_mean, diff, ci_low, ci_high, agree, verdict."""
     rows = []
     for res in results:
-        val = curve_mean(res.curves, "val_acc")
+        val = dataset_curve_mean(res, "val_acc")
         for signal in (*SIGNALS, *REFERENCE_SIGNALS):
             flipped = signal + FLIPPED
             if signal not in val.index or flipped not in val.index:
@@ -531,9 +532,9 @@ def seed_note(seeds) -> str:
         )
     return (
         f"{len(seeds)} pipeline seeds ({', '.join(map(str, seeds))}): each number is the mean over seeds; each "
-        f"interval is the two-level bootstrap (seeds, then test examples within each drawn seed, paired) and covers "
-        f"training and test-set noise; a mark also needs the sign on a majority of seeds (shown as agreeing/seeds, "
-        f"e.g. 3/3)."
+        f"interval is the two-level bootstrap (seeds and test examples, one example draw for every seed, paired) "
+        f"and covers training and test-set noise; a mark also needs the sign on a majority of seeds (shown as "
+        f"agreeing/seeds, e.g. 3/3)."
     )
 
 
@@ -547,13 +548,16 @@ def _per_seed_counts(claims: pd.DataFrame, by_seed: pd.DataFrame) -> list[str]:
     return out
 
 
-def verdicts(runs_root: str | Path, resamples: int = DEFAULT_RESAMPLES, seed: int = BOOTSTRAP_SEED, seeds=None) -> dict:
+def verdicts(
+    runs_root: str | Path, resamples: int = DEFAULT_RESAMPLES, seed: int = BOOTSTRAP_SEED, seeds=None, datasets=None
+) -> dict:
     """Everything ``paperlib table`` prints, as DataFrames: 'table' (``comparison_table``, seed-aggregated),
     'table_by_seed' and 'claims_by_seed' (each seed alone, ``seed_claims``), 'table1_max' (the paper-style
     ``table1``), 'references', 'distill_summary' (seed means), 'distill_summary_by_seed', 'distill_pairs',
     'claims' (aggregate, with each seed's significant count in 'per_seed'), 'direction', 'orders'
-    (``pruning_orders``), 'seeds' and 'note' (``seed_note``).  ``seeds``: only those pipeline seeds."""
-    results = load_results(runs_root, seeds=seeds)
+    (``pruning_orders``), 'seeds' and 'note' (``seed_note``).  ``seeds`` / ``datasets``: only those pipeline
+    seeds / run folders."""
+    results = load_results(runs_root, seeds=seeds, datasets=datasets)
     all_seeds = sorted(set().union(*(r.seeds for r in results)))
     table = comparison_table(results, resamples, seed)
     summary_by_seed = _summary_by_seed(results)

@@ -210,9 +210,9 @@ def _check_pairing(res: DatasetResults) -> None:
                 )
 
 
-def load_results(runs_root: str | Path, scores: bool = True, seeds=None) -> list[DatasetResults]:
+def load_results(runs_root: str | Path, scores: bool = True, seeds=None, datasets=None) -> list[DatasetResults]:
     """Every dataset run under ``runs_root``, over every seed root (``paths.seed_roots``; only ``seeds`` when
-    given), in the paper's dataset order.
+    given; only the run folders named in ``datasets`` when given), in the paper's dataset order.
 
     A run folder counts when it holds curves.parquet and metrics.json; its per-example correctness is read when
     predictions.parquet is there (``scores``; False skips reading the predictions).  The tolerance of the
@@ -233,6 +233,8 @@ def load_results(runs_root: str | Path, scores: bool = True, seeds=None) -> list
     by_dataset: dict[str, dict[int, SeedRun]] = {}
     for seed, seed_root in roots.items():
         for folder in sorted(p for p in seed_root.iterdir() if p.is_dir()):
+            if datasets is not None and folder.name not in set(datasets):
+                continue
             if (folder / "curves.parquet").is_file() and (folder / "metrics.json").is_file():
                 by_dataset.setdefault(folder.name, {})[seed] = _read_run(folder, seed, scores, default_tol)
     if not by_dataset:
@@ -246,11 +248,11 @@ def load_results(runs_root: str | Path, scores: bool = True, seeds=None) -> list
     return out
 
 
-def load_runs(runs_root: str | Path, seeds=None) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
+def load_runs(runs_root: str | Path, seeds=None, datasets=None) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
     """The same run folders as ``load_results`` as three plain frames: (curves with 'dataset' and
     'pipeline_seed' columns, {dataset: metrics.json averaged over seeds}, distill rows with both columns),
     without the per-example scores."""
-    results = load_results(runs_root, scores=False, seeds=seeds)
+    results = load_results(runs_root, scores=False, seeds=seeds, datasets=datasets)
     distill = [r.distill for r in results if not r.distill.empty]
     return (
         pd.concat([r.curves for r in results], ignore_index=True),

@@ -3,14 +3,18 @@ pipeline seeds and test examples, and the win / loss / tie call.
 
 Every comparison of a dataset uses the same resamples (the weights are cached per size), so two intervals of one
 table are directly comparable.  Vectorised: the resample means of m paired differences are one
-(m x n) @ (n x resamples) product; with S seeds, one (m x S n) @ (S n x resamples) product.
+(m x n) @ (n x resamples) product; with S seeds, one (m S x n) @ (n x resamples) product and a weighted sum over
+the seeds.
 
 Two levels (ours, SPEC 7).  A pipeline seed re-draws everything training decides (M_0's fine-tuning, the
-calibration sample, Random, the forest, distillation); the test examples are the same in every seed.  A
-resample first draws S seeds with replacement, then, within each drawn seed, n test examples with replacement;
-both arms of a comparison get the same draws (paired).  The statistic is the mean over the drawn seeds of the
-mean difference, so its spread holds training noise (which seeds) and test-set noise (which examples) together.
-With one seed it is ``paired_bootstrap``, draw for draw.
+calibration sample, Random, the forest, distillation); the test examples are the same texts in every seed.  A
+resample draws S seeds with replacement and n test examples with replacement; the one example draw serves every
+drawn seed and both arms of a comparison (paired).  The statistic is the mean over the drawn seeds of the mean
+difference over the drawn examples, so its spread holds training noise (which seeds) and test-set noise (which
+examples) together.  The examples are drawn once per resample, not anew within each drawn seed, because they
+are shared: their sampling error is common to all seeds, and independent draws per seed would average it away
+(three identical seeds would look sqrt(3) times more certain than one).  With one seed it is
+``paired_bootstrap``, draw for draw.
 
 >>> import numpy as np
 >>> a, b = np.array([1, 1, 1, 0]), np.array([0, 1, 1, 0])
@@ -44,8 +48,8 @@ __all__ = [
     "paired_bootstrap",
     "seed_agreement",
     "seed_call",
+    "seed_weights",
     "two_level_bootstrap",
-    "two_level_weights",
 ]
 
 
@@ -86,49 +90,38 @@ def bootstrap_weights(n: int, resamples: int = DEFAULT_RESAMPLES, seed: int = BO
     return _read_only(counts.reshape(resamples, n).astype(np.float64) / n)
 
 
-@functools.lru_cache(maxsize=2)
-def two_level_weights(
-    n_seeds: int, n: int, resamples: int = DEFAULT_RESAMPLES, seed: int = BOOTSTRAP_SEED
-) -> np.ndarray:
-    """Resampling weights of the two-level bootstrap: seeds, then examples within each drawn seed.
-
-    Resample r draws seed slots j = 1..S, slot j naming seed ``P[r, j]`` with
-    ``P = default_rng([seed, 1]).integers(0, S, size=(resamples, S))``, and the examples of slot j,
-    ``E[r, j] = default_rng(seed).integers(0, n, size=(resamples, S, n))[r, j]``.  The examples' stream is
-    ``bootstrap_weights``' own, so one seed gives exactly its weights.
+@functools.lru_cache(maxsize=4)
+def seed_weights(n_seeds: int, resamples: int = DEFAULT_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> np.ndarray:
+    """Resampling weights of the seed level of the two-level bootstrap.
 
     Parameters
     ----------
     n_seeds : int
         Number of pipeline seeds S (at least 1).
-    n : int
-        Number of examples per seed (the same examples in every seed).
     resamples : int
         Number of bootstrap resamples.
     seed : int
-        Seed of both generators.
+        The draws are ``default_rng([seed, 1]).integers(0, S, size=(resamples, S))``: a stream apart from the
+        examples' (``bootstrap_weights``), so one seed leaves the example draws of the paired bootstrap as they are.
 
     Returns
     -------
     numpy.ndarray
-        (resamples, S * n), read-only and cached: W[r, s * n + i] = (times example i of seed s is drawn in
-        resample r) / (S n), so ``W @ d.ravel()`` is the mean over the drawn seeds of the mean drawn difference
-        for d of shape (S, n).
+        (resamples, S), read-only and cached: V[r, s] = (times seed s is drawn in resample r) / S.
     """
     if n_seeds < 1:
         raise PaperlibError("the two-level bootstrap needs at least one seed")
-    if n_seeds == 1:
-        return bootstrap_weights(n, resamples, seed)
-    if n < 1:
-        raise PaperlibError("the bootstrap needs at least one test example")
-    cells = np.random.default_rng(seed).integers(0, n, size=(resamples, n_seeds, n))
-    picks = np.random.default_rng([seed, SEED_STREAM]).integers(0, n_seeds, size=(resamples, n_seeds))
-    cells += ((np.arange(resamples)[:, None] * n_seeds + picks) * n)[:, :, None]  # slot (r, j) -> seed P[r, j]'s cells
-    counts = np.bincount(cells.ravel(), minlength=resamples * n_seeds * n)
-    del cells
-    weights = counts.reshape(resamples, n_seeds * n).astype(np.float64)
-    weights /= n_seeds * n
-    return _read_only(weights)
+    draws = np.random.default_rng([seed, SEED_STREAM]).integers(0, n_seeds, size=(resamples, n_seeds))
+    counts = np.bincount((draws + n_seeds * np.arange(resamples)[:, None]).ravel(), minlength=resamples * n_seeds)
+    return _read_only(counts.reshape(resamples, n_seeds).astype(np.float64) / n_seeds)
+
+
+def _two_level_means(x: np.ndarray, resamples: int, seed: int) -> np.ndarray:
+    """(m, S, n) scores -> (m, resamples) resample statistics: mean over the drawn seeds (``seed_weights``) of the
+    mean over the drawn examples (``bootstrap_weights``, one draw for every seed)."""
+    m, n_seeds, n = x.shape
+    per_seed = (x.reshape(m * n_seeds, n) @ bootstrap_weights(n, resamples, seed).T).reshape(m, n_seeds, resamples)
+    return np.einsum("msr,rs->mr", per_seed, seed_weights(n_seeds, resamples, seed))
 
 
 def _interval(boot: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
@@ -181,12 +174,12 @@ def two_level_bootstrap(
     resamples: int = DEFAULT_RESAMPLES,
     seed: int = BOOTSTRAP_SEED,
     level: float = CI_LEVEL,
-    weights: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Two-level bootstrap of the accuracy difference ``a`` minus ``b`` over seeds and examples.
 
-    statistic = (1/S) sum over the S drawn seeds of the mean difference over that seed's drawn examples;
-    diff = its value on the data, the mean over seeds and examples of a - b.
+    statistic = sum over seeds s of V[r, s] * (mean over the drawn examples of a - b in seed s), V =
+    ``seed_weights``, the example draw (``bootstrap_weights``) the same for every seed; diff = its value on the
+    data, the mean over seeds and examples of a - b.
 
     Parameters
     ----------
@@ -195,11 +188,9 @@ def two_level_bootstrap(
     b : array_like
         Broadcastable to ``a``: (S, n) or (m, S, n).
     resamples, seed : int
-        ``two_level_weights``' arguments: every row sees the same resamples.
+        The weights' arguments: every row sees the same resamples.
     level : float
         Coverage of the percentile interval.
-    weights : numpy.ndarray, optional
-        Precomputed ``two_level_weights(S, n, resamples, seed)``.
 
     Returns
     -------
@@ -208,18 +199,15 @@ def two_level_bootstrap(
         for S = 1), n_seeds = S and agree = the number of seeds whose own mean difference has diff's sign
         (``seed_agreement``).
     """
-    a = np.asarray(a, dtype=np.float64)
-    d = a - np.asarray(b, dtype=np.float64)
+    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
     if d.ndim == 2:
         d = d[None]
     if d.ndim != 3:
         raise PaperlibError(f"the two-level bootstrap takes (m, seeds, examples) scores, got shape {d.shape}")
-    m, n_seeds, n = d.shape
-    w = two_level_weights(n_seeds, n, resamples, seed) if weights is None else weights
-    lo, hi = _interval(d.reshape(m, n_seeds * n) @ w.T, level)
+    lo, hi = _interval(_two_level_means(d, resamples, seed), level)
     diff, per_seed = np.round(d.mean(axis=(1, 2)), 12), np.round(d.mean(2), 12)
     return pd.DataFrame(
-        {"diff": diff, "ci_low": lo, "ci_high": hi, "n_seeds": n_seeds, "agree": seed_agreement(per_seed, diff)}
+        {"diff": diff, "ci_low": lo, "ci_high": hi, "n_seeds": d.shape[1], "agree": seed_agreement(per_seed, diff)}
     )
 
 
@@ -227,25 +215,24 @@ class ResampleMeans:
     """Two-level resample means of score vectors on one set of seeds and examples, cached by key.
 
     The statistic is linear in the scores, so the resampled difference of two models is the difference of their
-    resampled means: ``add`` computes each new vector's row in one (m x S n) @ (S n x resamples) product, and
+    resampled statistics: ``add`` computes each new vector's row with one product for all of them, and
     ``compare`` of two keys costs no product of its own.  Every comparison made through one object sees the same
-    resamples (``two_level_weights(n_seeds, n, resamples, seed)``); ``compare(a, b)`` equals
-    ``two_level_bootstrap(a, b)`` up to float rounding (removed by ``_interval``).
+    resamples; ``compare(a, b)`` equals ``two_level_bootstrap(a, b)`` up to float rounding (removed by
+    ``_interval``).
 
     Parameters
     ----------
     n_seeds, n : int
         Seeds and examples per seed of every vector.
     resamples, seed : int
-        ``two_level_weights``' arguments.
+        The weights' arguments.
     level : float
         Coverage of the percentile intervals.
     """
 
     def __init__(self, n_seeds: int, n: int, resamples=DEFAULT_RESAMPLES, seed=BOOTSTRAP_SEED, level=CI_LEVEL):
-        self.shape, self.level = (n_seeds, n), level
-        self.weights = two_level_weights(n_seeds, n, resamples, seed)
-        self.means: dict = {}  # key -> (resamples,) resample means
+        self.shape, self.level, self.resamples, self.seed = (n_seeds, n), level, resamples, seed
+        self.means: dict = {}  # key -> (resamples,) resample statistics
         self.seed_means: dict = {}  # key -> (S,) each seed's mean
 
     def add(self, vectors: dict) -> None:
@@ -256,7 +243,7 @@ class ResampleMeans:
         x = np.stack(list(new.values()))
         if x.shape[1:] != self.shape:
             raise PaperlibError(f"scores of shape {x.shape[1:]} on a resampler of {self.shape} (seeds, examples)")
-        boot = x.reshape(len(x), -1) @ self.weights.T
+        boot = _two_level_means(x, self.resamples, self.seed)
         for i, key in enumerate(new):
             self.means[key], self.seed_means[key] = boot[i], x[i].mean(1)
 

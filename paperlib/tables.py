@@ -321,9 +321,9 @@ def val_chosen_k(val_acc_by_k, original_val_acc: float, tolerance: float) -> int
     """The most layers removed whose validation accuracy is within ``tolerance`` (a fraction: 0.01 = 1 point)
     of M_0's: max {k : val_acc(k) >= val_acc(0) - tolerance}, or 0 (M_0 itself) when no k qualifies.
     ``val_acc_by_k``: a Series indexed by k (or a dict).  Nothing but validation accuracy is read."""
-    accs = pd.Series(val_acc_by_k, dtype=float)
-    ok = accs.index[accs.to_numpy() >= float(original_val_acc) - tolerance - 1e-12]
-    return int(max(ok)) if len(ok) else 0
+    floor = float(original_val_acc) - tolerance - 1e-12
+    ok = [int(k) for k, acc in dict(val_acc_by_k).items() if float(acc) >= floor]
+    return max(ok) if ok else 0
 
 
 def curve_mean(curves: pd.DataFrame, column: str) -> pd.DataFrame:
@@ -334,15 +334,26 @@ def curve_mean(curves: pd.DataFrame, column: str) -> pd.DataFrame:
     return per_seed.groupby(["strategy", "step"]).mean().unstack("step")
 
 
+def dataset_curve_mean(res: DatasetResults, column: str) -> pd.DataFrame:
+    """``curve_mean`` of all of a dataset's curves, cached on it (the tables and claims read it several times)."""
+    key = ("curve_mean", column)
+    if key not in res.cache:
+        res.cache[key] = curve_mean(res.curves, column)
+    return res.cache[key]
+
+
+def _best_signal(val_mean: pd.Series) -> str | None:
+    candidates = [s for s in SIGNALS if s in val_mean.index]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda s: (round(float(val_mean[s]), 12), -SIGNALS.index(s)))
+
+
 def reference_strategy(curves: pd.DataFrame) -> str | None:
     """The best single-signal strategy, chosen on VALIDATION: the highest validation curve mean over
     k = 1..L-1, averaged over the pipeline seeds, among the 12 signals (ties: SPEC 3's order).  None when no
     single-signal curve exists."""
-    val = curve_mean(curves, "val_acc").mean(axis=1)
-    candidates = [s for s in SIGNALS if s in val.index]
-    if not candidates:
-        return None
-    return max(candidates, key=lambda s: (round(float(val[s]), 12), -SIGNALS.index(s)))
+    return _best_signal(curve_mean(curves, "val_acc").mean(axis=1))
 
 
 def _in_table(name: str) -> bool:
@@ -403,20 +414,22 @@ def compare_pairs(
     return out
 
 
-def _strategy_rows(res: DatasetResults, metrics: dict, acc: pd.Series, val: pd.Series, base: dict) -> list[dict]:
-    """The six view rows of one strategy (intervals still empty)."""
+def _strategy_rows(res: DatasetResults, metrics: dict, acc: dict, val: dict, base: dict) -> list[dict]:
+    """The six view rows of one strategy (intervals still empty); ``acc`` / ``val``: {k: seed-mean accuracy}."""
     empty = {"diff": np.nan, "ci_low": np.nan, "ci_high": np.nan, "agree": np.nan}
     first = "ref" if base["strategy"] == base["reference"] else ""
     rows = [
         {**base, "view": v, "k": k, "test_acc": float(acc.get(k, np.nan)), **empty, "call": first}
         for v, k in fraction_steps(res.n_layers).items()
     ]
-    rows.append({**base, "view": "mean", "k": np.nan, "test_acc": float(acc.mean()), **empty, "call": first})
-    k_val = val_chosen_k(val.dropna(), metrics.get("val_acc", np.nan), res.tolerance)
+    rows.append(
+        {**base, "view": "mean", "k": np.nan, "test_acc": float(np.mean(list(acc.values()))), **empty, "call": first}
+    )
+    k_val = val_chosen_k(val, metrics.get("val_acc", np.nan), res.tolerance)
     at_val = float(acc.get(k_val, metrics.get("test_acc", np.nan)))
     rows.append({**base, "view": "val-k", "k": k_val, "test_acc": at_val, **empty, "call": ""})
-    k_max = int(acc.idxmax())  # first maximum: the smallest k on ties
-    rows.append({**base, "view": "max", "k": k_max, "test_acc": float(acc.max()), **empty, "call": ""})
+    k_max = max(acc, key=lambda k: (acc[k], -k))  # first maximum: the smallest k on ties
+    rows.append({**base, "view": "max", "k": k_max, "test_acc": float(acc[k_max]), **empty, "call": ""})
     return rows
 
 
@@ -433,7 +446,7 @@ def comparison_table(
     with validation accuracy within the preset's tolerance of M_0's; ``val_chosen_k``) and 'max' (the
     paper's maximum over k of TEST accuracy: a test-selected secondary view).  Every accuracy is the mean over
     the pipeline seeds (Random: of its replicate mean within each seed).  For the first four,
-    ``diff``/``ci_low``/``ci_high`` are the two-level bootstrap (seeds, then test examples, paired) of the
+    ``diff``/``ci_low``/``ci_high`` are the two-level bootstrap (seeds and test examples, paired) of the
     difference against ``reference`` (the best single-signal strategy, chosen on validation) at the same k,
     ``agree`` the seeds whose own difference has the aggregate's sign and ``call`` win / loss / tie
     (``stats.seed_call``: the interval excludes 0 and agree is a majority); NaN and '' without predictions.
@@ -441,10 +454,10 @@ def comparison_table(
     call."""
     rows = []
     for res in results:
-        curves = res.curves[res.curves["strategy"].map(_in_table)]
-        test, val = curve_mean(curves, "test_acc"), curve_mean(curves, "val_acc")
-        n_seeds = curves.groupby("strategy")[SEED_COLUMN].nunique()
-        ref = reference_strategy(curves)
+        test, val = (dataset_curve_mean(res, c) for c in ("test_acc", "val_acc"))
+        test, val = (t.loc[[s for s in t.index if _in_table(s)]] for t in (test, val))
+        n_seeds = res.curves.groupby("strategy")[SEED_COLUMN].nunique()
+        ref = _best_signal(val.mean(axis=1))
         ks, metrics = fraction_steps(res.n_layers), res.metrics
         with_scores = ref is not None and res.has_predictions
         pairs, where = [], []
@@ -456,7 +469,8 @@ def comparison_table(
                 "n_seeds": int(n_seeds[strategy]),
                 "reference": ref,
             }
-            block = _strategy_rows(res, metrics, test.loc[strategy].dropna(), val.loc[strategy], base)
+            acc, v = (t.loc[strategy].dropna().to_dict() for t in (test, val))
+            block = _strategy_rows(res, metrics, acc, v, base)
             for i, r in enumerate(block[: len(VIEWS)] if with_scores else []):
                 view = "mean" if r["view"] == "mean" else ks[r["view"]]
                 pairs.append(

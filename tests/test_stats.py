@@ -17,8 +17,8 @@ from paperlib.stats import (
     paired_bootstrap,
     seed_agreement,
     seed_call,
+    seed_weights,
     two_level_bootstrap,
-    two_level_weights,
 )
 
 # ---------------------------------------------------------------- the paired bootstrap
@@ -95,7 +95,7 @@ def test_paired_bootstrap_agrees_with_scipy_within_monte_carlo_error():
 def test_one_seed_is_the_paired_bootstrap_draw_for_draw():
     rng = np.random.default_rng(2)
     a, b = (rng.random((4, 1, 90)) < 0.7).astype(float), (rng.random((1, 90)) < 0.6).astype(float)
-    np.testing.assert_array_equal(two_level_weights(1, 90, 300, 4), bootstrap_weights(90, 300, 4))
+    assert (seed_weights(1, 300, 4) == 1).all()  # one seed is always drawn: the example draws decide alone
     two = two_level_bootstrap(a, b, resamples=300, seed=4)
     paired = paired_bootstrap(a[:, 0], b[0], resamples=300, seed=4)
     for column in ("diff", "ci_low", "ci_high"):
@@ -104,17 +104,12 @@ def test_one_seed_is_the_paired_bootstrap_draw_for_draw():
     assert two["agree"].tolist() == (np.sign(paired["diff"]) != 0).astype(int).tolist()
 
 
-def test_two_level_weights_count_seed_and_example_draws():
-    n_seeds, n, resamples = 3, 5, 40
-    w = two_level_weights(n_seeds, n, resamples, 7).reshape(resamples, n_seeds, n)
-    examples = np.random.default_rng(7).integers(0, n, size=(resamples, n_seeds, n))
-    picks = np.random.default_rng([7, SEED_STREAM]).integers(0, n_seeds, size=(resamples, n_seeds))
-    for r in range(resamples):
-        expected = np.zeros((n_seeds, n))
-        for j in range(n_seeds):
-            expected[picks[r, j]] += np.bincount(examples[r, j], minlength=n)
-        assert w[r] == pytest.approx(expected / (n_seeds * n))
-    assert w.sum(axis=(1, 2)) == pytest.approx(np.ones(resamples))
+def test_seed_weights_count_the_seed_draws():
+    v = seed_weights(3, resamples=40, seed=7)
+    picks = np.random.default_rng([7, SEED_STREAM]).integers(0, 3, size=(40, 3))
+    for r in range(40):
+        assert v[r] == pytest.approx(np.bincount(picks[r], minlength=3) / 3)
+    assert v.sum(1) == pytest.approx(np.ones(40)) and not v.flags.writeable
 
 
 def test_two_level_bootstrap_equals_a_slow_reference_loop():
@@ -126,17 +121,26 @@ def test_two_level_bootstrap_equals_a_slow_reference_loop():
     examples_rng, seeds_rng = np.random.default_rng(9), np.random.default_rng([9, SEED_STREAM])
     picks = seeds_rng.integers(0, n_seeds, size=(resamples, n_seeds))
     boot = np.empty((2, resamples))
-    for r in range(resamples):  # draw the seeds, then each drawn seed's examples, one at a time
-        means = []
-        for j in range(n_seeds):
-            idx = examples_rng.integers(0, n, size=n)
-            means.append([np.mean(a[m, picks[r, j], idx] - b[picks[r, j], idx]) for m in range(2)])
+    for r in range(resamples):  # draw the seeds and one set of examples, which every drawn seed shares
+        idx = examples_rng.integers(0, n, size=n)
+        means = [[np.mean(a[m, picks[r, j], idx] - b[picks[r, j], idx]) for m in range(2)] for j in range(n_seeds)]
         boot[:, r] = np.mean(means, axis=0)
     np.testing.assert_allclose(got["ci_low"], np.percentile(boot, 2.5, axis=1), atol=1e-12)
     np.testing.assert_allclose(got["ci_high"], np.percentile(boot, 97.5, axis=1), atol=1e-12)
     np.testing.assert_allclose(got["diff"], (a - b).mean(axis=(1, 2)), atol=1e-12)
     per_seed = (a - b).mean(2)
     assert got["agree"].tolist() == [int((np.sign(p) == np.sign(p.mean())).sum()) for p in per_seed]
+
+
+def test_identical_seeds_are_no_more_certain_than_one():
+    """The examples are the same texts in every seed, so three copies of one run carry the test-set noise of one
+    run: the interval equals the paired bootstrap's (drawing examples anew within each seed would shrink it by
+    about sqrt(3))."""
+    rng = np.random.default_rng(3)
+    d = (rng.random(300) < 0.6).astype(float) - (rng.random(300) < 0.5).astype(float)
+    one = paired_bootstrap(d, 0.0, resamples=1000).iloc[0]
+    three = two_level_bootstrap(np.stack([d, d, d]), 0.0, resamples=1000).iloc[0]
+    assert (three["ci_low"], three["ci_high"]) == pytest.approx((one["ci_low"], one["ci_high"]), abs=1e-12)
 
 
 def test_a_difference_that_flips_sign_across_seeds_is_not_significant():
@@ -180,7 +184,7 @@ def test_two_level_bootstrap_refuses_other_shapes():
     with pytest.raises(PaperlibError, match="seeds, examples"):
         two_level_bootstrap(np.zeros(5), 0.0)
     with pytest.raises(PaperlibError, match="seed"):
-        two_level_weights(0, 5)
+        seed_weights(0)
 
 
 def test_the_examples_in_the_stats_docstring_hold():
