@@ -167,6 +167,27 @@ def _below_every(res: DatasetResults, chosen: str, singles: list[str], resamples
     return [s for s, c in zip(singles, found) if c is not None and c["call"] == "loss"]
 
 
+FUSION_CLAIMS = (  # (claim, the paper's count, its p of 9)
+    ("Random-Forest fusion is best", "7 of 9", 7),
+    ("Random-Forest fusion is best or near-optimal", "9 of 9 (best on 7, near-optimal on 2)", 9),
+    ("Linear-Regression fusion leads (is best)", "5 of 9", 5),
+    ("Fusion reaches every single-signal strategy's best", "8 of 9 (short of Gradient-Fisher on one)", 8),
+)
+
+
+def _reaches_every(res: DatasetResults, names: list[str], rounded: pd.Series, resamples, seed, level) -> tuple:
+    """'Fusion reaches every single-signal strategy's best' on one dataset: (point reading, significant reading
+    (None without predictions), why it falls short, intervals compared)."""
+    singles = [s for s in SIGNALS if s in rounded.index]
+    point = max(rounded[n] for n in names) >= max(rounded[s] for s in singles)
+    val = dataset_curve_mean(res, "val_acc").mean(axis=1)
+    chosen = max(names, key=lambda n: (float(val[n]), -names.index(n)))  # chosen on validation
+    below = _below_every(res, chosen, singles, resamples, seed, level)
+    if below is None:
+        return point, None, "", 0
+    return point, not below, f"{chosen} below {', '.join(below)}" if below else "", len(singles)
+
+
 def fusion_claims(
     results: list[DatasetResults],
     table: pd.DataFrame,
@@ -175,85 +196,52 @@ def fusion_claims(
     seed: int = BOOTSTRAP_SEED,
     level: float = CI_LEVEL,
 ) -> list[dict]:
-    """The four fusion claims of SPEC 0 for one protocol (see ``VERDICT_RULES``)."""
+    """The four fusion claims of SPEC 0 for one protocol (``FUSION_CLAIMS``; see ``VERDICT_RULES``)."""
     lr, rf = fusion_names(protocol)
-    competitors = (*SIGNALS, lr, rf)
     t = table.set_index(["dataset", "strategy", "view"])
-    point_best, sig_best, near_point, near_sig, n_of = {lr: [], rf: []}, {lr: [], rf: []}, [], [], {lr: 0, rf: 0}
-    reach_point, reach_sig, fused, short, n_reach = [], [], [], {}, 0
-    sig_measured = True
+    point, sig, n, comparisons = [[] for _ in range(4)], [[] for _ in range(4)], [0] * 4, [None, None, None, 0]
+    short, measured = {}, True
     for res in results:
         d = res.name
-        mx = table[(table["dataset"] == d) & (table["view"] == "max") & table["strategy"].isin(competitors)]
-        if mx.empty:
+        mx = table[(table["dataset"] == d) & (table["view"] == "max") & table["strategy"].isin((*SIGNALS, lr, rf))]
+        names = [name for name in (lr, rf) if (d, name, "mean") in t.index]
+        if mx.empty or not names:
             continue
         rounded = pd.Series(pct(mx["test_acc"]), index=mx["strategy"].to_numpy())
         top = rounded.max()
-        names = [n for n in (lr, rf) if (d, n, "mean") in t.index]
-        for name in names:
-            n_of[name] += 1
+        for i, name in ((0, rf), (2, lr)):
+            if name not in names:
+                continue
             call_ = t.at[(d, name, "mean"), "call"]
-            sig_measured &= call_ != ""
-            if rounded[name] == top:
-                point_best[name].append(d)
-            if call_ == "win":
-                sig_best[name].append(_agreed(d, t, name))
-            if name == rf and rounded[name] >= top - NEAR_OPTIMAL_PP:
-                near_point.append(d)
-            if name == rf and call_ in ("win", "tie"):
-                near_sig.append(d)
-        if not names:
-            continue
-        fused.append(d)
-        singles = [s for s in SIGNALS if s in rounded.index]
-        if max(rounded[n] for n in names) >= max(rounded[s] for s in singles):
-            reach_point.append(d)
-        val = dataset_curve_mean(res, "val_acc").mean(axis=1)
-        chosen = max(names, key=lambda n: (float(val[n]), -names.index(n)))  # chosen on validation
-        below = _below_every(res, chosen, singles, resamples, seed, level)
-        if below is not None:
-            n_reach += len(singles)
-            if below:
-                short[d] = f"{chosen} below {', '.join(below)}"
-            else:
-                reach_sig.append(d)
-    sig = (lambda v: v) if sig_measured else (lambda v: [])
-    tag = f" ({protocol})"
+            measured &= call_ != ""
+            n[i] += 1
+            point[i] += [d] if rounded[name] == top else []
+            sig[i] += [_agreed(d, t, name)] if call_ == "win" else []
+            if name == rf:  # best or near-optimal
+                n[1] += 1
+                point[1] += [d] if rounded[name] >= top - NEAR_OPTIMAL_PP else []
+                sig[1] += [d] if call_ in ("win", "tie") else []
+        n[3] += 1
+        reached, significant, why, k = _reaches_every(res, names, rounded, resamples, seed, level)
+        point[3] += [d] if reached else []
+        sig[3] += [d] if significant else []
+        short |= {d: why} if why else {}
+        comparisons[3] += k
     out = [
         _claim(
-            "Random-Forest fusion is best" + tag, protocol, "7 of 9", point_best[rf], sig(sig_best[rf]), n_of[rf], 7
-        ),
-        _claim(
-            "Random-Forest fusion is best or near-optimal" + tag,
+            f"{claim} ({protocol})",
             protocol,
-            "9 of 9 (best on 7, near-optimal on 2)",
-            near_point,
-            sig(near_sig),
-            n_of[rf],
-            9,
-        ),
-        _claim(
-            "Linear-Regression fusion leads (is best)" + tag,
-            protocol,
-            "5 of 9",
-            point_best[lr],
-            sig(sig_best[lr]),
-            n_of[lr],
-            5,
-        ),
-        _claim(
-            "Fusion reaches every single-signal strategy's best" + tag,
-            protocol,
-            "8 of 9 (short of Gradient-Fisher on one)",
-            reach_point,
-            sig(reach_sig),
-            len(fused),
-            8,
-            "; ".join(f"{d}: {s}" for d, s in short.items()),
-            comparisons=n_reach,
-        ),
+            paper,
+            point[i],
+            sig[i] if measured else [],
+            n[i],
+            paper_k,
+            "; ".join(f"{d}: {why}" for d, why in short.items()) if i == 3 else "",
+            comparisons=comparisons[i],
+        )
+        for i, (claim, paper, paper_k) in enumerate(FUSION_CLAIMS)
     ]
-    if not sig_measured:
+    if not measured:
         _unmeasured(out, "no predictions.parquet: no intervals")
     return out
 
