@@ -164,102 +164,20 @@ def cmd_table(args) -> None:
     table_command(args.runs, out=args.save)
 
 
-def table_command(runs_root: str | Path, out: str | Path | None = None) -> dict:
-    """``paperlib table``: print the selection-free Table 1 with intervals, the secondary views, the
-    distillation summary, the claims check with its rules and (when flipped runs exist) the direction
-    check; with ``out``, also write them as CSV (table1.csv tidy, table1_<view>.csv wide, table1_max.csv,
-    distill_summary.csv, distill_pairs.csv, claims.csv, direction.csv)."""
-    import numpy as np
-    import pandas as pd
-
-    from .claims import VERDICT_RULES, direction_wide, verdicts
-    from .io import write_csv
+def table_command(runs_root: str | Path, out: str | Path | None = None, seeds=None) -> dict:
+    """``paperlib table``: print the seed-aggregated Table 1 with per-seed agreement, the secondary views, the
+    pruning orders that coincide, the distillation summary, the claims check (in aggregate and per seed) with its
+    rules and the direction check (``tabulate.print_verdicts``); with ``out``, also write them as CSV
+    (``tabulate.write_verdicts``).  ``seeds``: only those pipeline seeds (default: every seed under ``runs_root``)."""
+    from .claims import verdicts
     from .results import classical_reference
-    from .tables import ci_wide, comparison_wide
+    from .tabulate import print_verdicts, write_verdicts
 
-    v = verdicts(runs_root)
-    table, references, claims = v["table"], v["references"], v["claims"]
-    original = {r.name: r.metrics.get("test_acc", np.nan) for r in v["results"]}
-    baseline = classical_reference(runs_root)
-    ks = "; ".join(
-        f"{r.dataset}: L={r.n_layers}, k={'/'.join(str(k) for k in r.ks.values())}, reference {r.reference}"
-        f"{'' if r.predictions else ' (no predictions.parquet: no intervals)'}"
-        for r in references.itertuples()
-    )
-    views = {
-        "mean": "test accuracy (%) averaged over k = 1..L-1 (area under the curve)",
-        "L/4": "test accuracy (%) at k = L/4",
-        "L/2": "test accuracy (%) at k = L/2",
-        "3L/4": "test accuracy (%) at k = 3L/4",
-        "val-k": "test accuracy (%) at the k chosen on validation (most layers removed with validation "
-        "accuracy within the preset's tolerance of M_0's; k=0 is M_0)",
-        "max": "SECONDARY, selected on test (the paper's Table 1): maximum over k of test accuracy",
-    }
-    with pd.option_context("display.width", 250, "display.max_columns", None, "display.max_colwidth", 200):
-        print(
-            "Table 1 (selection-free). R = reference: the best single-signal strategy chosen on validation "
-            "(validation curve mean); + / - = the paired-bootstrap 95 % interval of the difference to R at the "
-            "same k excludes 0 (2,000 resamples of the test examples); no mark = tie."
-        )
-        print(ks)
-        for view, title in views.items():
-            print(f"\n{title}")
-            print(comparison_wide(table, view, *((original, baseline) if view == "mean" else ())).to_string())
-            if view == "mean":
-                print("\ndifference to R on the curve mean, points [95 % interval]")
-                intervals = ci_wide(table, "mean")
-                print(intervals.to_string() if not intervals.empty else "(no predictions.parquet: no intervals)")
-        if v["distill_summary"] is not None:
-            s = v["distill_summary"]
-            print("\nDistillation of the RF-pruned model at k* (accuracy-to-size in %/MB, MB = 10^6 bytes)")
-            shown = s.assign(original_MB=s["original_bytes"] / 1e6, kd_MB=s["kd_bytes"] / 1e6)
-            print(
-                shown.drop(columns=["original_bytes", "kd_bytes"]).to_string(
-                    index=False, float_format=lambda x: f"{x:.4f}"
-                )
-            )
-            if not v["distill_pairs"].empty:
-                print(
-                    "\nPaired differences at k* (points, 95 % interval): "
-                    "KD vs M_0, control vs M_0, KD vs untrained, KD vs control"
-                )
-                print(_pairs_text(v["distill_pairs"]).to_string(index=False))
-        print("\nClaims check (verdict_point: the paper's reading; verdict: ours, significant count)")
-        print(claims.drop(columns=["detail"]).to_string(index=False))
-        print("\nDetails")
-        for r in claims.itertuples():
-            print(f"- {r.claim}: {r.detail}")
-        print("\n" + VERDICT_RULES)
-        if not v["direction"].empty:
-            print("\nDirection check: does SPEC 3's direction beat its flip on the VALIDATION curve mean? (points)")
-            print(direction_wide(v["direction"]).to_string())
+    v = verdicts(runs_root, seeds=seeds)
+    print_verdicts(v, classical_reference(runs_root))
     if out is not None:
-        out = Path(out)
-        write_csv(table, out / "table1.csv")
-        for view in views:
-            write_csv(
-                comparison_wide(table, view).reset_index(names="strategy"), out / f"table1_{view.replace('/', '_')}.csv"
-            )
-        write_csv(v["table1_max"], out / "table1_max.csv")
-        if v["distill_summary"] is not None:
-            write_csv(v["distill_summary"], out / "distill_summary.csv")
-            write_csv(v["distill_pairs"], out / "distill_pairs.csv")
-        write_csv(claims, out / "claims.csv")
-        write_csv(v["direction"], out / "direction.csv")
+        write_verdicts(v, out)
     return v
-
-
-def _pairs_text(pairs):
-    """The paired differences at k* as text cells: '+1.23 [+0.10, +2.40]' in points."""
-    import pandas as pd
-
-    out = pairs[["dataset", "k_star"]].copy()
-    for label in ("kd-M_0", "ce-M_0", "kd-none", "kd-ce"):
-        out[label] = [
-            ("" if pd.isna(d) else f"{100 * d:+.2f} [{100 * lo:+.2f}, {100 * hi:+.2f}]")
-            for d, lo, hi in zip(pairs[f"{label}_diff"], pairs[f"{label}_ci_low"], pairs[f"{label}_ci_high"])
-        ]
-    return out
 
 
 def cmd_reproduce(args) -> None:

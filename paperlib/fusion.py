@@ -5,7 +5,8 @@ Each step k of each of the 12 single-signal runs gives one row:
     features = the 12 signals of the layer removed at step k, z-scored across the layers remaining at step k
     target   = val_acc(k) - val_acc(k-1)          (val_acc(0) = the unpruned model's)
 
-Two regressors map features -> target: ``Pipeline(StandardScaler, LinearRegression)`` and
+A row that repeats an earlier one (two signals that prune alike give the same model, layer and accuracies) is
+kept once.  Two regressors map features -> target: ``Pipeline(StandardScaler, LinearRegression)`` and
 ``Pipeline(StandardScaler, RandomForestRegressor(n_estimators=200, random_state=seed))``.  A fusion
 strategy then z-scores the current model's signals the same way, predicts the target for every
 remaining layer and prunes the highest prediction (``Strategy.choose``).
@@ -39,6 +40,7 @@ PROTOCOLS = ("within", "transfer")
 KINDS = ("lr", "rf")
 KIND_NAMES = dict(zip(KINDS, FUSION_NAMES))
 ROW_COLUMNS = ["dataset", "strategy", "step", "layer", *SIGNALS, "target"]
+DUPLICATE_KEY = ["dataset", "step", "layer", *SIGNALS, "target"]  # a row's content: all but the strategy's name
 
 
 def strategy_name(kind: str, protocol: str = "within") -> str:
@@ -71,6 +73,8 @@ def fusion_rows(
     ``signals_df`` holds, per (strategy, seed, step), the signals of the model *before* step k's
     removal (one row per remaining layer); ``curves_df`` the removed layer and val_acc after step k.
     Runs that stopped early contribute the steps they have; a step whose signals are missing is an error.
+    A row equal to an earlier one in everything but the strategy's name (``DUPLICATE_KEY``: two signals that
+    prune alike, up to that step) is removed; the first in SPEC 3's order stays (SPEC 5).
     """
     missing = {"strategy", "seed", "step", "removed", "val_acc"} - set(curves_df.columns)
     if missing:
@@ -113,10 +117,13 @@ def fusion_rows(
             )
             before = float(after)
     order = {s: i for i, s in enumerate(SIGNALS)}
-    out = pd.DataFrame(rows, columns=ROW_COLUMNS)
-    return out.sort_values(
+    out = pd.DataFrame(rows, columns=ROW_COLUMNS).sort_values(
         ["strategy", "step"], key=lambda c: c.map(order) if c.name == "strategy" else c, kind="stable"
-    ).reset_index(drop=True)
+    )
+    # Two signals that prune alike give the same rows (same model, same layer removed, same accuracies): one
+    # measurement counted twice.  Keep the first (SPEC 3's order), so a fit is not weighted by how many signals
+    # happen to agree (Weight-Magnitude and Weight-Entropy always do).
+    return out.drop_duplicates(DUPLICATE_KEY).reset_index(drop=True)
 
 
 def dataset_name_of(folder: str | Path) -> str:

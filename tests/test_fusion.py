@@ -86,6 +86,28 @@ def test_fusion_rows_missing_signals_is_a_clear_error():
         fusion_rows(_signal_rows([0, 1], {}), curves.assign(strategy="Random"), 0.9)
 
 
+def test_fusion_rows_of_signals_that_prune_alike_are_kept_once():
+    # Weight-Magnitude and Weight-Entropy prune 1 then 0 (the same model, layer and accuracies: the same rows);
+    # Gradient-Norm removes 1 first too (step 1 repeats) and then 2 (a new row)
+    values = {"Activation-Mean": [1.0, 2.0, 3.0]}
+    signals, rows = [], []
+    for strategy, order in (("Weight-Magnitude", [1, 0]), ("Weight-Entropy", [1, 0]), ("Gradient-Norm", [1, 2])):
+        signals.append(_signal_rows([0, 1, 2], values, strategy=strategy, step=1))
+        left = [0, 2]
+        signals.append(_signal_rows(left, {"Activation-Mean": [1.0, 3.0]}, strategy=strategy, step=2))
+        val = {0: 0.70, 2: 0.60}
+        rows += [(strategy, 0, 1, order[0], 0.85), (strategy, 0, 2, order[1], val[order[1]])]
+    curves = pd.DataFrame(rows, columns=["strategy", "seed", "step", "removed", "val_acc"])
+    out = fusion_rows(pd.concat(signals), curves, base_val_acc=0.90, dataset="d")
+    # 6 single-signal steps, 3 distinct: (step 1, layer 1), (step 2, layer 0), (step 2, layer 2)
+    assert list(zip(out["strategy"], out["step"], out["layer"])) == [
+        ("Gradient-Norm", 1, 1),
+        ("Gradient-Norm", 2, 2),
+        ("Weight-Magnitude", 2, 0),
+    ]
+    assert out["target"].tolist() == pytest.approx([0.85 - 0.90, 0.60 - 0.85, 0.70 - 0.85])
+
+
 # ---------------------------------------------------------------- models
 
 
@@ -255,10 +277,16 @@ def test_run_fusion_end_to_end(run_copy):
     result = run_fusion(run_copy, "within", pruner=pruner)
     folder, n_steps = run_copy.folder, len(kept_layers(run_copy.model)) - 1
     saved_rows = pd.read_parquet(folder / "fusion_rows.parquet")
-    assert len(saved_rows) == 12 * n_steps and set(saved_rows["dataset"]) == {"synth"}
+    # one row per distinct (layers removed before, layer removed): fake_signals depends on the kept layers only,
+    # so signals that prune alike repeat a row, which is kept once (SPEC 5)
+    curves = pd.read_parquet(folder / "curves.parquet")
+    runs = [
+        g.sort_values("step")["removed"].tolist() for _, g in curves[curves["strategy"].isin(S)].groupby("strategy")
+    ]
+    distinct = {(frozenset(r[: k - 1]), r[k - 1]) for r in runs for k in range(1, n_steps + 1)}
+    assert len(saved_rows) == len(distinct) < 12 * n_steps and set(saved_rows["dataset"]) == {"synth"}
     pd.testing.assert_frame_equal(saved_rows, dataset_rows(folder, run_copy.metrics["val_acc"]))
     # step 1 of every single-signal run starts from M_0's validation accuracy
-    curves = pd.read_parquet(folder / "curves.parquet")
     first = curves[(curves["step"] == 1) & curves["strategy"].isin(S)].set_index("strategy")["val_acc"]
     step1 = saved_rows[saved_rows["step"] == 1].set_index("strategy")["target"]
     assert step1.to_numpy() == pytest.approx((first.reindex(step1.index) - run_copy.metrics["val_acc"]).to_numpy())

@@ -3,8 +3,10 @@
     python tools/readme_results.py results/mpnet-paper          # Table 1, M_0 vs TF-IDF, distillation, claims
     python tools/readme_results.py results/mpnet-paper --direction   # the direction check (flipped rules)
 
-Everything comes from ``paperlib.claims.verdicts`` (the same code as ``paperlib table``) and the run
-folders' ``metrics.json``, ``baseline.json`` and ``distill.parquet``."""
+Everything comes from ``paperlib.claims.verdicts`` (the same code as ``paperlib table``), over every pipeline seed
+of the runs folder (``RUNS/seed-<S>/``, or the folder itself for a run written before seeds): seed means, intervals
+that hold training and test-set noise (one seed: test-set noise only, and the tables say so), per-seed agreement
+and per-seed claim counts."""
 
 from __future__ import annotations
 
@@ -17,9 +19,9 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from paperlib.claims import direction_wide, verdicts  # noqa: E402
-from paperlib.io import read_json, read_parquet  # noqa: E402
-from paperlib.results import classical_reference, dataset_order  # noqa: E402
-from paperlib.tables import comparison_wide  # noqa: E402
+from paperlib.errors import PaperlibError  # noqa: E402
+from paperlib.results import classical_reference  # noqa: E402
+from paperlib.tables import comparison_wide, orders_summary  # noqa: E402
 
 
 def markdown(df: pd.DataFrame, index: bool = True) -> str:
@@ -33,39 +35,69 @@ def markdown(df: pd.DataFrame, index: bool = True) -> str:
 
 
 def pct(x) -> str:
-    return f"{100 * x:.1f}"
+    return "" if pd.isna(x) else f"{100 * x:.1f}"
 
 
-def ci(d, lo, hi) -> str:
-    mark = "" if lo <= 0 <= hi else " *"
-    return f"{100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]{mark}"
+def ci(p: pd.Series, label: str) -> str:
+    """'+1.2 [+0.3, +2.1] *' (and ' 3/3' with several seeds) for one pair of ``distill_pairs``; '' without data."""
+    d, lo, hi = p[f"{label}_diff"], p[f"{label}_ci_low"], p[f"{label}_ci_high"]
+    if pd.isna(d):
+        return ""
+    agree = f" {int(p[f'{label}_agree'])}/{int(p['n_seeds'])}" if p["n_seeds"] > 1 else ""
+    mark = " *" if p[f"{label}_call"] in ("win", "loss") else ""
+    return f"{100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]{agree}{mark}"
 
 
-def per_dataset(runs: Path, v: dict) -> pd.DataFrame:
-    """M_0, the classical reference, and the distilled RF students (k* and the deepest cut) per dataset."""
+def per_dataset(v: dict, baseline: dict) -> pd.DataFrame:
+    """M_0, the classical reference, M_0 continued and the distilled RF students (k* and the one-layer cut) per
+    dataset, seed means."""
+    summary = v["distill_summary"]
+    s = summary.set_index("dataset") if summary is not None else pd.DataFrame()
+    pairs = v["distill_pairs"].set_index("dataset") if len(v["distill_pairs"]) else pd.DataFrame()
     rows = []
-    pairs = v["distill_pairs"].set_index("dataset") if len(v["distill_pairs"]) else None
-    for name in dataset_order([p.name for p in runs.iterdir() if (p / "metrics.json").is_file()]):
-        folder = runs / name
-        m, row = read_json(folder / "metrics.json"), {"dataset": name}
-        base = read_json(folder / "baseline.json") if (folder / "baseline.json").is_file() else {}
-        row["M_0"] = pct(m["test_acc"])
-        row["TF-IDF+LR"] = pct(base["test_acc"]) if base else ""
-        if (folder / "distill.parquet").is_file() and pairs is not None and name in pairs.index:
-            d = read_parquet(folder / "distill.parquet")
-            d = d[d["strategy"] == "Random-Forest"]
-            p = pairs.loc[name]
-            k = int(p["k_star"])
-            at = d[d["depth"] == k].set_index("mode")["test_acc"]
-            row["k*"] = k
-            row["KD at k*"] = pct(at["kd"])
-            row["control at k*"] = pct(at["ce"])
-            row["KD − M_0"] = ci(p["kd-M_0_diff"], p["kd-M_0_ci_low"], p["kd-M_0_ci_high"])
-            row["KD − control"] = ci(p["kd-ce_diff"], p["kd-ce_ci_low"], p["kd-ce_ci_high"])
-            deep = d[d["depth"] == d["depth"].max()].set_index("mode")["test_acc"]
-            row["1 layer left: KD / control"] = f"{pct(deep['kd'])} / {pct(deep['ce'])}"
+    for r in v["results"]:
+        row = {"dataset": r.name, "seeds": len(r.seeds), "M_0": pct(r.metrics["test_acc"])}
+        row["TF-IDF+LR"] = pct(baseline.get(r.name))
+        if r.name in s.index and r.name in pairs.index:
+            a, p = s.loc[r.name], pairs.loc[r.name]
+            one = r.distill[(r.distill["strategy"] == "Random-Forest") & (r.distill["n_layers"] == 1)]
+            deep = one.groupby("mode")["test_acc"].mean()  # seed means of the one-layer students
+            row |= {
+                "k*": a["k_stars"],
+                "M_0 continued": pct(a["continued_test_acc"]),
+                "KD at k*": pct(a["kd_test_acc"]),
+                "control at k*": pct(a["ce_test_acc"]),
+                "KD − M_0": ci(p, "kd-M_0"),
+                "KD − M_0 continued": ci(p, "kd-M_0c"),
+                "KD − control": ci(p, "kd-ce"),
+                "1 layer left: KD / control": f"{pct(deep.get('kd'))} / {pct(deep.get('ce'))}",
+            }
         rows.append(row)
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    return out.drop(columns=[c for c in out.columns if (out[c].astype(str) == "").all()])
+
+
+def factors(v: dict) -> pd.DataFrame:
+    """F1, F2, F2-control and F3 per dataset (seed means), F3 beside its ceiling, and their mean."""
+    s = v["distill_summary"]
+    cols = ["F1", "F2", "F2-control", "F3", "F3_ceiling"]
+    table = s.set_index("dataset")[cols]
+    table.loc["mean"] = table.mean()
+    return table.map(lambda x: "" if pd.isna(x) else f"{x:.2f}").rename(columns={"F3_ceiling": "F3 ceiling"})
+
+
+def claims_table(v: dict) -> pd.DataFrame:
+    claims = v["claims"][
+        ["claim", "paper", "point_count", "significant_count", "per_seed", "comparisons", "verdict_point", "verdict"]
+    ].copy()
+    for col in ("point_count", "significant_count", "comparisons"):
+        claims[col] = claims[col].map(lambda x: "" if pd.isna(x) else int(x))
+    means = v["distill_summary"][["F1", "F2", "F2-control", "F3"]].mean() if v["distill_summary"] is not None else {}
+    for name, value in dict(means).items():  # the factor claims: the measured mean beside 18.84
+        claims.loc[claims["claim"].str.contains(f"factor {name} "), "point_count"] = f"{name} = {value:.2f}"
+    if len(v["seeds"]) == 1:
+        claims = claims.drop(columns=["per_seed"])
+    return claims.rename(columns={"verdict_point": "verdict (point)", "verdict": "verdict (significant)"})
 
 
 def main(argv=None) -> int:
@@ -73,36 +105,43 @@ def main(argv=None) -> int:
     p.add_argument("runs")
     p.add_argument("--direction", action="store_true", help="only the direction check (runs with '(flipped)' rules)")
     args = p.parse_args(argv)
-    runs = Path(args.runs)
-    v = verdicts(runs)
+    try:
+        v = verdicts(args.runs)
+    except PaperlibError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     if args.direction:
         print(markdown(direction_wide(v["direction"])))
         return 0
-    original = {
-        p.name: read_json(p / "metrics.json")["test_acc"] for p in runs.iterdir() if (p / "metrics.json").is_file()
-    }
+    baseline = classical_reference(args.runs)
+    original = {r.name: r.metrics["test_acc"] for r in v["results"]}
+    agreement = "; with several seeds, n/S = seeds agreeing in sign" if len(v["seeds"]) > 1 else ""
+    print(f"{v['note']}\n")
     print(
-        "**Curve mean** (test accuracy %, mean over k = 1..L-1; R = reference chosen on validation; "
-        "+/- = significantly above/below R, paired bootstrap 95 %):\n"
+        "**Curve mean** (test accuracy %, mean over k = 1..L-1 and over seeds; R = reference chosen on validation; "
+        f"+/- = significantly above/below R{agreement}):\n"
     )
-    print(markdown(comparison_wide(v["table"], "mean", original, classical_reference(runs))))
-    print(
-        "\n**M_0, the classical reference and the distilled Random-Forest student** (test %; differences in "
-        "points with paired-bootstrap 95 % intervals, * = interval excludes 0):\n"
-    )
-    print(markdown(per_dataset(runs, v), index=False))
-    claims = v["claims"][["claim", "paper", "point_count", "significant_count", "verdict_point", "verdict"]].copy()
-    for col in ("point_count", "significant_count"):
-        claims[col] = claims[col].map(lambda x: "" if pd.isna(x) else int(x))
-    factors = v["distill_summary"][["F1", "F2", "F2-control", "F3"]].mean() if len(v["distill_summary"]) else {}
-    for name, value in dict(factors).items():  # the factor claims: the measured mean beside 18.84
-        claims.loc[claims["claim"].str.contains(f"factor {name} "), "point_count"] = f"{name} = {value:.2f}"
-    print("\n**Claims check** (point = the paper's reading, max over k on test; significant = ours):\n")
-    print(
-        markdown(
-            claims.rename(columns={"verdict_point": "verdict (point)", "verdict": "verdict (significant)"}), index=False
+    print(markdown(comparison_wide(v["table"], "mean", original, baseline)))
+    print("\n**Pruning orders that coincide** (strategies of Table 1 but Random; distinct orders per seed):\n")
+    print(markdown(orders_summary(v["orders"]), index=False))
+    if v["distill_summary"] is not None:
+        print(
+            "\n**M_0, the classical reference, M_0 continued and the distilled Random-Forest student** (test %, "
+            "seed means; differences in points with 95 % intervals, * = interval excludes 0 and the sign holds on "
+            "a majority of seeds):\n"
         )
+        print(markdown(per_dataset(v, baseline), index=False))
+        print(
+            "\n**Accuracy-to-size factors** (F2: ratio of mean accuracies at k = L/4 and 3L/4; F3 beside its "
+            "ceiling bytes(M_0) / bytes(one-layer student)):\n"
+        )
+        print(markdown(factors(v)))
+    print(
+        "\n**Claims check** (point = the paper's reading, max over k on test; significant = ours; per_seed = each "
+        "seed's significant count alone; comparisons = intervals a count is drawn from, no multiplicity "
+        "correction):\n"
     )
+    print(markdown(claims_table(v), index=False))
     return 0
 
 
