@@ -26,6 +26,7 @@ import importlib.util
 import logging
 import os
 import sys
+import time
 import uuid
 
 from . import reproduce as rp
@@ -226,7 +227,9 @@ def run_on_dask(plan: rp.Plan, client, gpu: bool = False) -> tuple[list[rp.Chain
         key = f"paperlib-{item.label}-{token}"
         return client.submit(task, item, stop.name, key=key, resources=resources, pure=False, retries=0)
 
+    start = time.perf_counter()
     chains = {submit(_chain_task, chain): chain for chain in plan.chains}
+    at = lambda: f" [{time.perf_counter() - start:.0f}s into the grid]"  # where the wall time goes, in a log
     models = {m.label: m for m in plan.models}
     left = {label: sum(c.model_label == label for c in plan.chains) for label in models}
     summaries, summary_futures, results = {}, {}, []
@@ -242,7 +245,7 @@ def run_on_dask(plan: rp.Plan, client, gpu: bool = False) -> tuple[list[rp.Chain
                 except Exception as exc:
                     result = _failed(chains[future], exc)
                 results.append(result)
-                tqdm.write(result.line(), file=sys.stdout)
+                tqdm.write(result.line() + at(), file=sys.stdout)
                 left[result.model_label] -= 1
                 if left[result.model_label] == 0:
                     summary = plan.summary(models[result.model_label], results)
@@ -259,7 +262,7 @@ def run_on_dask(plan: rp.Plan, client, gpu: bool = False) -> tuple[list[rp.Chain
                     error = rp.error_line(exc)
                     line = f"[{summary.label}] {rp.SUMMARY_NOTEBOOK}: FAILED ({error})"
                 summaries[summary.model_label] = error
-                tqdm.write(line, file=sys.stdout)
+                tqdm.write(line + at(), file=sys.stdout)
             bar.update(1)
     except KeyboardInterrupt:
         stop.set()

@@ -75,7 +75,7 @@ def stage_notebooks(folder: Path) -> Path:
     return folder
 
 
-def reference_runs(data: dict[str, Path], runs: Path) -> Path:
+def reference_runs(data: dict[str, Path], data_dir: Path, runs: Path) -> Path:
     """The same grid computed directly, one stage after the other in this process (no notebooks, no Dask)."""
     import torch
 
@@ -93,12 +93,12 @@ def reference_runs(data: dict[str, Path], runs: Path) -> Path:
             preset = get_preset("tiny", seed=seed)
             root = seed_root(runs, seed)
             for folder in data.values():
-                run = prepare(str(folder), "random:tiny", preset, root, progress=False)
+                run = prepare(str(folder), "random:tiny", preset, root, data_dir, progress=False)
                 run_pruning(run, "all", progress=False)
                 run_fusion(run, "within", progress=False)
                 distill_run(run, progress=False, verbose=False)
             for folder in data.values():
-                run = prepare(str(folder), "random:tiny", preset, root, progress=False)
+                run = prepare(str(folder), "random:tiny", preset, root, data_dir, progress=False)
                 run_fusion(run, "transfer", runs_root=root, progress=False)
     finally:
         torch.set_num_threads(threads)
@@ -165,8 +165,9 @@ def grid(tmp_path_factory):
     LocalCluster of 2 single-threaded worker processes, one worker SIGKILLed in the middle of one chain's 03;
     and the same grid computed directly in this process."""
     base = tmp_path_factory.mktemp("grid")
-    data = {name: write_synthetic(base / name, n_per_class=40, seed=i) for i, name in enumerate(DATASETS)}
-    broken = base / "broken"
+    data_dir = base / "data"  # the runs record folders inside the data dir by name: 06 finds them again there
+    data = {name: write_synthetic(data_dir / name, n_per_class=40, seed=i) for i, name in enumerate(DATASETS)}
+    broken = data_dir / "broken"
     broken.mkdir()
     (broken / "all.csv").write_text("text,category\nsome words,1\n")  # no label column
     nbs = stage_notebooks(base / "nbs")
@@ -189,6 +190,7 @@ def grid(tmp_path_factory):
                     "tiny",
                     [str(p) for p in (*data.values(), broken)],
                     runs,
+                    data_dir=data_dir,
                     model="random:tiny",
                     seeds=len(SEEDS),
                     scheduler=cluster.scheduler_address,
@@ -198,7 +200,7 @@ def grid(tmp_path_factory):
             done.set()
             killer.join()
             cluster.close()
-        reference = reference_runs(data, base / "reference")
+        reference = reference_runs(data, data_dir, base / "reference")
     return {"ok": ok, "out": out_path.read_text(), "runs": runs, "reference": reference, "killed": killed}
 
 
@@ -376,3 +378,34 @@ def test_scheduler_reaches_separately_started_workers(tmp_path):
     workers = {line.split(" on ")[1].split()[0] for line in done.stdout.splitlines() if "] done in" in line}
     assert workers == {"w0", "w1"}, done.stdout  # both separately started workers ran chains
     assert summary_seen(runs) == {"DATASETS": ["one", "two", "three"], "SEEDS": [0, 1]}
+
+
+def test_ctrl_c_cancels_the_grid_and_keeps_every_finished_chain(tmp_path):
+    nbs = toy_notebooks(tmp_path / "nbs")
+    runs = tmp_path / "runs"
+    names = "abcdef"
+    cmd = [sys.executable, "-m", "paperlib", "reproduce", "--preset", "tiny", "--datasets", ",".join(names)]
+    cmd += ["--jobs", "2", "--notebooks", str(nbs), "--runs", str(runs)]
+    env = {**os.environ, "TOY_SLEEP": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
+    )
+    first = None
+    for line in proc.stdout:  # until the first chain has finished
+        if "] done in" in line:
+            first = line.split("]")[0].rsplit("/", 1)[-1]
+            break
+    assert first, proc.communicate(timeout=60)
+    family = psutil.Process(proc.pid).children(recursive=True)  # workers and kernels
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends: the whole foreground process group
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 130, out + err
+    assert "interrupted: finished results are saved" in err and "cancelled with" in out
+    assert log(runs, first) == list(rp.DATASET_NOTEBOOKS)  # the finished chain's files are all there ...
+    for nb in rp.DATASET_NOTEBOOKS:
+        assert json.loads((runs / "seed-0" / first / f"{nb}.ipynb").read_text())["metadata"]["papermill"]["end_time"]
+    assert sum(log(runs, d) == list(rp.DATASET_NOTEBOOKS) for d in names) < len(names)  # ... the grid was cut short
+    deadline = time.monotonic() + 30  # kernels notice within a second that their worker is gone
+    while time.monotonic() < deadline and not all(_gone(p.pid) for p in family):
+        time.sleep(0.5)
+    assert all(_gone(p.pid) for p in family), [p.pid for p in family if not _gone(p.pid)]

@@ -2,9 +2,10 @@
 # The reference runs as executed notebooks: ONE `paperlib reproduce` call (paper preset, the nine local datasets,
 # SEEDS seeds) on a GPU machine of the device tool, whose calls carry at most 64 MiB and last at most 10 minutes:
 #   part NAME          keep the carried files .carry/NAME/* in /tmp/parts (model parts, wheels, data)
-#   start SECONDS      install the wheels (papermill, ipykernel, nbclient, dask, distributed, ...), reassemble
-#                      MPNet-base (SHA-256 checked), unpack the data, check MPNet's SDPA path, then launch the run in
-#                      its own session (setsid: it outlives the call while the machine is kept) and watch it SECONDS
+#   start SECONDS      install the wheels (carried in .whl/, or kept in /tmp/parts: papermill, ipykernel, nbclient,
+#                      dask, distributed and their needs), reassemble MPNet-base (SHA-256 checked), unpack the
+#                      data, check MPNet's SDPA path, then launch the run in its own session (setsid: it outlives
+#                      the call while the machine is kept) and watch it SECONDS
 #   wait SECONDS       watch again
 #   pack               tar the run folder without models into $OUT (also done by start/wait once the run ended)
 # The run goes through Dask's local cluster: one worker per visible GPU, pinned by CUDA_VISIBLE_DEVICES
@@ -46,7 +47,9 @@ watch() {  # watch the run for $1 seconds or until it ended
 case "$mode" in
   part) cp ".carry/$arg"/* /tmp/parts/ && ls -la /tmp/parts ;;
   start)
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site /tmp/parts/*.whl || exit 2
+    wheels=$(ls .whl/*.whl /tmp/parts/*.whl 2>/dev/null)   # carried in .whl on this call, or kept by `part` calls
+    [ -n "$wheels" ] || { echo "error: no wheels (papermill, ipykernel, nbclient, dask, distributed, ...)"; exit 2; }
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site $wheels || exit 2
     rm -rf /tmp/code && cp -r . /tmp/code && rm -rf /tmp/code/.carry   # the checkout is laid anew for each call
     mkdir -p /tmp/models /tmp/ref
     if ls /tmp/parts/mpnet.part* > /dev/null 2>&1; then
