@@ -29,7 +29,7 @@ export PYTHONPATH=/tmp/code:/tmp/site
 
 pack() {
   [ -d "$R/$RUN" ] || { echo "no run folder $R/$RUN"; return; }
-  tar -C "$R" --exclude="$RUN/*/*/model" --exclude="$RUN/*/*/*/model" --exclude='*.lock' -cf - "$RUN" \
+  tar -C "$R" --exclude="$RUN/*/model" --exclude="$RUN/*/students" --exclude='*.lock' -cf - "$RUN" \
     | xz -T0 -6 > "/tmp/$RUN.tar.xz"
   sha256sum "/tmp/$RUN.tar.xz"
   split -b 15M -d "/tmp/$RUN.tar.xz" "$OUT/$RUN.tar.xz.part"   # a returned file may hold at most 16 MiB
