@@ -148,6 +148,8 @@ def connect(scheduler: str | None, jobs: int | None, workers_per_gpu: int | None
         raise PaperlibError(f"cannot reach the Dask scheduler at {scheduler!r} ({exc})") from None
     try:
         if cluster is None:
+            if not client.run_on_scheduler(_worker_resources):
+                rp.print_line(f"reproduce: waiting for a worker to join the scheduler at {scheduler} ...")
             client.wait_for_workers(1)
             where = f"scheduler {scheduler}"
         resources = client.run_on_scheduler(_worker_resources)
