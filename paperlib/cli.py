@@ -181,7 +181,7 @@ def table_command(runs_root: str | Path, out: str | Path | None = None, seeds=No
 
 
 def cmd_reproduce(args) -> None:
-    from .reproduce import reproduce
+    from .sweep import reproduce
 
     ok = reproduce(
         preset=args.preset,
@@ -189,7 +189,11 @@ def cmd_reproduce(args) -> None:
         runs=args.runs,
         data_dir=args.data_dir,
         model=args.model,
+        seed=args.seed,
+        seeds=args.seeds,
         jobs=args.jobs,
+        workers_per_gpu=args.workers_per_gpu,
+        scheduler=args.scheduler,
         notebooks_dir=args.notebooks,
         depths=args.depths,
     )
@@ -288,16 +292,43 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "reproduce",
-        help="run the notebooks with papermill over datasets (the main job)",
-        description="Execute notebooks 01-05 per dataset, then 06 once, with papermill; "
-        "resumes, and reports failed datasets at the end.",
+        help="run the notebooks with papermill over a grid of datasets x seeds x models (the main job)",
+        description="Execute notebooks 01-05 per dataset, seed and model (one chain each, into "
+        "RUNS/seed-<S>/<dataset>/), then 06 once per model into RUNS/summary/, with papermill. Chains run as "
+        "Dask tasks on a local cluster sized to the machine (one worker per visible GPU, or CPU workers sharing "
+        "the cores) or on an existing cluster (--scheduler); --jobs 1 runs them in this process. Resumes; a chain "
+        "whose kernel or worker dies is retried; failed chains are listed at the end (exit status 1).",
     )
     p.add_argument("--preset", default="quick", help="quick (default) or paper")
     p.add_argument("--datasets", default=None, help="'all' (the nine) or a comma list (default: the preset's datasets)")
     p.add_argument("--runs", default=None, help="runs folder (default: runs/<preset>)")
     p.add_argument("--data-dir", default=None, help="local data folder (default: $PAPERLIB_DATA_DIR)")
-    p.add_argument("--model", default=None, help="override the preset's model")
-    p.add_argument("--jobs", type=int, default=1, help="datasets run in parallel")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="override the preset's model; a comma list runs each model into RUNS/<model short name>/",
+    )
+    p.add_argument("--seed", type=int, default=None, help="the first pipeline seed (default: the preset's, 0)")
+    p.add_argument("--seeds", type=int, default=1, help="how many seeds: SEED .. SEED+SEEDS-1 (default 1)")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="workers of the local cluster (default: one per visible GPU, else half the cores); "
+        "1: the chains one after the other in this process (no Dask needed)",
+    )
+    p.add_argument(
+        "--workers-per-gpu",
+        type=int,
+        default=None,
+        help="local cluster: this many workers share each GPU, so small datasets overlap on one GPU (default 1)",
+    )
+    p.add_argument(
+        "--scheduler",
+        default=None,
+        help="address of a running Dask scheduler (tcp://HOST:PORT) whose workers run the chains "
+        "(default: $PAPERLIB_DASK_SCHEDULER; else a local cluster)",
+    )
     p.add_argument(
         "--depths",
         default=None,

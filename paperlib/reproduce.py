@@ -1,34 +1,33 @@
-"""``paperlib reproduce``: execute the notebooks with papermill, dataset by dataset.
+"""``paperlib reproduce``'s notebook runner: papermill over one notebook chain at a time.
 
-Per dataset, notebooks 01-05 run in order with the parameters injected and land in the run folder
-(``runs/<preset>/<dataset>/NN_name.ipynb``); then 06 runs once into ``runs/<preset>/summary/``.
-Each notebook executes to a temporary name and is renamed only when it finished without error, so
-an output notebook that exists is complete.  A rerun skips complete notebooks (with the same
-parameters) until the first one it must execute; after that every later notebook of the chain
-runs again, because it reads what the earlier one wrote (the engines themselves skip saved work).
-One dataset failing does not stop the others; failures are listed at the end.
+A **chain** is notebooks 01-05 for one dataset, seed and model, executed in order with the parameters
+injected into the run folder ``<runs>/seed-<S>/<dataset>/NN_name.ipynb``; notebook 06 then runs once per
+model into ``<runs>/summary/`` with ``SEEDS`` = the seeds run (``plan`` lists the grid, dataset x seed x model).
+Each notebook executes to a temporary name and is renamed only when it finished without error, so an output
+notebook that exists is complete.  A rerun skips complete notebooks (with the same parameters) until the first
+one it must execute; after that every later notebook of the chain runs again, because it reads what the earlier
+one wrote (the engines themselves skip saved work).  A notebook whose kernel died is retried from the files
+written so far; one failing chain does not stop the others; failures are listed at the end.
 
-While a notebook runs, its long loops report to a progress file the runner follows (``paperlib.progress``):
-one terminal bar per notebook with the stage, the strategy or depth, steps done of total, elapsed time and
-ETA.  Every executed notebook is cleaned before it is renamed (``clean_notebook``): no progress bars,
-library warnings or absolute paths in its outputs or metadata.  At the end ``paperlib.report`` renders the
-run as static HTML and the runner prints where."""
+``run_serial`` runs the grid in this process (``--jobs 1``, no Dask needed); ``paperlib.sweep`` runs the same
+chains as Dask tasks.  While a notebook runs in this process, its long loops report to a progress file the
+runner follows (``paperlib.progress``): one terminal bar per notebook.  Every executed notebook is cleaned
+before it is renamed (``clean_notebook``): no progress bars, library warnings or absolute paths in its outputs
+or metadata.  At the end ``paperlib.report`` renders each model's runs folder as static HTML."""
 
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import re
 import sys
 import time
 import traceback
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import PaperlibError
-from .paths import ROOT_ENV, display_path, portable_parameters, repo_root
+from .paths import ROOT_ENV, SEED_PREFIX, display_path, portable_parameters, repo_root, seed_root
 
 DATASET_NOTEBOOKS = (
     "01_finetune_baseline",
@@ -42,6 +41,7 @@ DISTILL_NOTEBOOK = DATASET_NOTEBOOKS[-1]  # the one notebook that takes --depths
 # the kernel's own log (transport warnings, shutdown noise) would drown the progress lines; cell
 # errors still reach the executed notebook and the failure report
 KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
+KERNEL_RETRIES = 2  # a chain whose kernel died resumes at most this many times
 
 
 def default_notebooks_dir() -> Path:
@@ -265,96 +265,418 @@ def execute(
             os.environ[PROGRESS_ENV] = previous
 
 
-def _error_line(exc: BaseException) -> str:
+def error_line(exc: BaseException) -> str:
+    """An exception as one line: a notebook cell's error name and the first line of its message."""
     name = getattr(exc, "ename", type(exc).__name__)
     value = getattr(exc, "evalue", str(exc))
     return f"{name}: {str(value).splitlines()[0] if str(value) else ''}"
 
 
-@dataclass
-class DatasetResult:
-    dataset: str
-    folder: str
-    executed: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    failed: str | None = None
-    error: str | None = None
-    seconds: float = 0.0
+def kernel_died(exc: BaseException) -> bool:
+    """True for a notebook whose kernel process died (nbclient's ``DeadKernelError``: killed, out of memory,
+    a segfault), a fault of the machine rather than of the chain, so worth a retry."""
+    try:
+        from nbclient.exceptions import DeadKernelError
+    except ImportError:  # pragma: no cover - papermill brings nbclient
+        return False
+    return isinstance(exc, DeadKernelError)
 
 
-def _say(message: str) -> None:
-    """One progress line, written in one call so parallel datasets do not interleave mid-line."""
+def print_line(message: str) -> None:
+    """One progress line, written in one call so parallel output does not interleave mid-line."""
     sys.stdout.write(message + "\n")
     sys.stdout.flush()
 
 
-def run_dataset(
-    dataset: str,
-    preset: str,
-    runs: Path,
-    data_dir: str | None,
-    model: str | None,
-    notebooks_dir: Path,
-    threads: int | None = None,
-    bars: bool = False,
-    depths: str | None = None,
-    gpu: str | None = None,
-) -> DatasetResult:
-    """Notebooks 01-05 for one dataset; stops at the first failing notebook and says which.
+# ---------------------------------------------------------------- the grid: chains and summaries
 
-    ``depths`` (``--depths``) reaches notebook 05 alone, as its ``DEPTHS`` parameter (None: the preset's policy);
-    ``gpu``: the one GPU this dataset's kernels see (``CUDA_VISIBLE_DEVICES``), set by parallel runs."""
-    from .data import dataset_name
 
-    if threads:  # parallel datasets share the cores: keep each kernel to its share
-        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ[var] = str(threads)
-    if gpu is not None:  # before anything here touches CUDA; the kernels inherit it
-        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
-    name = dataset_name(dataset)
-    folder = runs / name
-    result = DatasetResult(name, str(folder))
-    params = {"DATASET": dataset, "PRESET": preset, "RUNS": str(runs), "DATA_DIR": data_dir, "MODEL": model}
-    start, stale = time.perf_counter(), False
-    for nb in DATASET_NOTEBOOKS:
-        output = folder / f"{nb}.ipynb"
-        nb_params = {**params, "DEPTHS": depths} if nb == DISTILL_NOTEBOOK and depths is not None else params
-        if not stale and is_complete(output, nb_params):
-            result.skipped.append(nb)
-            _say(f"[{name}] {nb}: done already, skipped")
-            continue
-        stale = True
-        _say(f"[{name}] {nb}: running ...")
-        t0 = time.perf_counter()
+@dataclass(frozen=True)
+class Chain:
+    """One notebook chain: 01-05 for one dataset, seed and model, into ``<runs>/seed-<S>/<dataset>/``.
+
+    ``runs`` is the model's runs folder; ``env``: ``PAPERLIB_*`` variables of the submitting process, set
+    around the notebooks where a chain runs in another process (a Dask worker)."""
+
+    dataset: str  # as the notebooks get it: a registry name or an absolute folder
+    name: str  # the run folder's name
+    seed: int
+    model: str | None
+    model_label: str  # "" when the grid has one model
+    runs: Path
+    preset: str
+    data_dir: str | None
+    notebooks: Path
+    depths: str | None = None
+    env: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def folder(self) -> Path:
+        return seed_root(self.runs, self.seed) / self.name
+
+    @property
+    def label(self) -> str:
+        return "/".join(p for p in (self.model_label, f"{SEED_PREFIX}{self.seed}", self.name) if p)
+
+    def parameters(self, notebook: str) -> dict:
+        params = {
+            "DATASET": self.dataset,
+            "PRESET": self.preset,
+            "RUNS": str(self.runs),
+            "DATA_DIR": self.data_dir,
+            "MODEL": self.model,
+            "SEED": self.seed,
+        }
+        return {**params, "DEPTHS": self.depths} if notebook == DISTILL_NOTEBOOK and self.depths is not None else params
+
+
+@dataclass
+class ChainResult:
+    label: str
+    dataset: str
+    seed: int
+    model_label: str
+    folder: str
+    executed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: str | None = None  # the notebook that failed ("setup", "worker" or "cancelled" outside one)
+    error: str | None = None
+    seconds: float = 0.0
+    retries: int = 0  # times the chain was resumed after its kernel died
+    worker: str | None = None  # the Dask worker that ran it
+
+    @property
+    def ok(self) -> bool:
+        return self.failed is None
+
+    def line(self) -> str:
+        """One line saying how the chain ended (what ``paperlib reproduce`` prints per chain)."""
+        where = f" on {self.worker}" if self.worker else ""
+        again = f", resumed {self.retries}x after its kernel died" if self.retries else ""
+        if self.ok:
+            ran = f"{len(self.executed)} run, {len(self.skipped)} done already"
+            return f"[{self.label}] done in {self.seconds:.0f}s{where} ({ran}{again})"
+        see = ""
+        if self.failed in DATASET_NOTEBOOKS:
+            see = f"; see {display_path(Path(self.folder) / f'{self.failed}.failed.ipynb')}"
+        return f"[{self.label}] FAILED in {self.failed} after {self.seconds:.0f}s{where}{again} ({self.error}){see}"
+
+
+class _KernelDied(Exception):
+    pass
+
+
+def run_chain(
+    chain: Chain, say=print_line, bars: bool = False, should_stop=None, kernel_retries: int = KERNEL_RETRIES
+) -> ChainResult:
+    """Notebooks 01-05 of one chain, resuming: complete notebooks (same parameters) are skipped until the
+    first one that must run; from there every later one runs again (the engines skip saved work).
+
+    A notebook whose kernel died is run again, up to ``kernel_retries`` times, from the files written so far;
+    a notebook that fails on its own (a cell error) ends the chain at once with its error line.
+    ``should_stop``: a callable asked between notebooks; True ends the chain as "cancelled"."""
+    result = ChainResult(chain.label, chain.name, chain.seed, chain.model_label, str(chain.folder))
+    start = time.perf_counter()
+    while True:
         try:
-            execute(
-                notebooks_dir / f"{nb}.ipynb",
-                output,
-                nb_params,
-                cwd=notebooks_dir,
-                progress=f"[{name}] {nb[:2]}" if bars else None,
-                clean_roots=[runs, data_dir, notebooks_dir],
-            )
-        except Exception as exc:  # report, keep going with the other datasets
-            result.failed, result.error = nb, _error_line(exc)
-            _say(
-                f"[{name}] {nb}: FAILED after {time.perf_counter() - t0:.0f}s ({result.error}); "
-                f"see {display_path(output.with_name(nb + '.failed.ipynb'))}"
-            )
+            _chain_pass(chain, result, say, bars, should_stop)
             break
-        result.executed.append(nb)
-        _say(f"[{name}] {nb}: done in {time.perf_counter() - t0:.0f}s")
+        except _KernelDied as died:
+            notebook, error = died.args
+            if result.retries >= kernel_retries:
+                result.failed, result.error = notebook, f"{error}; the kernel died {result.retries + 1} times"
+                break
+            result.retries += 1
+            say(f"[{chain.label}] {notebook}: the kernel died ({error}); retry {result.retries} of {kernel_retries}")
     result.seconds = time.perf_counter() - start
     return result
 
 
-def _run_dataset_safe(*args) -> DatasetResult:
-    """run_dataset for a worker process: an unexpected error becomes a failed result, not a crash."""
+def _chain_pass(chain: Chain, result: ChainResult, say, bars: bool, should_stop) -> None:
+    stale = False
+    for nb in DATASET_NOTEBOOKS:
+        if should_stop is not None and should_stop():
+            result.failed, result.error = "cancelled", "the grid was cancelled"
+            return
+        output = chain.folder / f"{nb}.ipynb"
+        params = chain.parameters(nb)
+        if not stale and is_complete(output, params):
+            if nb not in result.executed and nb not in result.skipped:
+                result.skipped.append(nb)
+                say(f"[{chain.label}] {nb}: done already, skipped")
+            continue
+        stale = True
+        say(f"[{chain.label}] {nb}: running ...")
+        t0 = time.perf_counter()
+        try:
+            execute(
+                chain.notebooks / f"{nb}.ipynb",
+                output,
+                params,
+                cwd=chain.notebooks,
+                progress=f"[{chain.label}] {nb[:2]}" if bars else None,
+                clean_roots=[chain.runs, chain.data_dir, chain.notebooks],
+            )
+        except Exception as exc:
+            if kernel_died(exc):
+                raise _KernelDied(nb, error_line(exc)) from None
+            result.failed, result.error = nb, error_line(exc)
+            say(
+                f"[{chain.label}] {nb}: FAILED after {time.perf_counter() - t0:.0f}s ({result.error}); "
+                f"see {display_path(output.with_name(nb + '.failed.ipynb'))}"
+            )
+            return
+        if nb not in result.executed:
+            result.executed.append(nb)
+        say(f"[{chain.label}] {nb}: done in {time.perf_counter() - t0:.0f}s")
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Notebook 06 of one model: over the datasets complete in every seed, into ``<runs>/summary/``."""
+
+    runs: Path
+    model_label: str
+    preset: str
+    datasets: tuple[str, ...]
+    seeds: tuple[int, ...]
+    data_dir: str | None
+    model: str | None
+    notebooks: Path
+    changed: bool = True  # False: no chain executed anything, so a complete 06 with the same parameters stays
+    env: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def label(self) -> str:
+        return "/".join(p for p in (self.model_label, "summary") if p)
+
+    def parameters(self) -> dict:
+        return {
+            "PRESET": self.preset,
+            "RUNS": str(self.runs),
+            "DATASETS": list(self.datasets),
+            "SEEDS": list(self.seeds),
+            "DATA_DIR": self.data_dir,
+            "MODEL": self.model,
+        }
+
+
+def run_summary(summary: Summary, say=print_line, bars: bool = False) -> tuple[str | None, str]:
+    """Notebook 06 for one model: (None when it ran or was complete already, else its error line; the line
+    saying how it ended)."""
+    params = summary.parameters()
+    output = summary.runs / "summary" / f"{SUMMARY_NOTEBOOK}.ipynb"
+    head = f"[{summary.label}] {SUMMARY_NOTEBOOK}:"
+    if not summary.changed and is_complete(output, params):
+        say(f"{head} done already, skipped")
+        return None, f"{head} done already, skipped"
+    say(f"{head} running ...")
+    t0 = time.perf_counter()
     try:
-        return run_dataset(*args)
+        execute(
+            summary.notebooks / f"{SUMMARY_NOTEBOOK}.ipynb",
+            output,
+            params,
+            cwd=summary.notebooks,
+            progress=f"[{summary.label}] {SUMMARY_NOTEBOOK[:2]}" if bars else None,
+            clean_roots=[summary.runs, summary.data_dir, summary.notebooks],
+        )
     except Exception as exc:
-        traceback.print_exc()
-        return DatasetResult(str(args[0]), "", failed="setup", error=_error_line(exc))
+        error = error_line(exc)
+        line = f"{head} FAILED ({error}); see {display_path(output.with_name(SUMMARY_NOTEBOOK + '.failed.ipynb'))}"
+        say(line)
+        return error, line
+    line = f"{head} done in {time.perf_counter() - t0:.0f}s -> {display_path(output)}"
+    say(line)
+    return None, line
+
+
+@dataclass(frozen=True)
+class ModelRuns:
+    model: str | None  # None: the preset's
+    label: str  # its short name, "" when the grid has one model
+    runs: Path
+
+
+@dataclass
+class Plan:
+    """A checked grid: every chain (dataset x seed x model) and what each model's notebook 06 needs."""
+
+    preset: str
+    runs: Path
+    data_dir: str | None
+    notebooks: Path
+    seeds: list[int]
+    datasets: list[str]  # run folder names, in grid order
+    models: list[ModelRuns]
+    chains: list[Chain]
+    env: tuple[tuple[str, str], ...] = ()
+
+    def describe(self) -> str:
+        models = f" x {len(self.models)} models" if len(self.models) > 1 else ""
+        return (
+            f"preset {self.preset}, {len(self.datasets)} dataset(s) {self.datasets} x seed(s) {self.seeds}{models} "
+            f"= {len(self.chains)} chain(s), runs in {display_path(self.runs)}"
+        )
+
+    def summary(self, model: ModelRuns, results: list[ChainResult]) -> Summary | None:
+        """Notebook 06 of ``model`` over the datasets whose chains finished in every seed (None: no such dataset)."""
+        mine = [r for r in results if r.model_label == model.label]
+        complete = [d for d in self.datasets if all(r.ok for r in mine if r.dataset == d)]
+        if not complete:
+            return None
+        return Summary(
+            model.runs,
+            model.label,
+            self.preset,
+            tuple(complete),
+            tuple(self.seeds),
+            self.data_dir,
+            model.model,
+            self.notebooks,
+            changed=any(r.executed for r in mine),
+            env=self.env,
+        )
+
+
+def model_short_name(model: str) -> str:
+    """A model's folder name in a grid of several models: the last part of a hub id, a path or
+    ``random:<size>`` (``random-<size>``), with characters other than letters, digits, ``.``, ``_``, ``-`` as ``-``."""
+    tail = Path(model.rstrip("/\\")).name or model
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", tail.replace(":", "-")).strip("-") or "model"
+
+
+def forwarded_env() -> tuple[tuple[str, str], ...]:
+    """The ``PAPERLIB_*`` variables a chain's kernels must see wherever the chain runs (not the progress file)."""
+    from .progress import PROGRESS_ENV
+
+    return tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("PAPERLIB_") and k != PROGRESS_ENV))
+
+
+def _seeds(preset_seed: int, seed: int | None, seeds: int) -> list[int]:
+    first = preset_seed if seed is None else seed
+    if first < 0:
+        raise PaperlibError(f"--seed must be 0 or more, got {first}")
+    if seeds < 1:
+        raise PaperlibError(f"--seeds must be at least 1, got {seeds}")
+    return list(range(first, first + seeds))
+
+
+def _models(model, runs: Path) -> list[ModelRuns]:
+    names = [m.strip() for m in model.split(",") if m.strip()] if isinstance(model, str) else list(model or [])
+    if len(names) <= 1:
+        return [ModelRuns(names[0] if names else None, "", runs)]
+    labels = [model_short_name(m) for m in names]
+    twice = sorted({label for label in labels if labels.count(label) > 1})
+    if twice:
+        raise PaperlibError(f"--model lists models whose folder names collide ({twice}); give each its own name")
+    return [ModelRuns(m, label, runs / label) for m, label in zip(names, labels)]
+
+
+def plan(
+    preset: str = "quick",
+    datasets=None,
+    runs=None,
+    data_dir=None,
+    model=None,
+    seed: int | None = None,
+    seeds: int = 1,
+    notebooks_dir=None,
+    depths: str | None = None,
+) -> Plan:
+    """Check every input and list the chains, before any work.
+
+    ``datasets``: None (the preset's), 'all' (the nine), or a comma string / list of names or folders.
+    ``runs``: default ``runs/<preset>``, relative to the current directory as every CLI path is.
+    ``seed``, ``seeds``: seeds ``seed .. seed+seeds-1`` (default first seed: the preset's).
+    ``model``: None (the preset's), one model, or a comma list: then model M's runs go to ``<runs>/<short name>/``.
+    ``depths``: the distillation depths of notebook 05 (a policy or a comma list); None keeps the preset's."""
+    from .config import check_depths, get_preset
+    from .config import data_dir as resolve_data_dir
+    from .data import REGISTRY as DATA_REGISTRY
+    from .data import dataset_name
+
+    preset_obj = get_preset(preset)
+    if depths is not None:
+        check_depths(depths, "--depths")
+    seed_list = _seeds(preset_obj.seed, seed, seeds)
+    names = _datasets(preset_obj, datasets)
+    runs_path = Path(runs or f"runs/{preset_obj.name}").expanduser().resolve()
+    root = resolve_data_dir(data_dir)  # fails fast on a bad --data-dir
+    data_dir = str(root.resolve()) if root is not None else None
+    nb_dir = Path(notebooks_dir).expanduser().resolve() if notebooks_dir else default_notebooks_dir()
+    missing = [nb for nb in (*DATASET_NOTEBOOKS, SUMMARY_NOTEBOOK) if not (nb_dir / f"{nb}.ipynb").is_file()]
+    if missing:
+        raise PaperlibError(
+            f"notebook folder {str(nb_dir)!r} lacks {[m + '.ipynb' for m in missing]} (use --notebooks DIR)"
+        )
+    _papermill(), _kernel_name()  # fail before any work if the notebook tools are missing
+    models = _models(model, runs_path)
+    # a folder given as a dataset travels to the kernels as an absolute path
+    datasets = [
+        d if d in DATA_REGISTRY or not Path(d).expanduser().is_dir() else str(Path(d).expanduser().resolve())
+        for d in names
+    ]
+    folders = [dataset_name(d) for d in datasets]
+    env = forwarded_env()
+    chains = [
+        Chain(d, name, s, m.model, m.label, m.runs, preset_obj.name, data_dir, nb_dir, depths, env)
+        for m in models
+        for s in seed_list
+        for d, name in zip(datasets, folders)
+    ]
+    return Plan(preset_obj.name, runs_path, data_dir, nb_dir, seed_list, folders, models, chains, env)
+
+
+def run_serial(plan: Plan, bars: bool = False) -> tuple[list[ChainResult], dict[str, str | None]]:
+    """Every chain of ``plan`` in this process, one after the other, then each model's 06.
+
+    Returns the chain results and {model label: None or the error of its 06} (a model with no
+    complete dataset has no 06 and no entry)."""
+    results = []
+    for chain in plan.chains:
+        try:
+            result = run_chain(chain, print_line, bars)
+        except Exception as exc:  # an unexpected error ends this chain only
+            traceback.print_exc()
+            result = ChainResult(chain.label, chain.name, chain.seed, chain.model_label, str(chain.folder))
+            result.failed, result.error = "setup", error_line(exc)
+        results.append(result)
+        print_line(result.line())
+    summaries = {}
+    for model in plan.models:
+        summary = plan.summary(model, results)
+        if summary is not None:
+            summaries[model.label] = run_summary(summary, print_line, bars)[0]
+    return results, summaries
+
+
+def finish(plan: Plan, results: list[ChainResult], summaries: dict[str, str | None]) -> bool:
+    """The report of each model's runs folder, the failures, and a last line with how many chains failed;
+    True when every chain and every 06 ran."""
+    from .report import write_report
+
+    for model in plan.models:
+        if not any(r.ok for r in results if r.model_label == model.label):
+            continue
+        try:
+            index = write_report(model.runs)
+            print_line(f"report: {display_path(index)} (open it in a browser)")
+        except Exception as exc:  # the notebooks are the results; a report that fails must not hide them
+            retry = f"`paperlib report --runs {display_path(model.runs)}` retries"
+            print_line(f"report: FAILED ({error_line(exc)}); {retry}")
+    failed = [r for r in results if not r.ok]
+    for r in failed:
+        print_line(f"  FAILED {r.label}: {r.failed} ({r.error})")
+    bad_summaries = [label or "summary" for label, error in summaries.items() if error is not None]
+    missing = [m.label or "summary" for m in plan.models if m.label not in summaries]
+    tail = ""
+    if bad_summaries:
+        tail += f"; notebook 06 FAILED ({', '.join(bad_summaries)})"
+    if missing:
+        tail += f"; notebook 06 not run ({', '.join(missing)}: no dataset complete in every seed)"
+    print_line(f"reproduce: {len(results) - len(failed)}/{len(results)} chain(s) complete, {len(failed)} failed{tail}")
+    return not failed and not bad_summaries and not missing
 
 
 def usable_cpus() -> int:
@@ -366,8 +688,8 @@ def usable_cpus() -> int:
 
 
 def visible_gpus() -> list[str]:
-    """The CUDA devices parallel datasets are spread over: the entries of ``$CUDA_VISIBLE_DEVICES`` when
-    set, else every device torch counts (none without CUDA)."""
+    """The CUDA devices a grid is spread over: the entries of ``$CUDA_VISIBLE_DEVICES`` when set, else every
+    device torch counts (none without CUDA)."""
     env = os.environ.get("CUDA_VISIBLE_DEVICES")
     if env is not None:
         return [g.strip() for g in env.split(",") if g.strip()]
@@ -388,126 +710,3 @@ def _datasets(preset, datasets) -> list[str]:
     if names == ["all"]:
         return list(PAPER_DATASETS)
     return list(dict.fromkeys(names))
-
-
-def reproduce(
-    preset: str = "quick",
-    datasets=None,
-    runs=None,
-    data_dir=None,
-    model=None,
-    jobs: int = 1,
-    notebooks_dir=None,
-    depths: str | None = None,
-) -> bool:
-    """Execute 01-05 per dataset and 06 once; True when every notebook ran (or was already done).
-
-    ``depths``: the distillation depths of notebook 05 (a policy or a comma list, ``config.check_depths``);
-    None keeps the preset's ``distill_depths``.
-    ``datasets``: None (the preset's), 'all' (the nine), or a comma string / list of names or folders.
-    ``runs``: default ``runs/<preset>``, relative to the current directory as every CLI path is."""
-    from .config import check_depths, get_preset
-    from .config import data_dir as resolve_data_dir
-    from .data import REGISTRY as DATA_REGISTRY
-    from .data import dataset_name
-    from .train import progress_enabled
-
-    preset_obj = get_preset(preset)
-    if depths is not None:
-        check_depths(depths, "--depths")
-    names = _datasets(preset_obj, datasets)
-    runs_path = Path(runs or f"runs/{preset_obj.name}").expanduser().resolve()
-    root = resolve_data_dir(data_dir)  # fails fast on a bad --data-dir
-    data_dir = str(root.resolve()) if root is not None else None
-    nb_dir = Path(notebooks_dir).expanduser().resolve() if notebooks_dir else default_notebooks_dir()
-    missing = [nb for nb in (*DATASET_NOTEBOOKS, SUMMARY_NOTEBOOK) if not (nb_dir / f"{nb}.ipynb").is_file()]
-    if missing:
-        raise PaperlibError(
-            f"notebook folder {str(nb_dir)!r} lacks {[m + '.ipynb' for m in missing]} (use --notebooks DIR)"
-        )
-    if jobs < 1:
-        raise PaperlibError(f"--jobs must be at least 1, got {jobs}")
-    _papermill(), _kernel_name()  # fail before any work if the notebook tools are missing
-    # a folder given as a dataset travels to the kernels as an absolute path
-    datasets = [
-        d if d in DATA_REGISTRY or not Path(d).expanduser().is_dir() else str(Path(d).expanduser().resolve())
-        for d in names
-    ]
-    jobs = min(jobs, len(datasets))
-    bars = progress_enabled() and jobs == 1  # one live bar per notebook (parallel datasets print lines only)
-    os.environ.setdefault("PAPERLIB_QUIET", "1")  # kernels inherit it: no progress bars inside saved notebooks
-    _say(
-        f"reproduce: preset {preset_obj.name}, {len(datasets)} dataset(s) {[dataset_name(d) for d in datasets]}, "
-        f"runs in {display_path(runs_path)}, {jobs} job(s)"
-    )
-    args = [(d, preset_obj.name, runs_path, data_dir, model, nb_dir) for d in datasets]
-    if jobs == 1:
-        results = [_run_dataset_safe(*a, None, bars, depths) for a in args]
-    else:
-        threads = max(1, usable_cpus() // jobs)
-        gpus = visible_gpus()  # several GPUs: dataset i runs on GPU i mod n
-        gpu = [gpus[i % len(gpus)] if len(gpus) > 1 else None for i in range(len(args))]
-        if len(gpus) > 1:
-            _say(f"reproduce: {len(datasets)} datasets spread over GPUs {gpus}")
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            results = list(
-                pool.map(_run_dataset_safe, *zip(*[(*a, threads, False, depths, g) for a, g in zip(args, gpu)]))
-            )
-    done = [r for r in results if r.failed is None]
-    summary_ok = True
-    if done:
-        summary_ok = _run_summary(
-            done, any(r.executed for r in results), preset_obj.name, runs_path, data_dir, model, nb_dir, bars
-        )
-    failed = [r for r in results if r.failed is not None]
-    _say(f"reproduce: {len(done)}/{len(results)} dataset(s) complete" + ("" if summary_ok else "; summary FAILED"))
-    for r in failed:
-        _say(f"  FAILED {r.dataset}: {r.failed} ({r.error})")
-    if done:
-        from .report import write_report
-
-        try:
-            index = write_report(runs_path)
-            _say(f"report: {display_path(index)} (open it in a browser)")
-        except Exception as exc:  # the notebooks are the results; a report that fails must not hide them
-            _say(f"report: FAILED ({_error_line(exc)}); `paperlib report --runs {display_path(runs_path)}` retries")
-    return not failed and summary_ok and bool(done)
-
-
-def _run_summary(
-    done: list[DatasetResult], changed: bool, preset: str, runs: Path, data_dir, model, nb_dir: Path, bars: bool = False
-) -> bool:
-    params = {
-        "PRESET": preset,
-        "RUNS": str(runs),
-        "DATASETS": [r.dataset for r in done],
-        "DATA_DIR": data_dir,
-        "MODEL": model,
-    }
-    output = runs / "summary" / f"{SUMMARY_NOTEBOOK}.ipynb"
-    if not changed and is_complete(output, params):
-        _say(f"[summary] {SUMMARY_NOTEBOOK}: done already, skipped")
-        return True
-    _say(f"[summary] {SUMMARY_NOTEBOOK}: running ...")
-    t0 = time.perf_counter()
-    try:
-        execute(
-            nb_dir / f"{SUMMARY_NOTEBOOK}.ipynb",
-            output,
-            params,
-            cwd=nb_dir,
-            progress=f"[summary] {SUMMARY_NOTEBOOK[:2]}" if bars else None,
-            clean_roots=[runs, data_dir, nb_dir],
-        )
-    except Exception as exc:
-        _say(
-            f"[summary] {SUMMARY_NOTEBOOK}: FAILED ({_error_line(exc)}); "
-            f"see {display_path(output.with_name(SUMMARY_NOTEBOOK + '.failed.ipynb'))}"
-        )
-        return False
-    _say(f"[summary] {SUMMARY_NOTEBOOK}: done in {time.perf_counter() - t0:.0f}s -> {display_path(output)}")
-    return True
-
-
-if __name__ == "__main__":  # python -m paperlib.reproduce [preset]
-    sys.exit(0 if reproduce(*(sys.argv[1:2] or ["quick"])) else 1)

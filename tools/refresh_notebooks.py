@@ -65,7 +65,7 @@ def main(argv=None) -> int:
                 )
             except Exception as exc:
                 print(
-                    f"[refresh] {name}: FAILED ({rp._error_line(exc)}); {name}.ipynb left as it was; "
+                    f"[refresh] {name}: FAILED ({rp.error_line(exc)}); {name}.ipynb left as it was; "
                     f"see {output.with_name(name + '.failed.ipynb')}",
                     flush=True,
                 )
