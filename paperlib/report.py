@@ -24,7 +24,7 @@ from pathlib import Path
 
 from .errors import PaperlibError
 from .io import atomic_path, read_csv
-from .paths import display_path
+from .paths import SEED_PREFIX, display_path, seed_roots
 
 REPORT_DIR = "report"
 # lab's page without the scripts it would fetch from a CDN (MathJax's block holds the MathML style instead);
@@ -146,14 +146,24 @@ def _exporter():
 
 
 def notebook_folders(runs: Path) -> list[Path]:
-    """The folders of ``runs`` that hold executed notebooks: datasets in name order, then summary."""
-    folders = sorted(
+    """The folders of ``runs`` that hold executed notebooks: each seed root's datasets in name order (seed roots in
+    seed order; a runs folder from before seeds holds its datasets directly), then summary."""
+    roots = sorted(seed_roots(runs).values()) or [runs]
+    folders = [
         p
-        for p in runs.iterdir()
+        for root in roots
+        for p in sorted(root.iterdir())
         if p.is_dir() and p.name not in ("summary", REPORT_DIR) and any(p.glob("0[1-5]_*.ipynb"))
-    )
+    ]
     summary = runs / "summary"
     return folders + ([summary] if any(summary.glob("06_*.ipynb")) else [])
+
+
+def _title(folder: Path, runs: Path) -> str:
+    if folder.name == "summary":
+        return "Across datasets"
+    seed = folder.parent.name.removeprefix(SEED_PREFIX) if folder.parent != runs else None
+    return f"Dataset <code>{html.escape(folder.name)}</code>" + (f", seed {html.escape(seed)}" if seed else "")
 
 
 def render_notebook(path: Path, out: Path, exporter=None) -> Path:
@@ -202,18 +212,18 @@ def write_report(runs: str | os.PathLike, pages: bool = True) -> Path:
     report = runs / REPORT_DIR
     if not pages:  # pages of an earlier full report would linger unlinked and stale
         for folder in folders:
-            shutil.rmtree(report / folder.name, ignore_errors=True)
+            shutil.rmtree(report / folder.relative_to(runs), ignore_errors=True)
     sections = []
     for folder in folders:
+        rel = folder.relative_to(runs).as_posix()  # seed-<S>/<dataset>, <dataset> (before seeds) or summary
         links = []
         for nb in sorted(folder.glob("0[1-6]_*.ipynb")):
             if pages:
-                href = f"{folder.name}/{render_notebook(nb, report / folder.name / f'{nb.stem}.html', exporter).name}"
+                href = f"{rel}/{render_notebook(nb, report / rel / f'{nb.stem}.html', exporter).name}"
             else:
-                href = f"../{folder.name}/{nb.name}"
+                href = f"../{rel}/{nb.name}"
             links.append(f'<li><a href="{href}">{html.escape(nb.stem)}</a></li>')
-        title = "Across datasets" if folder.name == "summary" else f"Dataset <code>{html.escape(folder.name)}</code>"
-        sections.append(f'<h3>{title}</h3><ul class="nb">{"".join(links)}</ul>')
+        sections.append(f'<h3>{_title(folder, runs)}</h3><ul class="nb">{"".join(links)}</ul>')
     summary = runs / "summary"
     parts = [
         f"<h1>paperlib run <code>{html.escape(runs.name)}</code></h1>",
