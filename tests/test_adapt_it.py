@@ -38,7 +38,7 @@ def test_your_own_model_and_data_ends_in_a_saved_carded_student(tmp_path, monkey
     for argv in commands:
         argv = [("tiny" if a == "quick" else a) for a in argv[1:]] + ["--quiet"]  # as written, on the tiny preset
         cli.main(argv)
-    folder = tmp_path / "runs" / "mine" / "my_data"
+    folder = tmp_path / "runs" / "mine" / "seed-0" / "my_data"  # the first (and only) pipeline seed
     distill = pd.read_parquet(folder / "distill.parquet")
     k_star = int(distill.loc[distill["best_depth"], "depth"].iloc[0])
     students = sorted(p.name for p in (folder / "students").iterdir())
