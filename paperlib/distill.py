@@ -31,7 +31,7 @@ from . import export, pruning
 from .config import DEPTH_POLICIES
 from .errors import PaperlibError
 from .io import read_json, read_parquet, run_lock, update_parquet, write_json
-from .models import count_parameters, fp32_bytes, kept_layers, remove_layers
+from .models import ats, count_parameters, fp32_bytes, kept_layers, remove_layers
 from .train import (
     LossFn,
     TrainSettings,
@@ -247,13 +247,6 @@ def parse_depths(depths, curve: pd.DataFrame) -> list[int]:
     return sorted(set(chosen))
 
 
-def _ats(acc: float, n_bytes: int) -> float:
-    """Accuracy-to-size ratio: test accuracy (%) / size (MB), SPEC 7 (the one definition, in metrics)."""
-    from .tables import ats  # lazy: tables is the stage after this one
-
-    return float(ats(acc, n_bytes))
-
-
 # ---------------------------------------------------------------- the stage
 
 
@@ -403,7 +396,7 @@ def distill_run(
                 "test_acc": test,
                 "n_params": count_parameters(student),
                 "bytes": n_bytes,
-                "ats": _ats(test, n_bytes),
+                "ats": float(ats(test, n_bytes)),
                 "best_depth": bool(name == strategy and k == k_star),
             }
         )

@@ -300,6 +300,14 @@ def fp32_bytes(model: nn.Module) -> int:
     return total
 
 
+def ats(test_acc, n_bytes):
+    """Accuracy-to-size ratio (SPEC 7): 100 * accuracy / (bytes / 10^6), i.e. percent per MB with MB = 10^6 bytes
+    (array-friendly: numbers or arrays of accuracies and byte counts)."""
+    import numpy as np
+
+    return 100 * np.asarray(test_acc, dtype=float) / (np.asarray(n_bytes, dtype=float) / 1e6)
+
+
 def _mpnet_sdpa_forward(
     self, hidden_states, attention_mask=None, position_bias=None, output_attentions=False, **kwargs
 ):

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import PaperlibError
+from .models import ats  # the one definition, beside the size it divides by
 from .results import CONTROL, SEED_COLUMN, DatasetResults, dataset_order
 from .stats import BOOTSTRAP_SEED, CI_LEVEL, DEFAULT_RESAMPLES, ResampleMeans, seed_call
 from .strategies import CATEGORY, FLIPPED, FUSION_NAMES, SIGNALS, display_order
@@ -158,11 +159,6 @@ def table1_wide(table: pd.DataFrame, value: str = "max_test_acc", marked: bool =
 
 
 # ---------------------------------------------------------------- accuracy-to-size
-
-
-def ats(test_acc, n_bytes):
-    """Accuracy-to-size ratio: 100 * accuracy / (bytes / 10^6), i.e. percent per MB with MB = 10^6 bytes."""
-    return 100 * np.asarray(test_acc, dtype=float) / (np.asarray(n_bytes, dtype=float) / 1e6)
 
 
 def _rf_rows(distill: pd.DataFrame) -> pd.DataFrame:
