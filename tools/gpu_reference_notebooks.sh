@@ -20,6 +20,9 @@
 #   the device tool: papermill, ipykernel, nbclient, nbformat, dask, distributed and their needs) split between c2
 #   and c3; calls: `part c1` .. `part c6` (carry .carry/cN), then `start 480` (carry .carry/mpnet16 and, for the
 #   MiniLM run, .carry/minilm16), `wait 560` until the run ends; a tarball over 15 MiB comes back in parts (cat them).
+# MiniLM in parts instead (the checkout is ~37 MiB now): its fp16 model.safetensors split in two as
+#   .carry/mA/minilm.part00, .carry/mB/minilm.part01, its config/tokenizer files and the SHA-256 of the whole file
+#   in .carry/mB/minilm-files/; `part mA`, `part mB` keep them in /tmp/parts and `start` reassembles and checks them.
 set -uo pipefail
 mode=$1; arg=${2:-540}
 R=/tmp/runs; mkdir -p "$R" /tmp/parts
@@ -45,7 +48,7 @@ watch() {  # watch the run for $1 seconds or until it ended
 }
 
 case "$mode" in
-  part) cp ".carry/$arg"/* /tmp/parts/ && ls -la /tmp/parts ;;
+  part) cp -r ".carry/$arg"/* /tmp/parts/ && ls -la /tmp/parts ;;
   start)
     wheels=$(ls .whl/*.whl /tmp/parts/*.whl 2>/dev/null)   # carried in .whl on this call, or kept by `part` calls
     [ -n "$wheels" ] || { echo "error: no wheels (papermill, ipykernel, nbclient, dask, distributed, ...)"; exit 2; }
@@ -62,7 +65,16 @@ case "$mode" in
         || { export PAPERLIB_MPNET_SDPA=0; echo "SDPA check failed: eager MPNet"; }
       cat "$R/sdpa_check.log"
     fi
-    [ -d .carry/minilm16 ] && rm -rf /tmp/models/all-MiniLM-L6-v2 && cp -r .carry/minilm16 /tmp/models/all-MiniLM-L6-v2
+    if ls /tmp/parts/minilm.part* > /dev/null 2>&1; then   # MiniLM in fp16 parts (45 MB does not fit one call)
+      mkdir -p /tmp/models/all-MiniLM-L6-v2
+      cat /tmp/parts/minilm.part* > /tmp/models/all-MiniLM-L6-v2/model.safetensors
+      cp /tmp/parts/minilm-files/* /tmp/models/all-MiniLM-L6-v2/
+      got=$(sha256sum /tmp/models/all-MiniLM-L6-v2/model.safetensors | cut -d' ' -f1)
+      [ "$got" = "$(cat /tmp/models/all-MiniLM-L6-v2/model.safetensors.sha256)" ] \
+        || { echo "error: MiniLM weights sha256 $got differ: resend the parts"; exit 2; }
+    elif [ -d .carry/minilm16 ]; then
+      rm -rf /tmp/models/all-MiniLM-L6-v2 && cp -r .carry/minilm16 /tmp/models/all-MiniLM-L6-v2
+    fi
     tar -C /tmp/ref -xJf /tmp/parts/data.tar.xz || exit 2
     rm -f "$R/$RUN.rc"
     args="--preset paper --datasets ${DATASETS:-all} --data-dir /tmp/ref/data --runs $R/$RUN"
