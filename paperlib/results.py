@@ -95,6 +95,8 @@ def load_results(runs_root: str | Path, scores: bool = True) -> list[DatasetResu
     from .config import Preset
 
     root = Path(runs_root)
+    if root.exists() and not root.is_dir():
+        raise PaperlibError(f"runs folder {str(root)!r} is a file, not a folder; pass the folder that holds <dataset>/")
     if not root.is_dir():
         raise PaperlibError(f"runs folder {str(root)!r} does not exist; run `paperlib prune` first or pass --runs")
     default_tol = Preset.__dataclass_fields__["val_tolerance"].default
@@ -118,8 +120,32 @@ def load_results(runs_root: str | Path, scores: bool = True) -> list[DatasetResu
             f"no run folder with curves.parquet and metrics.json under {str(root)!r}; "
             f"run `paperlib prune` first (or check --runs)"
         )
+    check_same_config(root, [r.name for r in out])
     order = {d: i for i, d in enumerate(dataset_order([r.name for r in out]))}
     return sorted(out, key=lambda r: order[r.name])
+
+
+def check_same_config(root: Path, names: list[str]) -> None:
+    """One table pools datasets made one way: the same model, precision and recipe (``config.result_config``);
+    a runs folder mixing them is refused, naming how the datasets differ."""
+    from .config import config_differences, result_config
+
+    configs = {}
+    for name in names:
+        folder = root / name
+        if (folder / "config.json").is_file():
+            metrics = read_json(folder / "metrics.json") if (folder / "metrics.json").is_file() else None
+            configs[name] = result_config(read_json(folder / "config.json"), metrics)
+    if not configs:
+        return
+    first, like = next(iter(configs.items()))
+    for name, config in configs.items():
+        diff = config_differences(like, config)
+        if diff:
+            raise PaperlibError(
+                f"runs folder {str(root)!r} mixes runs made differently: {first} and {name} differ in "
+                f"{'; '.join(diff[:4])}; put each way of running in its own runs folder (--out) and tabulate them apart"
+            )
 
 
 def load_runs(runs_root: str | Path) -> tuple[pd.DataFrame, dict, pd.DataFrame]:

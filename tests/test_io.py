@@ -259,7 +259,7 @@ def test_two_stages_writing_one_run_folder_keep_both_results(tmp_path):
 
 
 def test_update_parquet_replaces_rows_by_key_and_keeps_the_rest(tmp_path):
-    path = tmp_path / "distill.parquet"
+    path = tmp_path / "rows.parquet"  # a name without a run-file schema
     update_parquet(path, pd.DataFrame({"depth": [1, 2], "mode": ["kd", "kd"], "acc": [0.1, 0.2]}), ["depth", "mode"])
     update_parquet(path, pd.DataFrame({"depth": [2, 3], "mode": ["kd", "ce"], "acc": [0.25, 0.3]}), ["depth", "mode"])
     got = read_parquet(path).sort_values(["depth"]).reset_index(drop=True)
