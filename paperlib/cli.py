@@ -139,10 +139,40 @@ def _check_stage(args, stage: str):
         _check_distill_args(args.depths, args.strategy)
     folder = _run_folder(args, preset)
     check_run_files(folder, STAGE_FILES[stage])
-    if stage == "fuse" and args.protocol == "transfer" and folder.parent.is_dir():  # the other datasets' rows
-        for other in sorted(p for p in folder.parent.iterdir() if p.is_dir() and p != folder):
-            check_run_files(other, ("config.json", "metrics.json", "curves.parquet", "signals.parquet"))
+    if stage == "fuse":
+        _check_fuse_inputs(args, preset, folder)
+    elif stage == "distill":
+        _check_distill_inputs(args, preset, folder)
     return preset
+
+
+def _check_fuse_inputs(args, preset, folder: Path) -> None:
+    """fuse learns from single-signal curves: this folder's (within), or other datasets' made the same way
+    (transfer); both are read before M_0 is loaded (or fine-tuned)."""
+    from .fusion import dataset_rows, transfer_folders
+    from .io import check_run_files
+
+    if args.protocol == "within":
+        dataset_rows(folder)  # its errors say what to run first
+        return
+    for other in (
+        sorted(p for p in folder.parent.iterdir() if p.is_dir() and p != folder) if folder.parent.is_dir() else []
+    ):
+        check_run_files(other, ("config.json", "metrics.json", "curves.parquet", "signals.parquet"))
+    model = None if (folder / "config.json").is_file() else (args.model or preset.model)
+    transfer_folders(folder.name, folder.parent, model, reference=folder, verbose=False)
+
+
+def _check_distill_inputs(args, preset, folder: Path) -> None:
+    """distill needs the strategy's curve and depths on it: read from curves.parquet before M_0 is loaded."""
+    from .distill import parse_depths, pruned_curve
+    from .io import read_parquet
+
+    curves = folder / "curves.parquet"
+    if not curves.is_file():
+        raise PaperlibError(f"{curves} is missing: run `paperlib prune` and `paperlib fuse` on this dataset first")
+    curve = pruned_curve(read_parquet(curves), args.strategy)
+    parse_depths(preset.distill_depths if args.depths is None else args.depths, curve)
 
 
 def _prepare(args, preset):
@@ -192,13 +222,20 @@ def cmd_distill(args) -> None:
 
 
 def cmd_table(args) -> None:
-    from .io import check_writable
+    from .io import check_run_files, check_writable
+    from .paths import seed_roots
+    from .results import check_same_config
 
     runs = Path(args.runs)
     if runs.exists() and not runs.is_dir():
         raise PaperlibError(f"--runs {args.runs!r} is a file, not a runs folder; pass the folder that holds <dataset>/")
     if args.save is not None:
         check_writable(args.save, "--save folder", "--save")
+    for root in seed_roots(runs).values():  # every run file whole and of the right shape, one way of running
+        folders = sorted(p for p in root.iterdir() if p.is_dir())
+        for folder in folders:
+            check_run_files(folder)
+        check_same_config(root, [f.name for f in folders])
     table_command(args.runs, out=args.save)
 
 

@@ -335,11 +335,15 @@ _LOADED: dict[tuple, Run] = {}
 def _save_run(folder: Path, model, tokenizer, config: dict, metrics: dict, progress: bool | None = None) -> None:
     """Write model/, config.json, then metrics.json (the mark of a complete M_0).
 
-    Nothing is written before training ends; if saving fails or is interrupted, a folder this call
-    created is removed again, so no half-written run folder is left behind."""
+    Nothing is written before training ends; if saving fails or is interrupted, the folders this call
+    created (the run folder, and the runs folder when it was new) are removed again, so no half-written run
+    folder is left behind."""
     from transformers.utils import logging as hf_logging
 
-    created = not folder.exists()
+    created = folder  # the outermost folder this call makes (the runs folder too, when it is new)
+    while not created.parent.exists() and created.parent != created.parent.parent:
+        created = created.parent
+    created = created if not created.exists() else None
     bars = hf_logging.is_progress_bar_enabled()
     if not progress_enabled(progress):
         hf_logging.disable_progress_bar()  # "Writing model shards" bar
@@ -350,8 +354,8 @@ def _save_run(folder: Path, model, tokenizer, config: dict, metrics: dict, progr
         write_json(config, folder / "config.json")
         write_json(metrics, folder / "metrics.json")
     except BaseException:
-        if created:
-            shutil.rmtree(folder, ignore_errors=True)
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
         raise
     finally:
         if bars:

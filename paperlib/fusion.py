@@ -188,7 +188,7 @@ def run_result_config(folder: str | Path) -> dict | None:
     return result_config(read_json(folder / "config.json"), metrics)
 
 
-def _same_config(folders: dict[str, Path], reference: Path | None, dataset: str) -> dict[str, Path]:
+def _same_config(folders: dict[str, Path], reference: Path | None, dataset: str, verbose: bool) -> dict[str, Path]:
     """The folders whose run shares ``reference``'s model, precision and recipe; each one left out is
     printed with how it differs (transfer never pools rows of runs made another way)."""
     from .config import config_differences
@@ -200,11 +200,29 @@ def _same_config(folders: dict[str, Path], reference: Path | None, dataset: str)
     for name, folder in folders.items():
         other = run_result_config(folder)
         diff = config_differences(like, other) if other is not None else ["no config.json"]
-        if diff:
-            print(f"fusion (transfer) for {dataset}: left out {name}: its run differs in {'; '.join(diff)}")
-        else:
+        if not diff:
             kept[name] = folder
+        elif verbose:
+            print(f"fusion (transfer) for {dataset}: left out {name}: its run differs in {'; '.join(diff)}")
     return kept
+
+
+def transfer_folders(
+    dataset: str, runs_root: str | Path, model: str | None = None, datasets=None, reference=None, verbose: bool = True
+) -> dict[str, Path]:
+    """The run folders transfer fusion on ``dataset`` learns from (see ``rows_for``); none is an error."""
+    folders = single_signal_folders(runs_root, model, complete=True)
+    folders = {n: f for n, f in folders.items() if n != dataset and (datasets is None or n in set(datasets))}
+    reference = Path(reference) if reference is not None else Path(runs_root) / dataset
+    folders = _same_config(folders, reference, dataset, verbose)
+    if not folders:
+        raise PaperlibError(
+            f"the transfer protocol needs complete single-signal runs of at least one dataset other "
+            f"than {dataset!r} under {str(runs_root)!r}"
+            f"{f' with model {model!r}' if model else ''} and the same precision and recipe; run `paperlib prune` "
+            f"on another dataset first"
+        )
+    return folders
 
 
 def rows_for(
@@ -231,18 +249,8 @@ def rows_for(
                 f"run `paperlib prune --dataset {dataset}` first"
             )
         return dataset_rows(folders[dataset])
-    folders = single_signal_folders(runs_root, model, complete=True)
-    folders = {n: f for n, f in folders.items() if n != dataset and (datasets is None or n in set(datasets))}
-    reference = Path(reference) if reference is not None else Path(runs_root) / dataset
-    others = list(_same_config(folders, reference, dataset))
-    if not others:
-        raise PaperlibError(
-            f"the transfer protocol needs complete single-signal runs of at least one dataset other "
-            f"than {dataset!r} under {str(runs_root)!r}"
-            f"{f' with model {model!r}' if model else ''} and the same precision and recipe; run `paperlib prune` "
-            f"on another dataset first"
-        )
-    rows = pd.concat([dataset_rows(folders[name], complete=True) for name in others], ignore_index=True)
+    folders = transfer_folders(dataset, runs_root, model, datasets, reference)
+    rows = pd.concat([dataset_rows(folder, complete=True) for folder in folders.values()], ignore_index=True)
     assert not (rows["dataset"] == dataset).any()  # leave-one-dataset-out
     return rows
 

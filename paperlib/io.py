@@ -302,7 +302,10 @@ def damaged_advice(path: str | os.PathLike) -> str:
             f"(every later file in it was computed from that M_0)"
         )
     if path.name == "config.json":
-        return "delete that file and rerun (it is written again from the record in metrics.json)"
+        return (
+            "delete that file and rerun `paperlib finetune` (M_0 is kept: the file is written again from the record "
+            "in metrics.json)"
+        )
     schema = RUN_FILES.get(path.name)
     if schema is not None:
         return (
