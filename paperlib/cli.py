@@ -26,7 +26,7 @@ PRUNE_FILES = ("curves.parquet", "signals.parquet", "predictions.parquet", "labe
 STAGE_FILES = {
     "finetune": (),
     "prune": PRUNE_FILES,
-    "fuse": (*PRUNE_FILES, "fusion_within.json", "fusion_transfer.json", "fusion_weights.csv"),
+    "fuse": (*PRUNE_FILES, "fusion_{protocol}.json", "fusion_weights.csv"),
     "distill": ("curves.parquet", "distill.parquet", "distill_predictions.parquet"),
 }
 
@@ -138,7 +138,7 @@ def _check_stage(args, stage: str):
     elif stage == "distill":
         _check_distill_args(args.depths, args.strategy)
     folder = _run_folder(args, preset)
-    check_run_files(folder, STAGE_FILES[stage])
+    check_run_files(folder, [n.format(protocol=getattr(args, "protocol", "")) for n in STAGE_FILES[stage]])
     if stage == "fuse":
         _check_fuse_inputs(args, preset, folder)
     elif stage == "distill":
@@ -396,6 +396,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_stages(sub) -> None:
+    _add_finetune(sub)
+    _add_prune(sub)
+    _add_fuse(sub)
+    _add_distill(sub)
+
+
+def _add_finetune(sub) -> None:
     p = sub.add_parser(
         "finetune",
         help="fine-tune the full model M_0 and write the run folder",
@@ -405,6 +412,8 @@ def _add_stages(sub) -> None:
     _common(p)
     p.set_defaults(func=cmd_finetune)
 
+
+def _add_prune(sub) -> None:
     p = sub.add_parser(
         "prune",
         help="single-signal, random, oracle and reference pruning curves",
@@ -419,6 +428,8 @@ def _add_stages(sub) -> None:
     )
     p.set_defaults(func=cmd_prune)
 
+
+def _add_fuse(sub) -> None:
     p = sub.add_parser(
         "fuse",
         help="fit LR / RF fusion on the single-signal runs and prune with them",
@@ -435,6 +446,8 @@ def _add_stages(sub) -> None:
     )
     p.set_defaults(func=cmd_fuse)
 
+
+def _add_distill(sub) -> None:
     p = sub.add_parser(
         "distill",
         help="knowledge distillation of the RF-pruned models",

@@ -228,9 +228,10 @@ def get_preset(name: str, **overrides) -> Preset:
     return preset
 
 
-# preset fields that leave a run's numbers as they are: its name, the datasets it lists, the evaluation batch
-# size and which distillation depths are run (not how); every other field is part of the recipe
-NEUTRAL_FIELDS = ("name", "datasets", "eval_batch_size", "distill_depths")
+# preset fields that are not part of the recipe: the name, the datasets it lists, the evaluation batch size,
+# which distillation depths are run (not how), and the pipeline seed (a draw, not a way of running: seeds are
+# kept apart by their seed-<S> folders and pooled by the seed statistics); every other field is
+NEUTRAL_FIELDS = ("name", "datasets", "eval_batch_size", "distill_depths", "seed")
 
 
 def result_config(run_config: dict, metrics: dict | None = None) -> dict:

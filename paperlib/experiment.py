@@ -20,6 +20,7 @@ from .config import Preset
 from .data import REGISTRY, Encoded, Splits, dataset_name, dataset_ref, encode_splits, load_splits
 from .errors import PaperlibError
 from .io import (
+    M0_SCHEMAS,
     RUN_FILES,
     atomic_dir,
     check_run_files,
@@ -163,7 +164,7 @@ def _check_inputs(folder: Path, model: str, preset: Preset, device) -> torch.dev
     check_writable(folder, "run folder", "--out")
     if folder.exists():
         check_writable(folder.parent, "runs folder", "--out")
-    check_run_files(folder, ("config.json", "metrics.json", "baseline.json"))
+    check_run_files(folder, tuple(M0_SCHEMAS), M0_SCHEMAS)
     resume = (folder / "model").is_dir() and (folder / "metrics.json").is_file()
     if resume:
         check_weights(folder / "model")
@@ -193,23 +194,9 @@ def prepare(
     device = _check_inputs(folder, model, preset, device)
     splits = load_splits(dataset, preset, data_dir)
     config = _run_config(dataset, model, preset, splits, device, data_dir)
-    config_path, model_dir = folder / "config.json", folder / "model"
-    recorded = _recorded_config(folder)
-    if recorded is not None:
-        _compare(recorded, config, folder)
-    if folder.is_dir():
-        with run_lock(folder):  # taking the lock removes what a killed run left (a half-saved model/)
-            pass
-    if model_dir.is_dir() and (folder / "metrics.json").is_file():
-        if not config_path.is_file():  # deleted as the damaged-file advice says: checked above, written again
-            write_json(config, config_path)
-        m, tok = load_model(str(model_dir))
-        m.to(device).eval()
-        encoded = encode_splits(splits, tok, preset.max_length)
-        run = Run(folder, preset, splits, encoded, m, tok, read_json(folder / "metrics.json"))
-        if is_main_process():
-            baseline_run(run)  # the classical reference beside M_0 (seconds; read back when present)
-        return run
+    _check_folder(folder, config)
+    if (folder / "model").is_dir() and (folder / "metrics.json").is_file():
+        return _reuse(folder, preset, splits, config, device)
     m, tok = load_model(model, class_names=splits.class_names)  # a bad model name fails before anything is written
     encoded = encode_splits(splits, tok, preset.max_length)
     t0 = time.perf_counter()
@@ -256,6 +243,30 @@ def prepare(
     if is_main_process():
         baseline_run(run)
     barrier()
+    return run
+
+
+def _check_folder(folder: Path, config: dict) -> None:
+    """The folder holds this config's run (or none yet); then what a killed run left there is removed."""
+    recorded = _recorded_config(folder)
+    if recorded is not None:
+        _compare(recorded, config, folder)
+    if folder.is_dir():
+        with run_lock(folder):  # taking the lock removes a killed run's leftovers (a half-saved model/)
+            pass
+
+
+def _reuse(folder: Path, preset: Preset, splits: Splits, config: dict, device) -> Run:
+    """The folder's saved M_0 as a Run; a config.json deleted as the damaged-file advice says is written again
+    (``_check_folder`` compared this config with metrics.json's record first)."""
+    if not (folder / "config.json").is_file() and is_main_process():
+        write_json(config, folder / "config.json")
+    m, tok = load_model(str(folder / "model"))
+    m.to(device).eval()
+    encoded = encode_splits(splits, tok, preset.max_length)
+    run = Run(folder, preset, splits, encoded, m, tok, read_json(folder / "metrics.json"))
+    if is_main_process():
+        baseline_run(run)  # the classical reference beside M_0 (seconds; read back when present)
     return run
 
 

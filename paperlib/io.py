@@ -227,24 +227,34 @@ class Schema:
 
 
 _CURVES = {"strategy": "str", "seed": "int", "step": "int", "removed": "int", "kept": "str"}
-_CURVES |= {"val_acc": "float", "test_acc": "float", "n_params": "int", "bytes": "int"}
+_CURVES |= {"val_acc": "float", "test_acc": "float", "n_params": "number", "bytes": "number"}
 _SIGNALS = {"strategy": "str", "seed": "int", "step": "int", "layer": "int"}
 _SIGNALS |= {s: "float" for s in (*SIGNALS, *REFERENCE_SIGNALS)}
 _FIT = {"dataset": "str", "strategy": "str", "step": "int", "layer": "int", "target": "float"}
 _FIT_SUMMARY = {"protocol": "str", "key": "dict", "trained_on": "list", "features": "list", "lr": "dict", "rf": "dict"}
-_DISTILL = {"dataset": "str", "strategy": "str", "depth": "int", "n_layers": "int", "kept": "str", "mode": "str"}
-_DISTILL |= {"alpha": "float", "val_acc": "float", "test_acc": "float", "n_params": "int", "bytes": "int"}
+_DISTILL = {"strategy": "str", "depth": "int", "n_layers": "int", "kept": "str", "mode": "str"}  # dataset: optional
+_DISTILL |= {"alpha": "float", "val_acc": "float", "test_acc": "float", "n_params": "number", "bytes": "number"}
 _DISTILL |= {"ats": "float", "best_depth": "bool"}
 RUN_FILES: dict[str, Schema] = {
+    # JSON files: required what every reader needs; the rest typed where present (M0_SCHEMAS: a stage's M_0)
     "config.json": Schema(
-        {"model": "str"},
+        {},
         "finetune",
-        {"dataset": "str", "data_fingerprint": "str", "preset": "dict", "device": "str", "precision": "str"},
+        {
+            "model": "str",
+            "dataset": "str",
+            "data_fingerprint": "str",
+            "preset": "dict",
+            "device": "str",
+            "precision": "str",
+        },
     ),
     "metrics.json": Schema(
-        {"val_acc": "number", "test_acc": "number"}, "finetune", {"n_layers": "int", "run_config": "dict"}
+        {"test_acc": "number"},
+        "finetune",
+        {"val_acc": "number", "n_layers": "int", "run_config": "dict", "device": "str", "precision": "str"},
     ),
-    "baseline.json": Schema({"method": "str", "C": "number", "val_acc": "number", "test_acc": "number"}, "finetune"),
+    "baseline.json": Schema({"test_acc": "number"}, "finetune", {"method": "str", "C": "number", "val_acc": "number"}),
     "baseline_predictions.parquet": Schema(
         {"index": "int", "label": "int", "pred": "int", "correct": "bool"}, "finetune"
     ),
@@ -265,7 +275,7 @@ RUN_FILES: dict[str, Schema] = {
         {"dataset": "str", "protocol": "str", "signal": "str", "lr_coefficient": "float", "rf_importance": "float"},
         "fuse",
     ),
-    "distill.parquet": Schema(_DISTILL, "distill"),
+    "distill.parquet": Schema(_DISTILL, "distill", {"dataset": "str"}),
     "distill_predictions.parquet": Schema(
         {
             "strategy": "str",
@@ -278,6 +288,18 @@ RUN_FILES: dict[str, Schema] = {
         },
         "distill",
     ),
+}
+# what a stage needs of the M_0 it resumes from (``experiment.prepare``): the files as ``prepare`` writes them
+M0_SCHEMAS = {
+    "config.json": Schema(
+        {"dataset": "str", "model": "str", "data_fingerprint": "str", "preset": "dict"},
+        "finetune",
+        RUN_FILES["config.json"].optional,
+    ),
+    "metrics.json": Schema(
+        {"val_acc": "number", "test_acc": "number", "n_layers": "int"}, "finetune", RUN_FILES["metrics.json"].optional
+    ),
+    "baseline.json": Schema({"method": "str", "C": "number", "val_acc": "number", "test_acc": "number"}, "finetune"),
 }
 M0_FILES = ("metrics.json", "model")  # M_0 itself: every later file of the folder was computed from it
 AUTO = "auto"  # schema argument of the readers: the schema of the file's name in RUN_FILES, if any
@@ -324,6 +346,7 @@ _KINDS = {
     "str": lambda s: pd.api.types.is_string_dtype(s) or pd.api.types.is_object_dtype(s),
     "int": pd.api.types.is_integer_dtype,
     "float": lambda s: pd.api.types.is_float_dtype(s) or pd.api.types.is_integer_dtype(s),
+    "number": lambda s: pd.api.types.is_float_dtype(s) or pd.api.types.is_integer_dtype(s),
     "bool": pd.api.types.is_bool_dtype,
 }
 _JSON_TYPES = {
@@ -349,7 +372,7 @@ def _check_frame(df: pd.DataFrame, schema: Schema | None, columns=None) -> None:
     for column, kind in wanted.items():
         series = df[column]
         ok = _KINDS[kind](series) or (kind == "str" and series.empty)
-        if not ok or (kind == "int" and pd.api.types.is_bool_dtype(series)):
+        if not ok or (kind in ("int", "float", "number") and pd.api.types.is_bool_dtype(series)):
             raise ValueError(f"column {column!r} is {series.dtype}, not {kind}")
 
 
@@ -441,21 +464,22 @@ def read_csv(path: str | os.PathLike, required: tuple[str, ...] = (), schema=AUT
     return df
 
 
-def check_run_files(folder: str | os.PathLike, names=None) -> None:
+def check_run_files(folder: str | os.PathLike, names=None, schemas: dict | None = None) -> None:
     """Before a stage works: read each run file of ``folder`` that is present (``names``, default every
-    one in ``RUN_FILES``) and check it against its schema, so a damaged file is reported before any model
-    is loaded or trained."""
+    one in ``RUN_FILES``) and check it against its schema (``schemas[name]`` where given, e.g. ``M0_SCHEMAS``),
+    so a damaged file is reported before any model is loaded or trained."""
     folder = Path(folder)
     for name in names if names is not None else RUN_FILES:
         path = folder / name
         if not path.is_file():
             continue
+        schema = (schemas or {}).get(name, AUTO)
         if name.endswith(".json"):
-            read_json(path)
+            read_json(path, schema)
         elif name.endswith(".csv"):
-            read_csv(path)
+            read_csv(path, schema=schema)
         else:
-            read_parquet(path)
+            read_parquet(path, schema=schema)
 
 
 def check_writable(path: str | os.PathLike, what: str, option: str) -> None:
