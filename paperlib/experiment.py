@@ -21,8 +21,18 @@ from .baselines import baseline_run
 from .config import Preset
 from .data import REGISTRY, Encoded, Splits, dataset_name, dataset_ref, encode_splits, load_splits
 from .errors import PaperlibError
-from .io import atomic_dir, read_json, write_json
-from .models import count_parameters, fp32_bytes, load_model
+from .io import (
+    M0_SCHEMAS,
+    RUN_FILES,
+    atomic_dir,
+    check_run_files,
+    check_writable,
+    damaged_advice,
+    read_json,
+    run_lock,
+    write_json,
+)
+from .models import check_max_length, check_weights, count_parameters, fp32_bytes, load_model
 from .paths import seed_root, seed_roots
 from .train import (
     TrainSettings,
@@ -95,8 +105,8 @@ LATER_STAGE_FIELDS = ("distill_depths", "kd_patience")  # preset fields M_0 does
 
 def _compare(old: dict, new: dict, folder: Path) -> None:
     """Every stage resumes from the folder's files, so a folder holds one config: dataset, model, data,
-    preset, device type and precision.  A key or preset field that an older config.json lacks is taken
-    at its default (device and precision: unknown, so not compared)."""
+    preset, device type and precision.  A key or preset field that the old record lacks is taken at its
+    default (a key without a default, such as device and precision in an old config.json: not compared)."""
     old_preset = old.get("preset", {})  # distillation-only fields an older config lacks: no difference
     # preset.model is the top-level model (configs before seeds recorded the preset's default there)
     new = {
@@ -106,11 +116,13 @@ def _compare(old: dict, new: dict, folder: Path) -> None:
         },
     }
     defaults = {f.name: f.default for f in dataclasses.fields(Preset)}
-    old = {**old, "preset": {k: old_preset.get(k, defaults.get(k)) for k in new["preset"]}}
-    keys = ("dataset", "model", "data_fingerprint", "preset") + tuple(k for k in ("device", "precision") if k in old)
+    old = {**old, "preset": {k: old_preset.get(k, defaults.get(k)) for k in new["preset"]}} if old_preset else old
+    keys = [k for k in ("dataset", "model", "data_fingerprint", "preset", "device", "precision") if k in old]
     diff = [k for k in keys if old.get(k) != new.get(k)]
     if diff:
-        detail = ", ".join(diff)
+        detail = ", ".join(
+            f"{k} ({old[k]!r} vs {new[k]!r} now)" if k in ("model", "device", "precision") else k for k in diff
+        )
         if "preset" in diff:
             detail += (
                 " (" + ", ".join(k for k in new["preset"] if old.get("preset", {}).get(k) != new["preset"][k]) + ")"
@@ -119,6 +131,81 @@ def _compare(old: dict, new: dict, folder: Path) -> None:
             f"run folder {str(folder)!r} holds a run with a different config (differs in {detail}); "
             f"use another --out or delete that folder"
         )
+
+
+def _recorded_config(folder: Path) -> dict | None:
+    """The config the folder's M_0 was made with: config.json, else the copy metrics.json keeps (``run_config``),
+    else what metrics.json itself records (device and precision); precision from metrics.json where an older
+    config.json lacks it.  None for a folder without either file."""
+    config_path, metrics_path = folder / "config.json", folder / "metrics.json"
+    metrics = read_json(metrics_path) if metrics_path.is_file() else None
+    if config_path.is_file():
+        old = read_json(config_path)
+    elif metrics is not None:
+        old = metrics.get("run_config") or {}
+    else:
+        return None
+    if metrics is not None:
+        old = {
+            "device": str(metrics.get("device", "")).split(":")[0] or None,
+            "precision": metrics.get("precision"),
+            **old,
+        }
+        old = {k: v for k, v in old.items() if v is not None}
+    return old
+
+
+def check_device(device) -> torch.device:
+    """``--device`` as a torch device that this machine has (None: ``default_device()``), before any work."""
+    if device is None or device == "":
+        return default_device()
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise PaperlibError(f"--device {device!r} is not a torch device; use cpu, cuda, cuda:<n> or mps") from None
+    if dev.type == "cuda":
+        if torch.version.cuda is None and not torch.cuda.is_available():
+            raise PaperlibError(
+                f"--device {device!r}: this torch {torch.__version__} is a CPU build; install a CUDA build of "
+                f"torch or use --device cpu"
+            )
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise PaperlibError(f"--device {device!r}: no CUDA GPU is visible (check CUDA_VISIBLE_DEVICES); use cpu")
+        if dev.index is not None and dev.index >= count:
+            raise PaperlibError(f"--device {device!r}: only {count} GPU(s) visible (cuda:0..cuda:{count - 1})")
+    elif dev.type == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise PaperlibError(f"--device {device!r}: MPS is not available on this machine; use cpu")
+    elif dev.type != "cpu":
+        raise PaperlibError(f"--device {device!r}: paperlib runs on cpu, cuda or mps, not {dev.type}")
+    return dev
+
+
+LATER_FILES = tuple(name for name, schema in RUN_FILES.items() if schema.stage != "finetune")
+
+
+def _check_inputs(folder: Path, model: str, preset: Preset, device) -> torch.device:
+    """Every check a stage can make before loading data or a model: the device, the run folder (and the runs
+    folder beside it, which holds its lock) writable, ``max_length`` within the model's positions, and the
+    files M_0's config is read from whole."""
+    device = check_device(device)
+    check_writable(folder, "run folder", "--out")
+    if folder.exists():
+        check_writable(folder.parent, "runs folder", "--out")
+    check_run_files(folder, tuple(M0_SCHEMAS), M0_SCHEMAS)
+    resume = (folder / "model").is_dir() and (folder / "metrics.json").is_file()
+    if resume:
+        check_weights(folder / "model")
+    check_max_length(str(folder / "model") if resume else model, preset.max_length)
+    if not resume:
+        later = [name for name in LATER_FILES if (folder / name).exists()]
+        if later:
+            raise PaperlibError(
+                f"run folder {str(folder)!r} holds {later} but no complete M_0 (model/ and metrics.json): those "
+                f"files came from an M_0 that is gone; delete that folder (or move those files away) and rerun"
+            )
+    return device
 
 
 def prepare(
@@ -142,20 +229,12 @@ def prepare(
 def _prepare(dataset: str, model: str | None, preset: Preset, folder: Path, data_dir, device, progress) -> Run:
     model = model or preset.model
     preset = preset.replace(model=model)  # the run's preset names the model actually used
+    device = _check_inputs(folder, model, preset, device)
     splits = load_splits(dataset, preset, data_dir)
-    device = torch.device(device) if device is not None else default_device()
     config = _run_config(dataset, model, preset, splits, device, data_dir)
-    config_path, model_dir = folder / "config.json", folder / "model"
-    if config_path.is_file():
-        _compare(read_json(config_path), config, folder)
-    if model_dir.is_dir() and (folder / "metrics.json").is_file():
-        m, tok = load_model(str(model_dir))
-        m.to(device).eval()
-        encoded = encode_splits(splits, tok, preset.max_length)
-        run = Run(folder, preset, splits, encoded, m, tok, read_json(folder / "metrics.json"))
-        if is_main_process():
-            baseline_run(run)  # the classical reference beside M_0 (seconds; read back when present)
-        return run
+    _check_folder(folder, config)
+    if (folder / "model").is_dir() and (folder / "metrics.json").is_file():
+        return _reuse(folder, preset, splits, config, device)
     # a bad model name fails before anything is written; the new head is initialised with the run's seed
     m, tok = load_model(model, class_names=splits.class_names, seed=preset.seed)
     encoded = encode_splits(splits, tok, preset.max_length)
@@ -193,6 +272,7 @@ def _prepare(dataset: str, model: str | None, preset: Preset, folder: Path, data
         "precision": precision(device),
         "torch": torch.__version__,
         "paperlib": __version__,
+        "run_config": config,  # a copy: a deleted (damaged) config.json is checked against it and written again
     }
     if is_main_process():  # under torchrun every rank trained the same weights; one writes them
         _save_run(folder, m, tok, config, metrics, progress)
@@ -200,6 +280,30 @@ def _prepare(dataset: str, model: str | None, preset: Preset, folder: Path, data
     if is_main_process():
         baseline_run(run)
     barrier()
+    return run
+
+
+def _check_folder(folder: Path, config: dict) -> None:
+    """The folder holds this config's run (or none yet); then what a killed run left there is removed."""
+    recorded = _recorded_config(folder)
+    if recorded is not None:
+        _compare(recorded, config, folder)
+    if folder.is_dir():
+        with run_lock(folder):  # taking the lock removes a killed run's leftovers (a half-saved model/)
+            pass
+
+
+def _reuse(folder: Path, preset: Preset, splits: Splits, config: dict, device) -> Run:
+    """The folder's saved M_0 as a Run; a config.json deleted as the damaged-file advice says is written again
+    (``_check_folder`` compared this config with metrics.json's record first)."""
+    if not (folder / "config.json").is_file() and is_main_process():
+        write_json(config, folder / "config.json")
+    m, tok = load_model(str(folder / "model"))
+    m.to(device).eval()
+    encoded = encode_splits(splits, tok, preset.max_length)
+    run = Run(folder, preset, splits, encoded, m, tok, read_json(folder / "metrics.json"))
+    if is_main_process():
+        baseline_run(run)  # the classical reference beside M_0 (seconds; read back when present)
     return run
 
 
@@ -233,6 +337,9 @@ def preset_of(folder: str | Path) -> Preset:
     """The preset a run folder was made with, rebuilt from its config.json (fields added since take their defaults)."""
     config = _finished_config(Path(folder))
     known = {f.name for f in dataclasses.fields(Preset)}
+    if "preset" not in config:
+        path = Path(folder) / "config.json"
+        raise PaperlibError(f"{str(path)!r} records no preset; {damaged_advice(path)}")
     saved = {k: v for k, v in config["preset"].items() if k in known}
     return Preset(**{**saved, "datasets": tuple(saved["datasets"])})
 
@@ -281,11 +388,15 @@ _LOADED: dict[tuple, Run] = {}
 def _save_run(folder: Path, model, tokenizer, config: dict, metrics: dict, progress: bool | None = None) -> None:
     """Write model/, config.json, then metrics.json (the mark of a complete M_0).
 
-    Nothing is written before training ends; if saving fails or is interrupted, a folder this call
-    created is removed again, so no half-written run folder is left behind."""
+    Nothing is written before training ends; if saving fails or is interrupted, the folders this call
+    created (the run folder, and the runs folder when it was new) are removed again, so no half-written run
+    folder is left behind."""
     from transformers.utils import logging as hf_logging
 
-    created = not folder.exists()
+    created = folder  # the outermost folder this call makes (the runs folder too, when it is new)
+    while not created.parent.exists() and created.parent != created.parent.parent:
+        created = created.parent
+    created = created if not created.exists() else None
     bars = hf_logging.is_progress_bar_enabled()
     if not progress_enabled(progress):
         hf_logging.disable_progress_bar()  # "Writing model shards" bar
@@ -296,8 +407,8 @@ def _save_run(folder: Path, model, tokenizer, config: dict, metrics: dict, progr
         write_json(config, folder / "config.json")
         write_json(metrics, folder / "metrics.json")
     except BaseException:
-        if created:
-            shutil.rmtree(folder, ignore_errors=True)
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
         raise
     finally:
         if bars:

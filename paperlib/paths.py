@@ -2,8 +2,8 @@
 
 A runs folder holds one **seed root** per pipeline seed, ``<runs>/seed-<S>/``, each holding ``<dataset>/`` run
 folders (SPEC 9).  Runs written before seeds existed hold the ``<dataset>/`` folders directly; ``seed_roots``
-reads both layouts.  Nothing here imports another paperlib module but ``errors`` and ``io``: every stage, the
-notebook runner and the report can use it."""
+reads both layouts.  Nothing here imports another paperlib module but ``config`` (``runtime``) and ``io``: every
+stage, the notebook runner and the report can use it."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import os
 import re
 from pathlib import Path
 
-ROOT_ENV = "PAPERLIB_ROOT"
+ROOT_ENV = "PAPERLIB_ROOT"  # read by config.runtime()
 SEED_PREFIX = "seed-"
 _SEED_DIR = re.compile(r"^seed-(\d+)$")
 
@@ -21,8 +21,9 @@ def repo_root() -> Path:
 
     Relative ``RUNS`` paths of the notebooks are taken from here; pointing ``$PAPERLIB_ROOT``
     elsewhere lets a notebook check (nbval) write its runs outside the checkout."""
-    env = os.environ.get(ROOT_ENV)
-    return Path(env).expanduser().resolve() if env else Path(__file__).resolve().parents[1]
+    from .config import runtime
+
+    return runtime().root or Path(__file__).resolve().parents[1]
 
 
 def resolve_runs(runs: str | os.PathLike) -> Path:

@@ -17,7 +17,9 @@ from pathlib import Path
 
 from tqdm.std import tqdm as std_tqdm
 
-PROGRESS_ENV = "PAPERLIB_PROGRESS_FILE"
+from .config import ENV, runtime
+
+PROGRESS_ENV = ENV["progress_file"]
 INTERVAL = 0.5  # seconds between two writes of the progress file
 
 _open: list[ReportingBar] = []  # the bars open in this process, outermost first
@@ -26,13 +28,13 @@ _last_write = 0.0
 
 def reporting() -> bool:
     """True when this process reports its bars to a progress file."""
-    return bool(os.environ.get(PROGRESS_ENV))
+    return runtime().progress_file is not None
 
 
 def _write(force: bool = False) -> None:
     global _last_write
     now = time.monotonic()
-    path = os.environ.get(PROGRESS_ENV)
+    path = runtime().progress_file
     if not path or (not force and now - _last_write < INTERVAL):
         return
     _last_write = now

@@ -586,14 +586,26 @@ def _save(
         update_parquet(folder / name, typed(new), ["strategy", "seed"], typed)
 
 
-def _done(curves: pd.DataFrame, n_steps: int, predictions: pd.DataFrame | None = None) -> set[tuple[str, int]]:
+def _done(
+    curves: pd.DataFrame,
+    n_steps: int,
+    predictions: pd.DataFrame | None = None,
+    signals: pd.DataFrame | None = None,
+    reads_signals: set[str] = frozenset(),
+) -> set[tuple[str, int]]:
     """(strategy, seed) pairs with all ``n_steps`` curve rows and, when ``predictions`` is given, the
-    predictions of every step on both splits (a folder from before predictions were saved redoes them)."""
+    predictions of every step on both splits (a folder from before predictions were saved redoes them);
+    for the strategies in ``reads_signals``, also the signals of every step in ``signals`` (a deleted or
+    damaged signals.parquet redoes them, so every file the stage owns is whole again)."""
     counts = curves.groupby(["strategy", "seed"]).size()
     done = {(str(s), int(seed)) for (s, seed), n in counts.items() if n == n_steps}
     if predictions is not None:
         models = predictions.drop_duplicates(["strategy", "seed", "step", "split"]).groupby(["strategy", "seed"]).size()
         done &= {(str(s), int(seed)) for (s, seed), n in models.items() if n == n_steps * len(SPLITS)}
+    if signals is not None and reads_signals:
+        steps = signals.drop_duplicates(["strategy", "seed", "step"]).groupby(["strategy", "seed"]).size()
+        have = {(str(s), int(seed)) for (s, seed), n in steps.items() if n == n_steps}
+        done = {job for job in done if job[0] not in reads_signals or job in have}
     return done
 
 
@@ -613,10 +625,15 @@ def run_pruning(
     pruner.warm_start(folder)
     _save_original(folder, pruner)
     n_steps = len(pruner.all_layers) - 1
+    signals_path = folder / SIGNALS_FILE
     done = _done(
         _read(folder / CURVES_FILE, CURVE_COLUMNS, _typed_curves),
         n_steps,
         read_parquet(folder / PREDICTIONS_FILE, columns=["strategy", "seed", "step", "split"]),
+        read_parquet(signals_path, columns=["strategy", "seed", "step"])
+        if signals_path.is_file()
+        else pd.DataFrame({"strategy": [], "seed": [], "step": []}),
+        {s.name for s in strategies if _reads_signals(s)},
     )
     jobs = [
         (s, seed)

@@ -18,12 +18,11 @@ import datetime
 import html
 import os
 import re
-import shutil
 import warnings
 from pathlib import Path
 
 from .errors import PaperlibError
-from .io import atomic_path, read_csv
+from .io import atomic_dir, atomic_path, check_writable, read_csv
 from .paths import SEED_PREFIX, display_path, seed_roots
 
 REPORT_DIR = "report"
@@ -171,7 +170,13 @@ def render_notebook(path: Path, out: Path, exporter=None) -> Path:
     import nbformat
 
     exporter = exporter or _exporter()
-    nb = nbformat.read(str(path), as_version=4)
+    try:
+        nb = nbformat.read(str(path), as_version=4)
+    except (ValueError, UnicodeDecodeError, AttributeError, KeyError, TypeError) as exc:  # not JSON / not a notebook
+        raise PaperlibError(
+            f"notebook {str(path)!r} is damaged ({type(exc).__name__}: {' '.join(str(exc).split())[:160]}); "
+            f"delete it and rerun `paperlib reproduce` (it runs that notebook again), then `paperlib report`"
+        ) from None
     nb.metadata["title"] = f"{path.parent.name} · {path.stem}"
     body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": path.stem}})
     with atomic_path(out) as tmp:
@@ -199,6 +204,8 @@ def write_report(runs: str | os.PathLike, pages: bool = True) -> Path:
     ``pages`` False writes the index alone, linking the executed notebooks themselves (``../<folder>/NN.ipynb``):
     what the committed reference runs keep, since a notebook viewer (GitHub, JupyterLab) renders them."""
     runs = Path(runs).expanduser().resolve()
+    if runs.exists() and not runs.is_dir():
+        raise PaperlibError(f"runs folder {str(runs)!r} is a file, not a folder; pass the folder of the run (--runs)")
     if not runs.is_dir():
         raise PaperlibError(
             f"runs folder {str(runs)!r} does not exist: run `paperlib reproduce` first (or pass --runs DIR)"
@@ -208,11 +215,16 @@ def write_report(runs: str | os.PathLike, pages: bool = True) -> Path:
         raise PaperlibError(
             f"{runs.name}/ holds no executed notebooks (01-06): run `paperlib reproduce --runs {runs.name}` first"
         )
+    check_writable(runs, "runs folder", "--runs")
     exporter = _exporter() if pages else None
-    report = runs / REPORT_DIR
-    if not pages:  # pages of an earlier full report would linger unlinked and stale
-        for folder in folders:
-            shutil.rmtree(report / folder.relative_to(runs), ignore_errors=True)
+    # the whole report/ is built beside the old one and swapped in when complete: a notebook that fails to
+    # render leaves the old report as it was, and no page of an earlier full report lingers unlinked
+    with atomic_dir(runs / REPORT_DIR) as report:
+        index = _write_pages(runs, folders, report, exporter, pages)
+    return runs / REPORT_DIR / index.name
+
+
+def _write_pages(runs: Path, folders: list[Path], report: Path, exporter, pages: bool) -> Path:
     sections = []
     for folder in folders:
         rel = folder.relative_to(runs).as_posix()  # seed-<S>/<dataset>, <dataset> (before seeds) or summary

@@ -221,6 +221,8 @@ def load_results(runs_root: str | Path, scores: bool = True, seeds=None, dataset
     from .config import Preset
 
     root = Path(runs_root)
+    if root.exists() and not root.is_dir():
+        raise PaperlibError(f"runs folder {str(root)!r} is a file, not a folder; pass the folder that holds <dataset>/")
     if not root.is_dir():
         raise PaperlibError(f"runs folder {str(root)!r} does not exist; run `paperlib prune` first or pass --runs")
     roots = seed_roots(root) or {0: root}
@@ -231,21 +233,47 @@ def load_results(runs_root: str | Path, scores: bool = True, seeds=None, dataset
         roots = {s: roots[s] for s in sorted(seeds)}
     default_tol = Preset.__dataclass_fields__["val_tolerance"].default
     by_dataset: dict[str, dict[int, SeedRun]] = {}
+    folders: list[Path] = []
     for seed, seed_root in roots.items():
         for folder in sorted(p for p in seed_root.iterdir() if p.is_dir()):
             if datasets is not None and folder.name not in set(datasets):
                 continue
             if (folder / "curves.parquet").is_file() and (folder / "metrics.json").is_file():
                 by_dataset.setdefault(folder.name, {})[seed] = _read_run(folder, seed, scores, default_tol)
+                folders.append(folder)
     if not by_dataset:
         raise PaperlibError(
             f"no run folder with curves.parquet and metrics.json under {str(root)!r}; "
             f"run `paperlib prune` first (or check --runs)"
         )
+    check_same_config(root, folders)
     out = [DatasetResults(name, by_dataset[name]) for name in dataset_order(by_dataset)]
     for res in out:
         _check_pairing(res)
     return out
+
+
+def check_same_config(root: Path, folders: list[Path]) -> None:
+    """One table pools run folders made one way: the same model, precision and recipe (``config.result_config``;
+    the pipeline seed may differ); a runs folder mixing them is refused, naming how the run folders differ."""
+    from .config import config_differences, result_config
+
+    configs = {}
+    for folder in folders:
+        if (folder / "config.json").is_file():
+            metrics = read_json(folder / "metrics.json") if (folder / "metrics.json").is_file() else None
+            configs[folder] = result_config(read_json(folder / "config.json"), metrics)
+    if not configs:
+        return
+    first, like = next(iter(configs.items()))
+    for folder, config in configs.items():
+        diff = config_differences(like, config)
+        if diff:
+            shown = [f.relative_to(root).as_posix() if f.is_relative_to(root) else f.name for f in (first, folder)]
+            raise PaperlibError(
+                f"runs folder {str(root)!r} mixes runs made differently: {shown[0]} and {shown[1]} differ in "
+                f"{'; '.join(diff[:4])}; put each way of running in its own runs folder (--out) and tabulate them apart"
+            )
 
 
 def load_runs(runs_root: str | Path, seeds=None, datasets=None) -> tuple[pd.DataFrame, dict, pd.DataFrame]:

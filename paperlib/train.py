@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import ENV, runtime
 from .data import Encoded, length_batches
-from .errors import PaperlibError
 
 
 def default_device() -> torch.device:
@@ -57,7 +57,7 @@ def progress_enabled(flag: bool | None = None) -> bool:
     """Progress bars on unless ``flag`` is False or ``PAPERLIB_QUIET`` is set (tests set it)."""
     if flag is not None:
         return flag
-    return os.environ.get("PAPERLIB_QUIET", "") in ("", "0")
+    return not runtime().quiet
 
 
 def tqdm(*args, **kwargs):
@@ -94,8 +94,7 @@ def _dist():
     return 0, 1
 
 
-PRECISION_ENV = "PAPERLIB_PRECISION"
-PRECISIONS = ("auto", "bf16", "fp32")
+PRECISION_ENV = ENV["precision"]
 
 
 @functools.cache  # asked on every step and batch; the hardware does not change
@@ -117,9 +116,7 @@ def precision(device: torch.device | str) -> str:
     (a CUDA GPU with bf16, a CPU with AVX512-BF16 or AMX) and fp32 elsewhere; ``bf16``/``fp32`` force it.
     Parameters, optimiser state, losses and the signals' statistics stay fp32 either way."""
     device = torch.device(device)
-    choice = (os.environ.get(PRECISION_ENV) or "auto").strip().lower()
-    if choice not in PRECISIONS:
-        raise PaperlibError(f"${PRECISION_ENV} must be one of {', '.join(PRECISIONS)}, got {choice!r}")
+    choice = runtime().precision  # checked there: auto, bf16 or fp32
     if choice == "auto":
         return "bf16" if _has_bf16(device) else "fp32"
     return choice

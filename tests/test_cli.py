@@ -344,3 +344,76 @@ def test_prune_with_a_bad_strategy_fails_before_loading_anything(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.splitlines() == [proc.stderr.strip()] and proc.stderr.startswith("error: ")
     assert "No-Such-Signal" in proc.stderr and not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------- runtime settings (config.runtime, issue 24)
+
+
+def test_runtime_reads_the_variables_and_follows_their_changes(monkeypatch, tmp_path):
+    import dataclasses
+
+    from paperlib.config import Runtime, runtime
+    from paperlib.errors import PaperlibError
+
+    monkeypatch.setenv("PAPERLIB_QUIET", "1")
+    monkeypatch.setenv("PAPERLIB_PRECISION", " BF16 ")
+    monkeypatch.setenv("PAPERLIB_CACHE_DIR", str(tmp_path / "c"))
+    monkeypatch.setenv("PAPERLIB_MPNET_SDPA", "0")
+    rt = runtime()
+    assert (rt.quiet, rt.precision, rt.cache_dir, rt.mpnet_sdpa) == (True, "bf16", tmp_path / "c", False)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        rt.quiet = False
+    assert Runtime.from_environ(rt.environ()) == rt  # what a child process is given reads back the same
+    monkeypatch.setenv("PAPERLIB_QUIET", "0")  # a test's (or a user's) change is seen on the next call
+    assert runtime().quiet is False
+    monkeypatch.setenv("PAPERLIB_PRECISION", "half")
+    with pytest.raises(PaperlibError, match=r"\$PAPERLIB_PRECISION must be one of auto, bf16, fp32"):
+        runtime()
+
+
+def test_flags_reach_the_stages_through_runtime_not_the_environment(tmp_path, capsys, monkeypatch):
+    """--quiet and --precision are seen by the code below the CLI (bars off, bf16) while the environment
+    stays as it was (conftest sets PAPERLIB_PRECISION=fp32; PAPERLIB_QUIET unset here)."""
+    import paperlib.experiment as experiment
+    from paperlib.errors import PaperlibError
+    from paperlib.train import precision, progress_enabled
+
+    seen = {}
+
+    def stage_spy(*args, **kwargs):
+        seen.update(precision=precision("cpu"), bars=progress_enabled(), environ=dict(os.environ))
+        raise PaperlibError("stop here")
+
+    monkeypatch.setattr(experiment, "prepare", stage_spy)
+    monkeypatch.delenv("PAPERLIB_QUIET")
+    before = dict(os.environ)
+    data = write_synthetic(tmp_path / "synth")
+    argv = ["prune", "--dataset", data, "--preset", "tiny", "--out", tmp_path / "out", "--quiet", "--precision", "bf16"]
+    code, _, err = run_cli(argv, capsys)
+    assert code == 2 and "stop here" in err
+    assert (seen["precision"], seen["bars"], seen["environ"]) == ("bf16", False, before)
+    assert dict(os.environ) == before and progress_enabled() and precision("cpu") == "fp32"
+
+
+def test_reproduce_gives_its_kernels_the_precision_flag(tmp_path, capsys, monkeypatch):
+    """Papermill's kernels are other processes: for them (only) the flag becomes $PAPERLIB_PRECISION."""
+    import paperlib.reproduce as reproduce
+
+    seen = {}
+    monkeypatch.setattr(reproduce, "reproduce", lambda **kw: seen.update(env=os.environ.get("PAPERLIB_PRECISION")))
+    code, _, err = run_cli(["reproduce", "--precision", "bf16", "--runs", tmp_path / "r"], capsys)
+    assert seen == {"env": "bf16"} and os.environ["PAPERLIB_PRECISION"] == "fp32"
+
+
+def test_no_module_reads_paperlib_variables_but_config():
+    """One reader of the PAPERLIB_* variables (config.runtime); reproduce sets its kernels' environment."""
+    import re
+
+    offenders = []
+    for path in sorted((REPO / "paperlib").glob("*.py")):
+        if path.name in ("config.py", "reproduce.py"):
+            continue
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if re.search(r"environ\b.*PAPERLIB_|environ\b.*_ENV\b", line):
+                offenders.append(f"{path.name}:{n}: {line.strip()}")
+    assert offenders == []

@@ -140,7 +140,74 @@ def test_damaged_files_are_one_error_naming_the_file(tmp_path):
         with pytest.raises(PaperlibError) as info:
             reader(tmp_path / name)
         msg = str(info.value)
-        assert "\n" not in msg and name in msg and "delete that file" in msg
+        assert "\n" not in msg and name in msg
+        # M_0's record: every later file came from that M_0, so the advice is the folder; else the file
+        assert ("delete that run folder" if name == "metrics.json" else "delete that file") in msg
+
+
+def test_a_whole_file_of_the_wrong_shape_is_the_damaged_file_error(tmp_path):
+    """Each run file has one schema (columns and kinds, or keys and types), checked where it is read."""
+    from paperlib.io import RUN_FILES
+
+    pd.DataFrame({"strategy": ["Random"], "seed": [0]}).to_parquet(tmp_path / "curves.parquet")  # columns missing
+    pd.DataFrame({"split": ["val"], "example": ["zero"], "label": [1]}).to_parquet(tmp_path / "labels.parquet")
+    (tmp_path / "fusion_within.json").write_text("[1, 2]")
+    (tmp_path / "metrics.json").write_text('{"val_acc": "high", "test_acc": 0.5}')
+    for reader, name, words in (
+        (read_parquet, "curves.parquet", "no column(s) ['step'"),
+        (read_parquet, "labels.parquet", "column 'example' is "),
+        (read_json, "fusion_within.json", "a JSON list"),
+        (read_json, "metrics.json", "key 'val_acc' holds a str"),
+    ):
+        with pytest.raises(PaperlibError, match=r"is damaged") as info:
+            reader(tmp_path / name)
+        advice = "delete that run folder" if name == "metrics.json" else f"`paperlib {RUN_FILES[name].stage}`"
+        assert words in str(info.value) and advice in str(info.value), str(info.value)
+    # the columns asked for are the ones checked; a file of another name has no schema
+    assert list(read_parquet(tmp_path / "curves.parquet", columns=["strategy"])["strategy"]) == ["Random"]
+    pd.DataFrame({"anything": [1]}).to_parquet(tmp_path / "notes.parquet")
+    assert list(read_parquet(tmp_path / "notes.parquet").columns) == ["anything"]
+
+
+def test_the_committed_reference_runs_match_the_schemas():
+    """Every run file of results/ (two reference runs, nine datasets each) passes its schema."""
+    from paperlib.io import check_run_files
+
+    folders = [p for p in (REPO / "results").glob("*/*") if (p / "config.json").is_file()]
+    assert len(folders) >= 18
+    for folder in folders:
+        check_run_files(folder)
+
+
+def test_check_writable_names_the_file_in_the_way(tmp_path):
+    from paperlib.io import check_writable
+
+    (tmp_path / "f").write_text("x")
+    check_writable(tmp_path / "new" / "deeper", "run folder", "--out")  # creatable: fine, and nothing made
+    assert not (tmp_path / "new").exists()
+    for path, words in ((tmp_path / "f", "is a file"), (tmp_path / "f" / "sub", f"{str(tmp_path / 'f')!r} is a file")):
+        with pytest.raises(PaperlibError, match="--out") as info:
+            check_writable(path, "run folder", "--out")
+        assert words in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "code, words",
+    [
+        (28, "the disk is full"),  # ENOSPC
+        (13, "writable"),  # EACCES
+        (30, "read-only"),  # EROFS
+        (20, "a file stands where a folder is needed"),  # ENOTDIR
+    ],
+)
+def test_os_errors_are_one_line_saying_what_to_do(code, words):
+    import errno
+
+    from paperlib.errors import os_error_message
+
+    assert code in errno.errorcode
+    line = os_error_message(OSError(code, os.strerror(code), "/runs/x/curves.parquet"))
+    assert "\n" not in line and os.strerror(code) in line and "'/runs/x/curves.parquet'" in line and words in line
 
 
 def test_cli_reports_a_damaged_run_file_in_one_line(tmp_path):
@@ -259,7 +326,7 @@ def test_two_stages_writing_one_run_folder_keep_both_results(tmp_path):
 
 
 def test_update_parquet_replaces_rows_by_key_and_keeps_the_rest(tmp_path):
-    path = tmp_path / "distill.parquet"
+    path = tmp_path / "rows.parquet"  # a name without a run-file schema
     update_parquet(path, pd.DataFrame({"depth": [1, 2], "mode": ["kd", "kd"], "acc": [0.1, 0.2]}), ["depth", "mode"])
     update_parquet(path, pd.DataFrame({"depth": [2, 3], "mode": ["kd", "ce"], "acc": [0.25, 0.3]}), ["depth", "mode"])
     got = read_parquet(path).sort_values(["depth"]).reset_index(drop=True)
