@@ -255,16 +255,17 @@ def cmd_distill(args) -> None:
 def cmd_table(args) -> None:
     from .io import check_run_files, check_writable
     from .paths import seed_roots
+    from .results import check_same_config
 
     runs = Path(args.runs)
     if runs.exists() and not runs.is_dir():
         raise PaperlibError(f"--runs {args.runs!r} is a file, not a runs folder; pass the folder that holds <dataset>/")
     if args.save is not None:
         check_writable(args.save, "--save folder", "--save")
-    for root in seed_roots(runs).values():  # every run file whole and of the right shape, one way of running
-        folders = sorted(p for p in root.iterdir() if p.is_dir())
-        for folder in folders:
-            check_run_files(folder)
+    folders = [p for root in seed_roots(runs).values() for p in sorted(root.iterdir()) if p.is_dir()]
+    for folder in folders:  # every run file whole and of the right shape, one way of running
+        check_run_files(folder)
+    check_same_config(runs, folders)
     table_command(args.runs, out=args.save)
 
 
@@ -292,6 +293,9 @@ def cmd_reproduce(args) -> None:
     from .sweep import reproduce
 
     preset = get_preset(args.preset)
+    for flag, value in (("--jobs", args.jobs), ("--workers-per-gpu", args.workers_per_gpu), ("--seeds", args.seeds)):
+        if value is not None and value < 1:
+            raise PaperlibError(f"{flag} must be a whole number of at least 1, not {value}")
     if args.depths is not None:
         check_depths(args.depths, "--depths")
     resolve_data_dir(args.data_dir)

@@ -297,7 +297,8 @@ def _reuse(folder: Path, preset: Preset, splits: Splits, config: dict, device) -
     """The folder's saved M_0 as a Run; a config.json deleted as the damaged-file advice says is written again
     (``_check_folder`` compared this config with metrics.json's record first)."""
     if not (folder / "config.json").is_file() and is_main_process():
-        write_json(config, folder / "config.json")
+        recorded = read_json(folder / "metrics.json").get("run_config")  # the very file training wrote
+        write_json(recorded if isinstance(recorded, dict) else config, folder / "config.json")
     m, tok = load_model(str(folder / "model"))
     m.to(device).eval()
     encoded = encode_splits(splits, tok, preset.max_length)

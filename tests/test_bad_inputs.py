@@ -22,6 +22,7 @@ import pytest
 import torch
 
 from paperlib import cli
+from paperlib.paths import seed_root
 
 from support import REPO, write_synthetic
 
@@ -37,7 +38,7 @@ WORK = {
     "load": ("paperlib.experiment", "load_model"),
     "train": ("paperlib.experiment", "train"),
     "tables": ("paperlib.claims", "verdicts"),
-    "notebooks": ("paperlib.reproduce", "reproduce"),
+    "notebooks": ("paperlib.sweep", "reproduce"),
 }
 
 
@@ -88,7 +89,8 @@ class Ctx:
 
     @property
     def folder(self) -> Path:
-        return self.runs / "synth"
+        """The finished run's dataset folder (seed 0 of the seed layout)."""
+        return seed_root(self.runs, 0) / "synth"
 
 
 @dataclass
@@ -172,7 +174,7 @@ def second_dataset(change):
     """A copy of the finished dataset as 'synth2' whose config.json (and metrics.json) ``change`` edits."""
 
     def setup(c):
-        other = c.runs / "synth2"
+        other = c.folder.parent / "synth2"
         shutil.copytree(c.folder, other)
         for name in ("config.json", "metrics.json"):
             obj = json.loads((other / name).read_text())
@@ -342,7 +344,7 @@ CASES: dict[str, Case] = {
         on_data(csv_data("short", rows({0: 60, 1: 60, 2: 60}), labels="a\nb\n")), ("2 class names for 3 classes",)
     ),
     # a run folder that holds another run
-    "another seed on a finished folder": Case(on_run("prune", "--seed", "3"), ("different config", "seed"), runs=True),
+    # (another --seed is no conflict: it is a run of its own under seed-<S>/, tests/test_seeds.py)
     "another max-length on a finished folder": Case(
         on_run("prune", "--max-length", "64"), ("different config", "max_length"), runs=True
     ),
@@ -682,7 +684,7 @@ def test_the_advice_for_a_damaged_file_leads_back_to_a_complete_run(name, finish
     import re
 
     data, runs = copy_runs(finished_run, tmp_path)
-    folder = runs / "synth"
+    folder = seed_root(runs, 0) / "synth"
     path = folder / name
     if name.endswith(".safetensors"):
         os.truncate(path, path.stat().st_size // 2)
@@ -712,7 +714,7 @@ def test_a_deleted_config_json_is_written_again_and_guards_again(finished_run, t
     """Issue 25 item 1: after `rm config.json`, the next stage writes it again from metrics.json's record
     (the same config), and a run under another precision is refused before and after."""
     data, runs = copy_runs(finished_run, tmp_path)
-    config = runs / "synth" / "config.json"
+    config = seed_root(runs, 0) / "synth" / "config.json"
     original = json.loads(config.read_text())
     config.unlink()
     ok(stage("prune", data, runs, "--strategies", STRATEGIES), capsys)
@@ -726,7 +728,7 @@ def test_a_deleted_signals_parquet_is_computed_again_by_prune(finished_run, tmp_
     """Issue 25 item 2: the resume key looks at signals.parquet too, so `prune` after `rm signals.parquet`
     computes the signals again (instead of skipping every curve) and `fuse` then runs."""
     data, runs = copy_runs(finished_run, tmp_path)
-    signals = runs / "synth" / "signals.parquet"
+    signals = seed_root(runs, 0) / "synth" / "signals.parquet"
     before = pd.read_parquet(signals)
     signals.unlink()
     ok(stage("prune", data, runs, "--strategies", STRATEGIES), capsys)
@@ -795,7 +797,7 @@ def test_a_killed_finetune_leaves_nothing_after_the_next_command(finished_run, t
     data, runs = copy_runs(finished_run, tmp_path)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    leftover = runs / "synth" / f".model.{dead.pid}.k1ll.tmp"
+    leftover = seed_root(runs, 0) / "synth" / f".model.{dead.pid}.k1ll.tmp"
     leftover.mkdir()
     (leftover / "model.safetensors").write_bytes(b"half")
     ok(stage("finetune", data, runs), capsys)
@@ -808,7 +810,7 @@ def test_the_model_folder_gets_the_mode_the_umask_gives(finished_run, tmp_path):
 
     umask = os.umask(0o022)
     os.umask(umask)
-    assert (finished_run[1] / "synth" / "model").stat().st_mode & 0o777 == 0o777 & ~umask
+    assert (seed_root(finished_run[1], 0) / "synth" / "model").stat().st_mode & 0o777 == 0o777 & ~umask
     with atomic_dir(tmp_path / "m") as tmp:
         (tmp / "x").write_text("x")
     assert (tmp_path / "m").stat().st_mode & 0o777 == 0o777 & ~umask
