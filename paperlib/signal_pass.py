@@ -28,8 +28,10 @@ from .models import attention_implementation, get_layers, kept_layers
 from .train import autocast as policy_autocast
 from .train import default_device, progress_enabled, tqdm
 
-# examples per forward+backward when ``chunk`` is 0, by device type (benchmarks/RESULTS.md, "Signals")
-AUTO_CHUNK = {"cpu": 0, "cuda": 512}  # 0: one gradient batch per forward
+# examples per forward+backward when ``chunk`` is 0, by device type (benchmarks/RESULTS.md, "Signals"): on CPU
+# the quick preset's 64 calibration texts at once beat two batches of 32; on CUDA up to 512 (the paper preset's
+# whole calibration set) in one forward+backward
+AUTO_CHUNK = {"cpu": 64, "cuda": 512}
 
 
 @dataclass(frozen=True)
