@@ -120,11 +120,11 @@ def _can_sdpa(model: nn.Module) -> bool:
     return bool(getattr(model, "_paperlib_mpnet_sdpa", False) or getattr(model, "_supports_sdpa", False))
 
 
-def _gradient_modules(model: nn.Module, layer: nn.Module) -> list[nn.Module] | None:
+def _gradient_modules(layer: nn.Module) -> list[nn.Module] | None:
     """The Linear and LayerNorm modules holding every parameter of ``layer``, each applied once per
     forward; None when some parameter lives elsewhere or the FFN is chunked (then ``hooks`` cannot
     form per-batch gradients and the pass backpropagates each batch on its own)."""
-    if getattr(model.config, "chunk_size_feed_forward", 0):
+    if any(getattr(m, "chunk_size_feed_forward", 0) for m in layer.modules()):  # the FFN runs piece by piece
         return None
     modules = [m for m in layer.modules() if isinstance(m, (nn.Linear, nn.LayerNorm))]
     covered = {id(p) for m in modules for p in m.parameters(recurse=False)}
@@ -409,7 +409,7 @@ def calibration_pass(
     device = torch.device(device) if device is not None else default_device()
     model.to(device)
     layers, probe = list(get_layers(model)), _probe(model)
-    grad_modules = [_gradient_modules(model, layer) for layer in layers]
+    grad_modules = [_gradient_modules(layer) for layer in layers]
     use_hooks = options.gradients == "hooks" and all(m is not None for m in grad_modules)
     attention = options.attention if _can_sdpa(model) else "eager"
     chunk = (chunk if chunk > 0 else AUTO_CHUNK.get(device.type, 0)) if use_hooks else batch_size

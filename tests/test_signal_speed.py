@@ -91,6 +91,23 @@ def test_chunked_hook_gradients_equal_one_autograd_backward_per_batch(name, chun
     assert all(p.requires_grad for p in model.parameters())
 
 
+def test_a_layer_the_hooks_cannot_follow_falls_back_to_one_backward_per_batch():
+    """A chunked FFN calls its Linears once per piece of the sequence, so per-batch gradients cannot be formed
+    from one call; so does a parameter outside any Linear or LayerNorm.  The pass then backpropagates each
+    gradient batch on its own, whatever the chunk."""
+    model, enc = _model("tiny"), _calib()
+    plain = compute_signals(model, enc, batch_size=8, device="cpu", options=PLAIN)
+    for layer in get_layers(model):
+        layer.chunk_size_feed_forward = 1  # token by token
+    stats = calibration_pass(model, enc, batch_size=8, chunk=40, device="cpu")
+    assert stats.n_batches == 9
+    _close(compute_signals(model, enc, batch_size=8, chunk=40, device="cpu"), plain, GRADIENTS, 1e-5)
+    for layer in get_layers(model):
+        layer.chunk_size_feed_forward = 0
+    get_layers(model)[1].register_parameter("extra", torch.nn.Parameter(torch.zeros(3)))
+    _close(compute_signals(model, enc, batch_size=8, chunk=40, device="cpu"), plain, ["Gradient-Fisher"], 1e-5)
+
+
 def test_a_chunk_holds_whole_gradient_batches():
     """Fisher depends on the batches (mean of g_b^2): a chunk of 40 runs 5 batches of 8, not one of 40."""
     model, enc = _model("tiny"), _calib()
