@@ -174,6 +174,9 @@ class Preset:
     weight_decay: float = 0.01
     finetune_between: int = 0
     eval_batch_size: int = 128
+    # calibration examples per forward+backward of the signal pass (whole gradient batches of batch_size); a speed
+    # setting, the signals do not depend on it (SPEC 3); 0: signals.AUTO_CHUNK for the device
+    signal_chunk: int = 0
     distill_depths: str = "all"  # which depths k to distil: a policy of distill.parse_depths or a comma list
     kd_patience: int = 0  # early stopping of distillation on val accuracy after this many epochs without a best; 0: off
     finetune_patience: int = 0  # fine-tuning stops after this many epochs without a new best val accuracy; 0: off

@@ -153,6 +153,7 @@ class Pruner:
         # predicted labels (int16) by split and kept set; without the memo, those of the latest evaluation
         self._pred: dict[str, dict[frozenset, np.ndarray]] = {split: {} for split in SPLITS}
         self._calib: Encoded | None = None
+        self._weight_cache: dict = {}  # per-layer weight summaries for the signals (the weights never change here)
         self._modules = dict(zip(self.all_layers, get_layers(run.model)))
         self.layer_inputs = LayerInputs(self.all_layers, LAYER_INPUT_BUDGET) if self.memo else None
         # sizes: M_0's totals minus the removed layers' own tensors (no copy needed)
@@ -324,9 +325,18 @@ class Pruner:
         if self.memo and key in self._signals:
             return self._signals[key]
         preset = self.run.preset
+        extra = {}
+        if self.signal_fn is _default_signal_fn:  # speed settings only; the values do not depend on them
+            extra = {"chunk": preset.signal_chunk, "weight_cache": self._weight_cache if self.memo else None}
         with self._without(key) as m:
             df = self.signal_fn(
-                m, self.calibration, batch_size=preset.batch_size, device=self.device, seed=preset.seed, progress=False
+                m,
+                self.calibration,
+                batch_size=preset.batch_size,
+                device=self.device,
+                seed=preset.seed,
+                progress=False,
+                **extra,
             )
         self.calls["signals"] += 1
         if sorted(df["layer"].astype(int).tolist()) != sorted(key):

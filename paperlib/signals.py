@@ -1,15 +1,23 @@
-"""The twelve pruning signals of SPEC 3, plus the Block-Influence reference, from ONE calibration pass.
+"""The twelve pruning signals of SPEC 3, plus the Block-Influence reference: one calibration pass
+(``paperlib.signal_pass``), then one small function per category.
 
-``compute_signals`` runs the current (possibly pruned) model once over the calibration examples:
-a forward pass with hooks (FFN activations a_l, attention probabilities P_l, the hidden states x_l
-entering and h_l leaving each layer) and a backward pass of the mean cross-entropy of each batch
-(the gradient signals).  Hooks reduce each batch to per-layer sums on the fly; only the [CLS]
-vectors (n_calib x hidden per layer) are kept.  Only non-padding tokens count.
+    stats = calibration_pass(model, calib)            # forward with hooks + backward, once
+    activation_signals(stats)                         # Activation-Mean, -Intensity, -Energy
+    mutual_information_signals(stats, seed)           # Task-Relevance-MI, Redundancy-MI
+    gradient_signals(stats)                           # Gradient-Norm, -Fisher, -Taylor
+    weight_signals(model)                             # Weight-Magnitude, -Entropy (no data needed)
+    attention_signals(stats)                          # Attention-Weight, -Entropy
+    block_influence(stats)                            # the ShortGPT reference
+    compute_signals(model, calib) == all of them in one table (what the pruning engine calls)
+
+Each category function reads its few numbers back to the host once.
 
 Choices SPEC leaves open (the companion's own):
-- a_l is the input of the FFN's down-projection (``output.dense``; DistilBERT ``ffn.lin2``), which
-  is exactly ``intermediate_act_fn(intermediate.dense(.))``, the same for every architecture.
-- "Mean over batches" is a plain mean over the calibration batches (length-sorted, ``batch_size``).
+- a_l is the input of the FFN's down-projection, the same for every architecture (``signal_pass``).
+- The gradient batch is the training batch (``batch_size``, length-sorted): g_b is the gradient of batch
+  b's mean cross-entropy, "mean over batches" a plain mean over the B batches.  How many examples run
+  per forward+backward (``chunk``) is a speed setting only: a chunk holds whole gradient batches and
+  the per-batch gradients are recovered from each Linear's input and output gradient.
 - Attention and activation means pool all valid tokens / (head, valid query) pairs of all examples.
 - Redundancy-MI compares the token-mean states m(x_l) and m(h_l), not the [CLS] vectors: the [CLS]
   vector entering the bottom layer is the same embedding for every example (same token, position 0),
@@ -19,11 +27,8 @@ Choices SPEC leaves open (the companion's own):
   (n-1)//2 per side, because two k-dimensional projections of n centred points with 2k > n-1 share
   directions by construction and would make every canonical correlation 1.
 - Task-Relevance-MI uses sklearn's ``mutual_info_classif`` estimator re-implemented in torch
-  (``knn_mutual_info``, tested equal to sklearn to 1e-9) so it runs on the model's device; PCA comes
-  from the eigen-decomposition of the smaller Gram matrix, once per [CLS] matrix.
-- The pass runs under the precision policy of training and evaluation (``train.precision``: bf16
-  autocast on CUDA and on CPUs with bf16 arithmetic, else fp32); hooks and statistics are fp32.
-  On CPU the result is deterministic for a given seed.
+  (``knn_mutual_info``, tested equal to sklearn to 1e-9) so it runs on the model's device.
+- On CPU the result is deterministic for a given seed.
 """
 
 from __future__ import annotations
@@ -33,156 +38,105 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .data import Encoded, length_batches
-from .errors import PaperlibError
-from .models import attention_implementation, get_layers, kept_layers
+from .data import Encoded
+from .models import get_layers, kept_layers
+from .signal_pass import AUTO_CHUNK, FAST, PLAIN, CalibrationStats, SignalOptions, _to_device, calibration_pass
 from .strategies import REFERENCE_SIGNALS, SIGNALS
-from .train import autocast as policy_autocast
-from .train import default_device, progress_enabled, tqdm
+
+__all__ = [
+    "AUTO_CHUNK",
+    "FAST",
+    "PLAIN",
+    "CalibrationStats",
+    "SignalOptions",
+    "activation_signals",
+    "attention_signals",
+    "block_influence",
+    "calibration_pass",
+    "canonical_correlations",
+    "compute_signals",
+    "gradient_signals",
+    "histogram_entropy",
+    "knn_mutual_info",
+    "mutual_information_signals",
+    "principal_components",
+    "redundancy_mi",
+    "task_relevance_mi",
+    "token_mean",
+    "weight_matrices",
+    "weight_signals",
+]
 
 MAX_COMPONENTS = 16
 HISTOGRAM_BINS = 256
 MAX_RHO = 1.0 - 1e-6
 
 
-# ---------------------------------------------------------------- where each architecture keeps things
+# ---------------------------------------------------------------- the categories
 
 
-@dataclass(frozen=True)
-class Probe:
-    """Submodule paths inside one transformer layer.
-
-    ``attention``: the module whose hook sees the attention probabilities, read from its output[1]
-    (``reads='output'``) or its input[0] (``reads='input'``, MPNet's attention-dropout module);
-    ``ffn_down``: the FFN down-projection Linear, whose input is a_l."""
-
-    attention: str
-    reads: str
-    ffn_down: str
+def _frame(stats: CalibrationStats, columns: dict[str, torch.Tensor]) -> pd.DataFrame:
+    """One row per layer: 'layer' (original index) and the given (L,) tensors, read back in one transfer."""
+    values = torch.stack([v.double() for v in columns.values()], 1).cpu().numpy()
+    table = pd.DataFrame(values, columns=list(columns))
+    table.insert(0, "layer", stats.layers)
+    return table
 
 
-_BERT_LIKE = Probe("attention.self", "output", "output.dense")
-PROBES = {
-    "bert": _BERT_LIKE,
-    "roberta": _BERT_LIKE,
-    "xlm-roberta": _BERT_LIKE,
-    "electra": _BERT_LIKE,
-    "distilbert": Probe("attention", "output", "ffn.lin2"),
-    "mpnet": Probe("attention.attn.dropout", "input", "output.dense"),  # MPNet returns P only on request
-}
-
-
-def _probe(model: nn.Module) -> Probe:
-    model_type = getattr(model.config, "model_type", None)
-    candidates = [PROBES[model_type]] if model_type in PROBES else list(dict.fromkeys(PROBES.values()))
-    layer = get_layers(model)[0]
-    for probe in candidates:
-        try:
-            layer.get_submodule(probe.attention), layer.get_submodule(probe.ffn_down)
-            return probe
-        except AttributeError:
-            continue
-    raise PaperlibError(
-        f"signals: cannot find the attention and FFN modules of a {type(model).__name__} layer "
-        f"(model_type={model_type!r}); supported: {', '.join(PROBES)}"
+def activation_signals(stats: CalibrationStats) -> pd.DataFrame:
+    """Over the N valid calibration tokens t and the d_ff FFN activations a_l,tj of layer l:
+    Activation-Mean = (1/(N d_ff)) sum_t sum_j a_l,tj; Activation-Intensity = (1/N) sum_t ||a_l,t||_2;
+    Activation-Energy = ||a_l||_F^2 / N.  (All prune lowest first.)"""
+    d_ff = torch.tensor(stats.d_ff, dtype=torch.float64, device=stats.device)
+    return _frame(
+        stats,
+        {
+            "Activation-Mean": stats.act_sum / (stats.n_tokens * d_ff),
+            "Activation-Intensity": stats.act_norm_sum / stats.n_tokens,
+            "Activation-Energy": stats.act_sq_sum / stats.n_tokens,
+        },
     )
 
 
-# ---------------------------------------------------------------- per-layer accumulators
+def attention_signals(stats: CalibrationStats) -> pd.DataFrame:
+    """Over heads h and valid queries q of layer l's attention probabilities P_l (K_q valid keys):
+    Attention-Weight = mean_{h,q} max_k P_l,hqk (prunes lowest first);
+    Attention-Entropy = mean_{h,q} -sum_k P_l,hqk log P_l,hqk / log K_q (prunes highest first)."""
+    return _frame(
+        stats,
+        {
+            "Attention-Weight": stats.attn_max_sum / stats.attn_count,
+            "Attention-Entropy": stats.attn_entropy_sum / stats.attn_count,
+        },
+    )
 
 
-@dataclass
-class _LayerSums:
-    """Running sums of one layer over the calibration pass (float64 scalars on the device)."""
-
-    act_sum: torch.Tensor  # sum of a_l entries over valid tokens
-    act_norm_sum: torch.Tensor  # sum of ||a_l row|| over valid tokens
-    act_sq_sum: torch.Tensor  # sum of a_l^2 over valid tokens
-    attn_max_sum: torch.Tensor  # sum of max_k P over (head, valid query)
-    attn_ent_sum: torch.Tensor  # sum of entropy(P)/log(valid keys) over (head, valid query)
-    attn_count: torch.Tensor  # number of (head, valid query) pairs
-    influence_sum: torch.Tensor  # sum of 1 - cos(x_l, h_l) over valid tokens
-    d_ff: int = 0
-    cls_out: torch.Tensor | None = None  # (n_calib, hidden): c_l, the first-token vector of h_l
-    mean_in: torch.Tensor | None = None  # (n_calib, hidden): mean over valid tokens of x_l
-    mean_out: torch.Tensor | None = None  # (n_calib, hidden): mean over valid tokens of h_l
-
-    @classmethod
-    def zeros(cls, device) -> _LayerSums:
-        return cls(*(torch.zeros((), dtype=torch.float64, device=device) for _ in range(7)))
+def block_influence(stats: CalibrationStats) -> pd.DataFrame:
+    """The ShortGPT reference: Block-Influence = (1/N) sum_t (1 - cos(x_l,t, h_l,t)) (prunes lowest first)."""
+    return _frame(stats, {"Block-Influence": stats.influence_sum / stats.n_tokens})
 
 
-class _Batch:
-    """What the hooks need to know about the batch in flight."""
-
-    mask: torch.Tensor  # (B, T) bool, True on real tokens
-    index: torch.Tensor  # (B,) example positions in the calibration set
-    n_valid: torch.Tensor  # (B,) valid tokens per example
-    n_examples: int  # calibration set size
-
-
-def _activation_hook(sums: _LayerSums, batch: _Batch):
-    def hook(module, args):
-        a = args[0].detach().float()
-        m = batch.mask.to(a.dtype)
-        sq = a.square().sum(-1)  # (B, T)
-        sums.act_sum += (a.sum(-1) * m).sum()
-        sums.act_norm_sum += (sq.sqrt() * m).sum()
-        sums.act_sq_sum += (sq * m).sum()
-        sums.d_ff = a.shape[-1]
-
-    return hook
+def gradient_signals(stats: CalibrationStats) -> pd.DataFrame:
+    """With g_b the gradient of gradient batch b's mean cross-entropy, B batches and gbar = (1/B) sum_b g_b,
+    each over layer l's parameters theta_l: Gradient-Norm = ||gbar||_2; Gradient-Fisher =
+    sum_theta (1/B) sum_b g_b^2 (the empirical Fisher trace); Gradient-Taylor = |sum_theta theta gbar|
+    (the first-order loss change if the layer's weights were zeroed).  (All prune lowest first.)"""
+    b = stats.n_batches
+    mean_grads = [g.double() / b for g in stats.grad_flat]  # one flat vector per layer
+    theta = [torch.cat([p.flatten() for p in params]).double() for params in stats.params]
+    return _frame(
+        stats,
+        {
+            "Gradient-Norm": torch.stack([torch.linalg.vector_norm(g) for g in mean_grads]),
+            "Gradient-Fisher": stats.fisher_sum / b,
+            "Gradient-Taylor": torch.stack([(t * g).sum() for t, g in zip(theta, mean_grads)]).abs(),
+        },
+    )
 
 
-def _attention_stats(p: torch.Tensor, sums: _LayerSums, batch: _Batch) -> None:
-    p = p.detach().float()  # (B, H, Q, K); padding keys hold probability 0
-    q = batch.mask[:, None, :].to(p.dtype)  # valid queries
-    entropy = -torch.special.xlogy(p, p).sum(-1)  # (B, H, Q), 0 log 0 = 0
-    log_keys = batch.n_valid.to(p.dtype).log()[:, None, None]
-    normalised = torch.where(log_keys > 0, entropy / log_keys.clamp_min(1e-12), torch.zeros_like(entropy))
-    sums.attn_max_sum += (p.amax(-1) * q).sum()
-    sums.attn_ent_sum += (normalised * q).sum()
-    sums.attn_count += q.sum() * p.shape[1]
-
-
-def _attention_hook(sums: _LayerSums, batch: _Batch, reads: str):
-    if reads == "output":
-
-        def hook(module, args, output):
-            if not isinstance(output, tuple) or len(output) < 2 or output[1] is None:
-                raise PaperlibError(
-                    f"signals: {type(module).__name__} returned no attention probabilities; eager attention is required"
-                )
-            _attention_stats(output[1], sums, batch)
-    else:
-
-        def hook(module, args, output):
-            _attention_stats(args[0], sums, batch)
-
-    return hook
-
-
-def _layer_hook(sums: _LayerSums, batch: _Batch):
-    def hook(module, args, kwargs, output):
-        x = (args[0] if args else kwargs["hidden_states"]).detach().float()
-        h = (output[0] if isinstance(output, tuple) else output).detach().float()
-        cos = F.cosine_similarity(x, h, dim=-1, eps=1e-8)  # (B, T)
-        sums.influence_sum += ((1.0 - cos) * batch.mask).sum()
-        if sums.cls_out is None:
-            sums.cls_out, sums.mean_in, sums.mean_out = (x.new_zeros(batch.n_examples, x.shape[-1]) for _ in range(3))
-        m = batch.mask.to(x.dtype)[..., None]
-        n = batch.n_valid.to(x.dtype)[:, None]
-        sums.cls_out[batch.index] = h[:, 0]
-        sums.mean_in[batch.index] = (x * m).sum(1) / n
-        sums.mean_out[batch.index] = (h * m).sum(1) / n
-
-    return hook
-
-
-# ---------------------------------------------------------------- signals that need no data
+# ---------------------------------------------------------------- weight signals (no data)
 
 
 def weight_matrices(layer: nn.Module) -> list[torch.Tensor]:
@@ -200,17 +154,67 @@ def histogram_entropy(values: torch.Tensor, lo: float, hi: float, bins: int = HI
     return float(-torch.special.xlogy(p, p).sum())
 
 
-def weight_signals(model: nn.Module) -> pd.DataFrame:
-    """Weight-Magnitude = mean |w| and Weight-Entropy (256 bins on the range of all remaining layers)."""
-    flat = [torch.cat([w.flatten() for w in weight_matrices(layer)]) for layer in get_layers(model)]
-    lo = min(float(v.min()) for v in flat)
-    hi = max(float(v.max()) for v in flat)
-    return pd.DataFrame(
-        {
-            "Weight-Magnitude": [float(v.double().abs().mean()) for v in flat],
-            "Weight-Entropy": [histogram_entropy(v, lo, hi) for v in flat],
-        }
-    )
+@dataclass
+class _LayerWeights:
+    """One layer's weights, summarised once: sorted values (float32), mean |w| (float64), min and max."""
+
+    key: tuple
+    sorted: torch.Tensor
+    mean_abs: torch.Tensor
+    lo: torch.Tensor
+    hi: torch.Tensor
+
+
+def _layer_weights(layer: nn.Module, cache: dict) -> _LayerWeights:
+    weights = weight_matrices(layer)
+    key = tuple((w.data_ptr(), tuple(w.shape), w.dtype, str(w.device)) for w in weights)
+    hit = cache.get(id(layer))
+    if hit is None or hit.key != key:
+        flat = torch.cat([w.flatten().float() for w in weights])
+        values = flat.sort().values
+        hit = _LayerWeights(key, values, flat.double().abs().mean(), values[0].double(), values[-1].double())
+        cache[id(layer)] = hit
+    return hit
+
+
+def _sorted_histogram(values: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, bins: int) -> torch.Tensor:
+    """Counts of sorted float32 ``values`` in ``bins`` equal bins on [lo, hi] (numpy's rule: [e_i, e_i+1), the
+    last bin closed), from where the edges fall in the sorted values; edges are float64, rounded up to float32
+    so that v < edge compares exactly for float32 v."""
+    edges = lo + (hi - lo) * torch.arange(1, bins, dtype=torch.float64, device=values.device) / bins
+    e32 = edges.float()
+    e32 = torch.where(e32.double() < edges, torch.nextafter(e32, torch.full_like(e32, float("inf"))), e32)
+    below = torch.searchsorted(values, e32, side="left")  # values < e_1 .. e_(bins-1)
+    ends = torch.cat([below.new_zeros(1), below, below.new_full((1,), values.numel())])
+    return ends.diff().double()
+
+
+def weight_signals(model: nn.Module, cache: dict | None = None) -> pd.DataFrame:
+    """Over layer l's weight matrices W_l (biases and LayerNorm excluded; no data needed):
+    Weight-Magnitude = mean |w|; Weight-Entropy = -sum_{b=1}^{256} p_b log p_b, p_b the share of W_l's
+    weights in bin b of 256 equal bins on [min, max] over the weights of ALL remaining layers (the shared
+    range changes when layers are removed; the per-layer summaries do not).  (Both prune lowest first.)
+
+    ``cache``: a dict kept across calls on sub-models of one model whose weights do not change (the
+    pruning engine's memo): each layer's sorted weights, mean |w|, min and max are computed once and the
+    histogram counts read from the sorted values; without it, ``torch.histc`` on float64 copies."""
+    layers = get_layers(model)
+    if cache is None:
+        flat = [torch.cat([w.flatten() for w in weight_matrices(layer)]) for layer in layers]
+        lo, hi = torch.stack([v.min() for v in flat]).min().item(), torch.stack([v.max() for v in flat]).max().item()
+        magnitude = torch.stack([v.double().abs().mean() for v in flat])
+        entropy = torch.tensor([histogram_entropy(v, lo, hi) for v in flat], dtype=torch.float64)
+    else:
+        summaries = [_layer_weights(layer, cache) for layer in layers]
+        lo, hi = torch.stack([s.lo for s in summaries]).min(), torch.stack([s.hi for s in summaries]).max()
+        magnitude = torch.stack([s.mean_abs for s in summaries])
+        counts = torch.stack([_sorted_histogram(s.sorted, lo, hi, HISTOGRAM_BINS) for s in summaries])
+        p = counts / counts.sum(1, keepdim=True)
+        entropy = torch.where(hi > lo, -torch.special.xlogy(p, p).sum(1), torch.zeros_like(magnitude))
+    values = torch.stack([magnitude, entropy.to(magnitude.device)], 1).cpu().numpy()
+    table = pd.DataFrame(values, columns=["Weight-Magnitude", "Weight-Entropy"])
+    table.insert(0, "layer", kept_layers(model))
+    return table
 
 
 # ---------------------------------------------------------------- mutual-information helpers
@@ -240,10 +244,63 @@ def _pca(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     return u[:, keep], lam[keep].sqrt()
 
 
+# float32 eigenvectors are used only where every kept eigenvalue lies at least this share of the largest from
+# its neighbours: float32's backward error (~1e-7 of the largest) then turns each eigenvector by about 1e-3 rad
+# at most; closer eigenvalues (a collapsed spectrum, e.g. the [CLS] vectors of a fine-tuned classifier) go to float64
+FLOAT32_MIN_GAP = 1e-4
+
+
+def _eigh_pca(x: torch.Tensor, k: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(U (M, n, k), s (M, k), resolved (M,)) from the eigen-decomposition in ``dtype`` of the smaller Gram
+    matrix of each centred x[m]; components whose variance is below 1e-12 of the largest are zeroed (float64),
+    ``resolved`` says whether float32 can be trusted (``FLOAT32_MIN_GAP``)."""
+    m, n, d = x.shape
+    xc = x.to(dtype)
+    xc = xc - xc.mean(1, keepdim=True)
+    tiny = torch.finfo(dtype).tiny
+    if n <= d:
+        lam, vec = torch.linalg.eigh(xc @ xc.mT)
+        lam, u = lam.flip(-1), vec.flip(-1)[..., :k]
+    else:
+        lam, vec = torch.linalg.eigh(xc.mT @ xc)
+        lam, v = lam.flip(-1), vec.flip(-1)[..., :k]
+        u = (xc @ v) / lam[:, :k].clamp_min(tiny).sqrt()[:, None, :]
+    top = torch.cat([lam, lam.new_zeros(m, 1)], 1)[:, : k + 1]  # lambda_1 .. lambda_(k+1), 0 past the dimension
+    below = top[:, :k] - top[:, 1:]
+    above = torch.cat([torch.full_like(top[:, :1], float("inf")), top[:, : k - 1] - top[:, 1:k]], 1)
+    resolved = (torch.minimum(above, below) >= FLOAT32_MIN_GAP * top[:, :1]).all(1)
+    lam = lam[:, :k]
+    keep = lam > lam[:, :1].clamp_min(tiny) * 1e-12
+    return u.double() * keep[:, None, :], lam.clamp_min(0).sqrt().double() * keep, resolved
+
+
+def _pca_stack(x: torch.Tensor, k: int, method: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``_pca`` of each x[m] (M x n x d) at once: (U (M, n, k), s (M, k)) in float64, the columns of dropped
+    components zero.  ``method``: ``float64``, or ``float32`` with the matrices float32 cannot resolve
+    redone in float64 (one host read of which they are)."""
+    m, n, d = x.shape
+    k = min(k, n - 1, d)
+    if k < 1:
+        return x.new_zeros(m, n, 0, dtype=torch.float64), x.new_zeros(m, 0, dtype=torch.float64)
+    if method == "float64":
+        return _eigh_pca(x, k, torch.float64)[:2]
+    u, s, resolved = _eigh_pca(x, k, torch.float32)
+    u = torch.linalg.qr(u).Q * (s > 0)[:, None, :]  # re-orthonormalised in float64
+    redo = (~resolved).nonzero().flatten()
+    if len(redo):
+        u[redo], s[redo] = _eigh_pca(x[redo], k, torch.float64)[:2]
+    return u, s
+
+
 def principal_components(x, k: int = MAX_COMPONENTS) -> torch.Tensor:
     """Scores U S of the top-k principal components of ``x`` (n x d, float64), k <= min(16, n-1, d)."""
     u, s = _pca(_as_double(x), k)
     return u * s
+
+
+def _sklearn_noise(seed: int, n: int, f: int, device) -> torch.Tensor:
+    """The 1e-10-scaled noise sklearn's ``mutual_info_classif`` adds: RandomState(seed) normals, n x f."""
+    return _to_device(torch.from_numpy(np.random.RandomState(seed).standard_normal(size=(n, f))), device)
 
 
 def knn_mutual_info(z, labels, seed: int = 0, n_neighbors: int = 3) -> torch.Tensor:
@@ -252,41 +309,44 @@ def knn_mutual_info(z, labels, seed: int = 0, n_neighbors: int = 3) -> torch.Ten
     on the model's device (same scaling, same 1e-10 noise from ``RandomState(seed)``, same Ross (2014)
     k-NN estimator: I = psi(N) + <psi(k)> - <psi(N_y)> - <psi(m)>, clipped at 0)."""
     z = _as_double(z)
+    return _knn_mi(z, labels, _sklearn_noise(seed, *z.shape, z.device), n_neighbors)
+
+
+def _knn_mi(z: torch.Tensor, labels, noise: torch.Tensor, n_neighbors: int = 3) -> torch.Tensor:
+    """``knn_mutual_info`` with the noise given; the label bookkeeping is done on the host (no device reads)."""
     n, f = z.shape
-    y = torch.as_tensor(np.asarray(labels.cpu() if torch.is_tensor(labels) else labels), device=z.device)
+    y = np.asarray(labels.cpu() if torch.is_tensor(labels) else labels)
     std = z.std(0, unbiased=False)
     z = z / torch.where(std < 10 * torch.finfo(torch.float64).eps, torch.ones_like(std), std)
-    noise = torch.from_numpy(np.random.RandomState(seed).standard_normal(size=(n, f))).to(z.device)
     z = z + 1e-10 * z.abs().mean(0).clamp_min(1.0) * noise
-    same = y[:, None] == y[None, :]
-    count = same.sum(1)
-    valid = count > 1  # points alone in their class are ignored
-    k = count.clamp_max(n_neighbors + 1) - 1  # min(n_neighbors, count - 1)
-    z, same, k, count = z[valid], same[valid][:, valid], k[valid], count[valid]
-    n_valid = int(valid.sum())
-    if n_valid == 0:
+    same_host = y[:, None] == y[None, :]
+    count_host = same_host.sum(1)
+    valid = np.flatnonzero(count_host > 1)  # points alone in their class are ignored
+    if len(valid) == 0:
         return z.new_zeros(f)
-    eye = torch.eye(n_valid, dtype=torch.bool, device=z.device)
+    k_host = np.minimum(count_host[valid], n_neighbors + 1) - 1  # min(n_neighbors, count - 1)
+    device = z.device
+    z = z.index_select(0, _to_device(torch.from_numpy(valid), device))
+    same = _to_device(torch.from_numpy(same_host[np.ix_(valid, valid)]), device)
+    k = _to_device(torch.from_numpy(k_host), device)
+    n_valid, k_max = len(valid), int(k_host.max())
+    eye = torch.eye(n_valid, dtype=torch.bool, device=device)
+    psi = torch.special.digamma
+    host = lambda a: torch.as_tensor(a, dtype=torch.float64)  # noqa: E731
+    constant = float(psi(host(float(n_valid))) + psi(host(k_host)).mean() - psi(host(count_host[valid])).mean())
     out = []
     chunk = max(1, (1 << 24) // (n_valid * n_valid))
     for j in range(0, f, chunk):
         c = z[:, j : j + chunk].T  # (features, points)
         dist = (c[:, :, None] - c[:, None, :]).abs()  # (features, i, j)
         within = dist.masked_fill(~same | eye, float("inf"))
-        kth = within.topk(int(k.max()), dim=-1, largest=False).values
+        kth = within.topk(k_max, dim=-1, largest=False).values
         radius = torch.nextafter(
             kth.gather(-1, (k - 1).expand(c.shape[0], -1)[..., None])[..., 0],
-            torch.zeros((), dtype=z.dtype, device=z.device),
+            torch.zeros((), dtype=z.dtype, device=device),
         )
         m = (dist <= radius[..., None]).sum(-1)  # neighbours of any class within the radius, itself included
-        psi = torch.special.digamma
-        mi = (
-            psi(torch.tensor(float(n_valid), dtype=z.dtype)).to(z.device)
-            + psi(k.double()).mean()
-            - psi(count.double()).mean()
-            - psi(m.double()).mean(-1)
-        )
-        out.append(mi.clamp_min(0.0))
+        out.append((constant - psi(m.double()).mean(-1)).clamp_min(0.0))
     return torch.cat(out)
 
 
@@ -304,12 +364,13 @@ def _redundancy_k(n: int, k: int = MAX_COMPONENTS) -> int:
     return min(k, (n - 1) // 2)
 
 
-def _gaussian_mi(ux: torch.Tensor, uy: torch.Tensor) -> float:
-    """-1/2 sum log(1 - rho^2), rho = singular values of Ux^T Uy (orthonormal projections), clipped."""
-    if ux.shape[1] == 0 or uy.shape[1] == 0:
-        return 0.0
-    rho = torch.linalg.svdvals(ux.T @ uy).clamp(0.0, MAX_RHO)
-    return float(-0.5 * torch.log1p(-rho.square()).sum())
+def _gaussian_mi(ux: torch.Tensor, uy: torch.Tensor) -> torch.Tensor:
+    """-1/2 sum log(1 - rho^2), rho = singular values of Ux^T Uy (orthonormal projections, batched over
+    leading dimensions), clipped; zero columns (dropped components) add nothing."""
+    if ux.shape[-1] == 0 or uy.shape[-1] == 0:
+        return ux.new_zeros(ux.shape[:-2])
+    rho = torch.linalg.svdvals(ux.mT @ uy).clamp(0.0, MAX_RHO)
+    return -0.5 * torch.log1p(-rho.square()).sum(-1)
 
 
 def canonical_correlations(x, y, k: int = MAX_COMPONENTS) -> torch.Tensor:
@@ -338,32 +399,37 @@ def redundancy_mi(mean_in, mean_out, k: int = MAX_COMPONENTS) -> float:
     copies its input scores about 6.6 nats per component, large but finite)."""
     x, y = _as_double(mean_in), _as_double(mean_out)
     k = _redundancy_k(x.shape[0], k)
-    return _gaussian_mi(_pca(x, k)[0], _pca(y.to(x.device), k)[0])
+    return float(_gaussian_mi(_pca(x, k)[0], _pca(y.to(x.device), k)[0]))
 
 
-# ---------------------------------------------------------------- the calibration pass
+def mutual_information_signals(stats: CalibrationStats, seed: int = 0, pca: str = FAST.pca) -> pd.DataFrame:
+    """Task-Relevance-MI = (1/k) sum_{j<=k} I(z_j; y), z = the top-k (k <= 16) PCA scores of the [CLS] vectors
+    c_l leaving layer l, I the k-NN estimator of sklearn's ``mutual_info_classif(random_state=seed)``
+    (prunes lowest first); Redundancy-MI = -1/2 sum_i log(1 - rho_i^2), rho_i the canonical correlations of
+    the top-k' (k' <= min(16, (n-1)/2)) PCA projections of the token means m(x_l) and m(h_l) (prunes highest
+    first).  All layers' decompositions run as one batch (``pca``: see ``SignalOptions``); each
+    token-mean decomposition serves two layers (the output of layer l is the input of layer l+1)."""
+    n = stats.cls.shape[1]
+    k_red = _redundancy_k(n)
+    u_states = _pca_stack(stats.state_means, k_red, pca)[0]
+    u_in = u_states[:-1].clone()
+    for pos, means in stats.input_means.items():  # inputs that are not the previous layer's output
+        u_in[pos] = _pca_stack(means[None], k_red, pca)[0][0]
+    redundancy = _gaussian_mi(u_in, u_states[1:])
+    relevance = torch.zeros(len(stats.layers), dtype=torch.float64, device=stats.device)
+    if len(np.unique(stats.labels)) >= 2:
+        u, s = _pca_stack(stats.cls, MAX_COMPONENTS, pca)
+        n_layers, _, k = u.shape
+        if k:
+            z = (u * s[:, None, :]).permute(1, 0, 2).reshape(n, n_layers * k)  # every layer's components as columns
+            noise = _sklearn_noise(seed, n, k, stats.device).repeat(1, n_layers)  # sklearn's noise, per layer
+            mi = _knn_mi(z, stats.labels, noise).view(n_layers, k)
+            kept = (s > 0).double()
+            relevance = (mi * kept).sum(1) / kept.sum(1).clamp_min(1.0)
+    return _frame(stats, {"Task-Relevance-MI": relevance, "Redundancy-MI": redundancy})
 
 
-def _mi_signals(sums: list[_LayerSums], labels: torch.Tensor, seed: int) -> list[tuple[float, float]]:
-    """(Task-Relevance-MI, Redundancy-MI) per layer: Task-Relevance-MI from the PCA of c_l, Redundancy-MI
-    from the PCA of the token means m(x_l), m(h_l).  Each token-mean PCA is computed once: the output
-    of layer l is the input of layer l+1."""
-    means = [sums[0].mean_in.double()] + [s.mean_out.double() for s in sums]
-    k_red = _redundancy_k(means[0].shape[0])
-    decomposed = [_pca(m, k_red)[0] for m in means]
-    single_class = len(torch.unique(labels)) < 2
-    out = []
-    for pos, s in enumerate(sums):
-        u_in = decomposed[pos]
-        if pos > 0 and not torch.equal(s.mean_in.double(), means[pos]):  # a model that alters states between layers
-            u_in = _pca(s.mean_in.double(), k_red)[0]
-        relevance = 0.0
-        if not single_class:
-            u_cls, s_cls = _pca(s.cls_out.double(), MAX_COMPONENTS)
-            if u_cls.shape[1]:
-                relevance = float(knn_mutual_info(u_cls * s_cls, labels.cpu().numpy(), seed).mean())
-        out.append((relevance, _gaussian_mi(u_in, decomposed[pos + 1])))
-    return out
+# ---------------------------------------------------------------- everything at once
 
 
 def compute_signals(
@@ -371,111 +437,39 @@ def compute_signals(
     calib: Encoded,
     *,
     batch_size: int = 32,
+    chunk: int = 0,
     device=None,
     seed: int = 0,
     progress: bool | None = False,
     autocast: bool = True,
+    options: SignalOptions = FAST,
+    weight_cache: dict | None = None,
 ) -> pd.DataFrame:
-    """One calibration pass over ``calib`` (forward with hooks + backward) on the CURRENT (possibly
-    pruned) model.
+    """``calibration_pass`` on the CURRENT (possibly pruned) model, then every category.
 
     Returns one row per remaining layer, in current order, with columns 'layer' (original index),
-    'position' (current index), the 12 SIGNALS of SPEC 3 and 'Block-Influence'.  ``device``: None
-    means cuda when available (like training); ``autocast``: False forces fp32, True follows ``train.precision``.  The
-    model's training flag, requires_grad flags and attention implementation are restored; its
-    gradients are dropped.
-
-    Gradient signals, with g_b the gradient of batch b's mean cross-entropy and B batches:
-    Gradient-Norm = ||mean_b g_b||, Gradient-Fisher = sum_theta mean_b g_b^2,
-    Gradient-Taylor = |sum_theta theta * mean_b g_b|, each over the layer's parameters theta_l."""
-    if len(calib) < 2:
-        raise PaperlibError(f"signals need at least 2 calibration examples, got {len(calib)} (raise n_calib)")
-    device = torch.device(device) if device is not None else default_device()
-    model.to(device)
-    layers = get_layers(model)
-    probe = _probe(model)
-    sums = [_LayerSums.zeros(device) for _ in layers]
-    batch = _Batch()
-    batch.n_examples = len(calib)
-    params = [p for layer in layers for p in layer.parameters()]
-    owner = torch.tensor([pos for pos, layer in enumerate(layers) for _ in layer.parameters()], device=device)
-    in_layers = {id(p) for p in params}
-    grad_sum: list[torch.Tensor] | None = None
-    fisher = torch.zeros(len(layers), dtype=torch.float64, device=device)
-
-    was_training = model.training
-    requires = {name: p.requires_grad for name, p in model.named_parameters()}
-    handles = []
-    n_batches = 0
-    try:
-        model.eval()
-        for p in model.parameters():
-            p.grad = None
-            p.requires_grad_(id(p) in in_layers)  # no embedding/head gradients: only theta_l is needed
-        for layer, s in zip(layers, sums):
-            ffn_down, attention = layer.get_submodule(probe.ffn_down), layer.get_submodule(probe.attention)
-            handles.append(ffn_down.register_forward_pre_hook(_activation_hook(s, batch)))
-            handles.append(attention.register_forward_hook(_attention_hook(s, batch, probe.reads)))
-            handles.append(layer.register_forward_hook(_layer_hook(s, batch), with_kwargs=True))
-        host = calib.to("cpu")  # batch widths come from the host copy: no device reads per batch
-        with attention_implementation(model, "eager"):
-            for index, b in tqdm(
-                list(length_batches(host, batch_size)), desc="signals", disable=not progress_enabled(progress)
-            ):
-                b = {k: v.to(device, non_blocking=True) for k, v in b.items()}
-                batch.mask = b["attention_mask"].bool()
-                batch.n_valid = b["attention_mask"].sum(1)
-                batch.index = index.to(device)
-                with policy_autocast(device) if autocast else torch.autocast(device.type, enabled=False):
-                    logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
-                F.cross_entropy(logits.float(), b["labels"]).backward()
-                grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-                fisher.index_add_(0, owner, torch.stack(torch._foreach_norm(grads)).double().square())
-                if grad_sum is None:
-                    grad_sum = grads
-                else:
-                    torch._foreach_add_(grad_sum, grads)
-                for p in params:
-                    p.grad = None
-                n_batches += 1
-        tokens = float(calib.attention_mask.sum())
-        weights = weight_signals(model)
-        mi = _mi_signals(sums, calib.labels.to(device), seed)
-        with torch.no_grad():
-            mean_grads = [g.double() / n_batches for g in grad_sum]
-            grad_sq = torch.zeros(len(layers), dtype=torch.float64, device=device).index_add_(
-                0, owner, torch.stack([g.square().sum() for g in mean_grads])
-            )
-            taylor = torch.zeros(len(layers), dtype=torch.float64, device=device).index_add_(
-                0, owner, torch.stack([(p.double() * g).sum() for p, g in zip(params, mean_grads)])
-            )
-        rows = []
-        for pos, s in enumerate(sums):
-            rows.append(
-                {
-                    "Activation-Mean": float(s.act_sum) / (tokens * s.d_ff),
-                    "Activation-Intensity": float(s.act_norm_sum) / tokens,
-                    "Activation-Energy": float(s.act_sq_sum) / tokens,
-                    "Task-Relevance-MI": mi[pos][0],
-                    "Redundancy-MI": mi[pos][1],
-                    "Gradient-Norm": float(grad_sq[pos].sqrt()),
-                    "Gradient-Fisher": float(fisher[pos]) / n_batches,
-                    "Gradient-Taylor": float(taylor[pos].abs()),
-                    "Weight-Magnitude": weights["Weight-Magnitude"][pos],
-                    "Weight-Entropy": weights["Weight-Entropy"][pos],
-                    "Attention-Weight": float(s.attn_max_sum / s.attn_count),
-                    "Attention-Entropy": float(s.attn_ent_sum / s.attn_count),
-                    "Block-Influence": float(s.influence_sum) / tokens,
-                }
-            )
-    finally:
-        for h in handles:
-            h.remove()
-        for name, p in model.named_parameters():
-            p.grad = None
-            p.requires_grad_(requires[name])
-        model.train(was_training)
-    table = pd.DataFrame(rows, columns=list(SIGNALS) + list(REFERENCE_SIGNALS))
-    table.insert(0, "position", range(len(layers)))
-    table.insert(0, "layer", kept_layers(model))
+    'position' (current index), the 12 SIGNALS of SPEC 3 and 'Block-Influence'.  ``batch_size`` is the
+    gradient batch, ``chunk`` how many examples run at once (see ``calibration_pass``); ``options`` how the
+    values are computed (``FAST`` or ``PLAIN``); ``weight_cache`` see ``weight_signals``."""
+    stats = calibration_pass(
+        model,
+        calib,
+        batch_size=batch_size,
+        chunk=chunk,
+        device=device,
+        progress=progress,
+        autocast=autocast,
+        options=options,
+    )
+    parts = [
+        mutual_information_signals(stats, seed, options.pca),  # the most device work first: it overlaps the reads
+        gradient_signals(stats),
+        weight_signals(model, weight_cache),
+        activation_signals(stats),
+        attention_signals(stats),
+        block_influence(stats),
+    ]
+    table = pd.concat([p.drop(columns="layer") for p in parts], axis=1)[list(SIGNALS) + list(REFERENCE_SIGNALS)]
+    table.insert(0, "position", range(len(table)))
+    table.insert(0, "layer", stats.layers)
     return table
