@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from .baselines import baseline_run
+from .baselines import baseline_run, start_beside
 from .config import Preset
 from .data import REGISTRY, Encoded, Splits, dataset_name, dataset_ref, encode_splits, load_splits
 from .errors import PaperlibError
@@ -120,6 +120,7 @@ def prepare(
         return run
     m, tok = load_model(model, class_names=splits.class_names)  # a bad model name fails before anything is written
     encoded = encode_splits(splits, tok, preset.max_length)
+    beside = start_beside(folder, splits, preset.seed, device) if is_main_process() else None  # TF-IDF + LR meanwhile
     t0 = time.perf_counter()
     select = _EpochSelection(m, encoded["val"], preset.eval_batch_size, device)
     info = train(
@@ -161,7 +162,7 @@ def prepare(
         _save_run(folder, m, tok, config, metrics, progress)
     run = Run(folder, preset, splits, encoded, m, tok, metrics)
     if is_main_process():
-        baseline_run(run)
+        baseline_run(run, beside=beside)
     barrier()
     return run
 

@@ -4,17 +4,24 @@ classical reference beside fine-tuning against the same computation inline, and 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
+import torch.nn.functional as F
 
 from paperlib import pruning
+from paperlib.data import length_batches
+from paperlib.errors import PaperlibError
 from paperlib.io import part_name, parts_dir, update_parquet, write_part
 from paperlib.models import get_layers, kept_layers
 from paperlib.pruning import Pruner, prune_curve, run_pruning
 from paperlib.strategies import SIGNALS
+from paperlib.train import train
 
 NAMES = ["Weight-Magnitude", "Random", "Oracle", "Top-Drop", "Weight-Entropy (flipped)"]
 KEY = ["strategy", "seed", "step", "split", "example"]
@@ -140,3 +147,151 @@ def test_results_read_the_parts_of_an_interrupted_stage(tiny_run, tmp_path):
     assert before.scores.keys() == after.scores.keys() and "test" in before.original
     for k in before.scores:
         np.testing.assert_array_equal(before.scores[k], after.scores[k])
+
+
+# ---------------------------------------------------------------- TF-IDF + LR: one BLAS thread, beside training
+
+
+def test_one_blas_thread_keeps_the_chosen_C_and_the_predictions_on_a_real_dataset(shared_datasets):
+    """agnews at the paper caps: the fits with the library's default threads and with one thread agree."""
+    from paperlib.baselines import tfidf_lr
+    from paperlib.config import get_preset
+    from paperlib.data import load_splits
+
+    s = load_splits("agnews", get_preset("paper"), shared_datasets)
+    plain, plain_pred = tfidf_lr(s.train, s.val, s.test, blas_threads=None)
+    fast, fast_pred = tfidf_lr(s.train, s.val, s.test, blas_threads=1)
+    assert (fast["C"], fast["val_acc"], fast["test_acc"]) == (plain["C"], plain["val_acc"], plain["test_acc"])
+    np.testing.assert_array_equal(fast_pred, plain_pred)
+    assert fast["test_acc"] == float((fast_pred == s.test["label"].to_numpy()).mean())
+
+
+def _without_seconds(info: dict) -> dict:
+    return {k: v for k, v in info.items() if k != "seconds"}
+
+
+@pytest.mark.parametrize("child_works", [True, False])
+def test_the_reference_computed_beside_writes_the_files_computed_inline(tiny_run, tmp_path, monkeypatch, child_works):
+    from paperlib import baselines
+
+    inline = baselines.baseline_run(in_folder(tiny_run, tmp_path / "inline"))
+    if not child_works:  # the child exits 1 at once: the result is computed in this process instead
+        monkeypatch.setattr(baselines.sys, "executable", shutil.which("false"))
+    beside = baselines.Beside(tiny_run.splits, tiny_run.preset.seed)
+    child = baselines.baseline_run(in_folder(tiny_run, tmp_path / "beside"), beside=beside)
+    assert _without_seconds(child) == _without_seconds(inline)
+    assert beside.proc.returncode == (0 if child_works else 1)
+    for name in ("baseline_predictions.parquet",):
+        assert (tmp_path / "beside" / name).read_bytes() == (tmp_path / "inline" / name).read_bytes()
+    assert not beside.tmp.exists()  # the temporary inputs are gone
+
+
+def test_the_reference_starts_beside_only_on_an_accelerator_and_stops_with_its_owner(tiny_run, tmp_path):
+    from paperlib import baselines
+
+    assert baselines.start_beside(tmp_path, tiny_run.splits, 0, "cpu") is None
+    beside = baselines.start_beside(tmp_path, tiny_run.splits, 0, "cuda:0")
+    assert isinstance(beside, baselines.Beside) and beside.proc.poll() is None
+    proc, tmp = beside.proc, beside.tmp
+    del beside  # e.g. fine-tuning raised: the child is killed and its inputs removed
+    import gc
+
+    gc.collect()
+    assert proc.poll() is not None and not tmp.exists()
+    (tmp_path / "baseline.json").write_text("{}")
+    assert baselines.start_beside(tmp_path, tiny_run.splits, 0, "cuda") is None  # already computed
+
+
+# ---------------------------------------------------------------- training: padded widths, compiled layers
+
+
+def _no_dropout(model):
+    model = copy.deepcopy(model)
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    return model
+
+
+def test_padded_widths_give_the_unpadded_logits_and_loss(tiny_run):
+    model = copy.deepcopy(tiny_run.model).eval()
+    data = tiny_run.encoded["train"]
+    plain = {tuple(i.tolist()): b for i, b in length_batches(data, 12, multiple_of=1)}
+    padded = {tuple(i.tolist()): b for i, b in length_batches(data, 12, multiple_of=32)}
+    assert plain.keys() == padded.keys()
+    assert any(padded[k]["input_ids"].shape[1] > plain[k]["input_ids"].shape[1] for k in plain)
+    with torch.no_grad():
+        for k, b in plain.items():
+            p = padded[k]
+            a = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
+            c = model(input_ids=p["input_ids"], attention_mask=p["attention_mask"]).logits
+            torch.testing.assert_close(c, a, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(F.cross_entropy(c, p["labels"]), F.cross_entropy(a, b["labels"]))
+
+
+class Recording:
+    """A torch.compile backend: AOT autograd like ``cudagraphs`` (without the graphs), recording each graph's
+    example input shapes."""
+
+    def __init__(self):
+        self.shapes = []
+
+    def __call__(self, gm, inputs):
+        self.shapes.append([tuple(t.shape) for t in inputs if isinstance(t, torch.Tensor) and t.ndim == 3])
+        return torch._dynamo.lookup_backend("aot_eager")(gm, inputs)
+
+
+def _train(model, tiny_run, **kwargs):
+    kw = dict(epochs=2, lr=1e-3, batch_size=12, seed=3, device="cpu", progress=False)
+    return train(model, tiny_run.encoded["train"], **{**kw, **kwargs})
+
+
+def test_compiled_layers_train_like_the_eager_loop(tiny_run):
+    """Same batches (widths padded to 32 either way), dropout off: the weights after two epochs agree with the
+    eager loop's, and with the plain unpadded loop's within fp32 noise.  Only full batches were compiled, each
+    layer of every width through one graph, and the model comes back uncompiled."""
+    n = len(tiny_run.encoded["train"])
+    assert n % 12, "the test needs an epoch with a short batch"
+    start = _no_dropout(tiny_run.model)
+    plain, eager, compiled = (copy.deepcopy(start) for _ in range(3))
+    _train(plain, tiny_run, compile="none")
+    _train(eager, tiny_run, compile="none", multiple_of=32)
+    backend = Recording()
+    info = _train(compiled, tiny_run, compile=backend)
+    assert info["steps"] == 2 * -(-n // 12)
+    assert backend.shapes and all(s[0] == 12 and s[1] % 32 == 0 for shapes in backend.shapes for s in shapes)
+    assert len(backend.shapes) <= 2  # one graph per width (and padding-mask kind), shared by the four layers
+    assert all(layer._compiled_call_impl is None for layer in get_layers(compiled))
+    for (name, a), b, c in zip(eager.named_parameters(), compiled.parameters(), plain.parameters()):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=name)
+        torch.testing.assert_close(c, a, rtol=1e-3, atol=1e-4, msg=name)
+
+
+def test_a_failing_compiler_falls_back_to_the_eager_steps(tiny_run):
+    def broken(gm, inputs):
+        raise RuntimeError("no kernels today")
+
+    start = _no_dropout(tiny_run.model)
+    eager, fallback = copy.deepcopy(start), copy.deepcopy(start)
+    _train(eager, tiny_run, compile="none", multiple_of=32)
+    with pytest.warns(UserWarning, match="training eagerly"):
+        _train(fallback, tiny_run, compile=broken)
+    for a, b in zip(eager.parameters(), fallback.parameters()):
+        torch.testing.assert_close(b, a, rtol=0, atol=0)
+
+
+def test_the_compile_policy(monkeypatch):
+    from paperlib import train as t
+
+    monkeypatch.delenv(t.COMPILE_ENV, raising=False)
+    assert t.compile_mode(None, "cpu") is None  # auto: eager on a CPU
+    assert t.compile_mode(None, "cuda") == t.CUDA_COMPILE
+    assert t.compile_mode(False, "cuda") is None and t.compile_mode(True, "cpu") == "default"
+    monkeypatch.setenv(t.COMPILE_ENV, "none")
+    assert t.compile_mode(None, "cuda") is None
+    monkeypatch.setenv(t.COMPILE_ENV, "reduce-overhead")
+    assert t.compile_mode(None, "cpu") == "reduce-overhead"
+    assert t.compile_mode("cudagraphs", "cpu") == "cudagraphs"
+    monkeypatch.setenv(t.COMPILE_ENV, "fastest")
+    with pytest.raises(PaperlibError, match="PAPERLIB_COMPILE"):
+        t.compile_mode(None, "cuda")
