@@ -10,8 +10,8 @@ index through the training loop's ``loss_fn`` hook every epoch.  alpha = 0 is th
 student and budget trained on the labels alone.  Training uses the shared loop (``paperlib.train``):
 AdamW at ``recovery_lr(preset.kd_lr, L, n_kept)`` = kd_lr * L / n_kept (a student that kept fewer
 layers takes larger steps), 10 % warm-up, ``preset.kd_epochs`` epochs, batch ``preset.batch_size``;
-fused AdamW, bf16 autocast where the hardware has it (``train.precision``), SDPA attention, optional
-``torch.compile``; DDP under torchrun.
+fused AdamW, bf16 autocast where the hardware has it (``train.precision``), SDPA attention, the encoder
+layers compiled as ``train.compile_mode`` says (CUDA graphs on a GPU by default); DDP under torchrun.
 """
 
 from __future__ import annotations
@@ -60,7 +60,6 @@ COLUMNS = [
 ]
 PREDICTION_COLUMNS = ["strategy", "depth", "kept", "mode", "split", "example", "pred"]
 PREDICTIONS_FILE = "distill_predictions.parquet"
-COMPILE_MULTIPLE_OF = 32  # length bucket under torch.compile: at most max_length/32 shapes per batch size
 
 
 def kd_loss(
@@ -118,7 +117,7 @@ def distill(
     warmup_ratio: float = 0.1,
     weight_decay: float = 0.01,
     device=None,
-    compile: bool | str = False,
+    compile: bool | str | None = None,
     progress: bool | None = None,
     desc: str = "distill",
     val_data=None,
@@ -154,7 +153,6 @@ def distill(
         device=device,
         progress=progress,
         compile=compile,
-        multiple_of=COMPILE_MULTIPLE_OF if compile else 1,
         desc=desc,
         on_epoch_end=stop,
     )
@@ -282,7 +280,7 @@ def distill_run(
     run,
     depths=None,
     strategy: str = DEFAULT_STRATEGY,
-    compile: bool = False,
+    compile: bool | str | None = None,
     progress: bool | None = None,
     modes=MODES,
     verbose: bool = True,
@@ -461,7 +459,7 @@ def distill_table(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def distill_command(
-    run, depths=None, compile: bool = False, progress: bool | None = None, strategy: str = DEFAULT_STRATEGY
+    run, depths=None, compile: bool | str | None = None, progress: bool | None = None, strategy: str = DEFAULT_STRATEGY
 ) -> pd.DataFrame:
     """``paperlib distill``: distil every requested depth and print the table (rank 0 only)."""
     df = distill_run(run, depths=depths, strategy=strategy, compile=compile, progress=progress)
