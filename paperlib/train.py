@@ -195,7 +195,9 @@ class _CompiledLayers:
         self.layers, self.fn, self.active = list(get_layers(model)), _compiled_layer_call(how), False
         self.failed = False
         # one code object serves every mode, width, grad/autocast state and padding-mask kind: more than 8 graphs
-        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+        config = torch._dynamo.config
+        name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"  # torch < 2.6
+        setattr(config, name, max(getattr(config, name), 64))
 
     def switch(self, on: bool) -> None:
         on = on and not self.failed

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import shutil
+import sys
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -22,6 +25,8 @@ from paperlib.models import get_layers, kept_layers
 from paperlib.pruning import Pruner, prune_curve, run_pruning
 from paperlib.strategies import SIGNALS
 from paperlib.train import train
+
+from support import REPO
 
 NAMES = ["Weight-Magnitude", "Random", "Oracle", "Top-Drop", "Weight-Entropy (flipped)"]
 KEY = ["strategy", "seed", "step", "split", "example"]
@@ -152,15 +157,16 @@ def test_results_read_the_parts_of_an_interrupted_stage(tiny_run, tmp_path):
 # ---------------------------------------------------------------- TF-IDF + LR: one BLAS thread, beside training
 
 
-def test_one_blas_thread_keeps_the_chosen_C_and_the_predictions_on_a_real_dataset(shared_datasets):
-    """agnews at the paper caps: the fits with the library's default threads and with one thread agree."""
+def test_one_blas_thread_and_parallel_fits_keep_the_chosen_C_and_the_predictions_on_a_real_dataset(shared_datasets):
+    """agnews at the paper caps: the fits one after another with the library's default threads (the plain
+    settings) and side by side in three processes with one thread each agree."""
     from paperlib.baselines import tfidf_lr
     from paperlib.config import get_preset
     from paperlib.data import load_splits
 
     s = load_splits("agnews", get_preset("paper"), shared_datasets)
     plain, plain_pred = tfidf_lr(s.train, s.val, s.test, blas_threads=None)
-    fast, fast_pred = tfidf_lr(s.train, s.val, s.test, blas_threads=1)
+    fast, fast_pred = tfidf_lr(s.train, s.val, s.test, blas_threads=1, n_jobs=3)
     assert (fast["C"], fast["val_acc"], fast["test_acc"]) == (plain["C"], plain["val_acc"], plain["test_acc"])
     np.testing.assert_array_equal(fast_pred, plain_pred)
     assert fast["test_acc"] == float((fast_pred == s.test["label"].to_numpy()).mean())
@@ -178,7 +184,10 @@ def test_the_reference_computed_beside_writes_the_files_computed_inline(tiny_run
     if not child_works:  # the child exits 1 at once: the result is computed in this process instead
         monkeypatch.setattr(baselines.sys, "executable", shutil.which("false"))
     beside = baselines.Beside(tiny_run.splits, tiny_run.preset.seed)
-    child = baselines.baseline_run(in_folder(tiny_run, tmp_path / "beside"), beside=beside)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        child = baselines.baseline_run(in_folder(tiny_run, tmp_path / "beside"), beside=beside)
+    assert any("child process failed" in str(w.message) for w in caught) == (not child_works)
     assert _without_seconds(child) == _without_seconds(inline)
     assert beside.proc.returncode == (0 if child_works else 1)
     for name in ("baseline_predictions.parquet",):
@@ -295,3 +304,64 @@ def test_the_compile_policy(monkeypatch):
     monkeypatch.setenv(t.COMPILE_ENV, "fastest")
     with pytest.raises(PaperlibError, match="PAPERLIB_COMPILE"):
         t.compile_mode(None, "cuda")
+
+
+# ---------------------------------------------------------------- the GPU pipeline benchmark
+
+
+def _bench():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_gpu_pipeline", REPO / "benchmarks" / "bench_gpu_pipeline.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    return module
+
+
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_the_benchmarks_flop_count_is_torchs_for_a_forward_and_a_backward(attn):
+    """Against ``torch.utils.flop_counter`` on an eager-attention model (whose attention is plain matmuls); with
+    SDPA the counter sees only the linear layers (it counts no CPU attention kernel), which must match ours
+    minus the attention term 4 B T^2 n h."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from paperlib.models import load_model
+
+    bench = _bench()
+    model, _ = load_model("random:tiny", attn_implementation=attn)
+    model = _no_dropout(model)
+    ids = torch.randint(0, 1000, (3, 20))
+    mask = torch.ones_like(ids)
+    mask[0, 10:] = 0
+    attention = 4 * 3 * 20 * 20 * 4 * model.config.hidden_size if attn == "sdpa" else 0
+    model.eval()
+    with FlopCounterMode(display=False) as fc:
+        model(input_ids=ids, attention_mask=mask)
+    assert fc.get_total_flops() == bench.forward_flops(model, 3, 20) - attention
+    model.train()
+    with FlopCounterMode(display=False) as fc:
+        model(input_ids=ids, attention_mask=mask).logits.sum().backward()
+    assert fc.get_total_flops() == 3 * (bench.forward_flops(model, 3, 20) - attention)
+
+
+def test_the_gpu_pipeline_benchmark_runs_the_four_stages_on_cpu(tmp_path, synthetic_folder):
+    bench = _bench()
+    out = tmp_path / "gpu_pipeline.json"
+    argv = ["--model", "random:tiny", "--preset", "tiny", "--datasets", str(synthetic_folder), "--device", "cpu"]
+    argv += ["--strategies", "all", "--depths", "best", "--json", str(out), "--out", str(tmp_path / "runs")]
+    result = bench.main(argv)
+    saved = json.loads(out.read_text())
+    assert saved == result
+    assert {"date", "hardware", "command", "datasets", "seeds", "wall_s", "stages"} <= set(saved)
+    assert saved["datasets"] == [str(synthetic_folder)] and saved["seeds"] == [0]
+    assert list(saved["stages"]) == ["process_start", "finetune", "prune", "fuse", "distill", "reload"]
+    for name, v in saved["stages"].items():
+        assert v["s"] > 0 and (v["bound_s"] > 0) == (name in bench.STAGES)
+        assert v["bound_s"] == pytest.approx(v["tflop"] / bench.PEAK_TFLOPS, rel=1e-4)
+    assert saved["wall_s"] == pytest.approx(sum(saved["stages"][s]["s"] for s in bench.STAGES), abs=0.02)
+    folder = tmp_path / "runs" / "seed-0" / synthetic_folder.name
+    assert {"curves.parquet", "distill.parquet", "baseline.json"} <= {p.name for p in folder.iterdir()}

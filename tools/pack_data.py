@@ -26,8 +26,8 @@ def main() -> None:
             (root / folder).mkdir(parents=True)
             for csv in sorted((Path(args.src) / folder).glob("*.csv")):
                 df = pd.read_csv(csv, keep_default_na=False)
-                col = REGISTRY[name].text_column if REGISTRY[name].text_column in df else "text"
-                df[col] = df[col].astype(str).str.slice(0, args.chars)
+                for col in [c for c in ("text", *REGISTRY[name].text_columns) if c in df]:
+                    df[col] = df[col].astype(str).str.slice(0, args.chars)
                 df.to_csv(root / folder / csv.name, index=False)
         with tarfile.open(args.out, "w:xz") as tar:
             tar.add(root, arcname="data")
