@@ -43,6 +43,7 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("PAPERLIB_QUIET", "1")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # a shared CPU: spinning OpenMP threads slowed small steps ~100x
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402

@@ -287,19 +287,6 @@ def fold_parts(path: str | os.PathLike, key: list[str], tidy=None) -> bool:
     return True
 
 
-def drop_parts(path: str | os.PathLike, names) -> int:
-    """Delete these parts of ``path`` (file names from ``part_name``), under the folder's lock; return how many went."""
-    path = Path(path)
-    with run_lock(path.parent):
-        gone = 0
-        for name in names:
-            p = parts_dir(path) / name
-            if p.is_file():
-                p.unlink()
-                gone += 1
-    return gone
-
-
 def write_parquet(df: pd.DataFrame, path: str | os.PathLike) -> None:
     """Write a DataFrame as parquet atomically (no index; byte-stable for equal frames)."""
     with atomic_path(path) as tmp:

@@ -540,12 +540,6 @@ def read_predictions(folder, columns: list[str] | None = None) -> pd.DataFrame |
     return read_parted(_folder(folder) / PREDICTIONS_FILE, PREDICTION_KEY, columns)
 
 
-def has_predictions(folder) -> bool:
-    """Whether a run folder holds predictions (predictions.parquet or parts of it)."""
-    path = _folder(folder) / PREDICTIONS_FILE
-    return path.is_file() or any(parts_dir(path).glob("*.parquet"))
-
-
 def load_labels(folder) -> pd.DataFrame:
     """labels.parquet of a run folder (or a Run): the true label of every validation and test example."""
     return _load(folder, LABELS_FILE, LABEL_COLUMNS, _typed_labels)

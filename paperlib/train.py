@@ -218,6 +218,10 @@ class _CompiledLayers:
         self.failed = True
 
 
+def _name(how) -> str:
+    return how if isinstance(how, str) else getattr(how, "__name__", type(how).__name__)
+
+
 LossFn = Callable[[torch.Tensor, dict, torch.Tensor], torch.Tensor]
 
 
@@ -243,7 +247,8 @@ def train(
     desc: str = "train",
     on_epoch_end: Callable[[int], bool] | None = None,
 ) -> dict:
-    """Train ``model`` in place on ``data``; return {'steps', 'final_loss', 'examples', 'epoch_seconds'}.
+    """Train ``model`` in place on ``data``; return {'steps', 'final_loss', 'examples', 'epoch_seconds',
+    'compile'} ('compile': how the layers ran: none, the mode or backend, or 'failed: eager').
 
     ``loss_fn(logits, batch, index)`` gets the batch tensors and the examples' indices into ``data``
     (on the training device; distillation uses them to look up cached teacher logits).
@@ -339,6 +344,7 @@ def train(
         "final_loss": float(loss.detach()) if loss is not None else float("nan"),
         "examples": step * batch_size * world,
         "epoch_seconds": epoch_seconds,
+        "compile": "none" if how is None else "failed: eager" if compiled.failed else _name(how),
     }
 
 

@@ -267,7 +267,7 @@ def test_compiled_layers_train_like_the_eager_loop(tiny_run):
     _train(eager, tiny_run, compile="none", multiple_of=32)
     backend = Recording()
     info = _train(compiled, tiny_run, compile=backend)
-    assert info["steps"] == 2 * -(-n // 12)
+    assert info["steps"] == 2 * -(-n // 12) and info["compile"] == "Recording"
     assert backend.shapes and all(s[0] == 12 and s[1] % 32 == 0 for shapes in backend.shapes for s in shapes)
     assert len(backend.shapes) <= 2  # one graph per width (and padding-mask kind), shared by the four layers
     assert all(layer._compiled_call_impl is None for layer in get_layers(compiled))
@@ -284,7 +284,8 @@ def test_a_failing_compiler_falls_back_to_the_eager_steps(tiny_run):
     eager, fallback = copy.deepcopy(start), copy.deepcopy(start)
     _train(eager, tiny_run, compile="none", multiple_of=32)
     with pytest.warns(UserWarning, match="training eagerly"):
-        _train(fallback, tiny_run, compile=broken)
+        info = _train(fallback, tiny_run, compile=broken)
+    assert info["compile"] == "failed: eager"
     for a, b in zip(eager.parameters(), fallback.parameters()):
         torch.testing.assert_close(b, a, rtol=0, atol=0)
 
@@ -365,3 +366,21 @@ def test_the_gpu_pipeline_benchmark_runs_the_four_stages_on_cpu(tmp_path, synthe
     assert saved["wall_s"] == pytest.approx(sum(saved["stages"][s]["s"] for s in bench.STAGES), abs=0.02)
     folder = tmp_path / "runs" / "seed-0" / synthetic_folder.name
     assert {"curves.parquet", "distill.parquet", "baseline.json"} <= {p.name for p in folder.iterdir()}
+
+
+def test_the_train_step_benchmark_compares_modes_from_one_start(synthetic_folder):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_train_steps", REPO / "benchmarks" / "bench_train_steps.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        spec.loader.exec_module(module)
+        rows = module.main(
+            ["--model", "random:tiny", "--preset", "tiny", "--dataset", str(synthetic_folder), "--device", "cpu"]
+            + ["--modes", "none,aot_eager", "--epochs", "2"]
+        )
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    assert [r["ran"] for r in rows] == ["none", "aot_eager"]
+    assert all(r["later_epoch_s"] > 0 and 0 <= r["val_acc"] <= 1 for r in rows)
