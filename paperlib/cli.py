@@ -240,7 +240,9 @@ def cmd_fuse(args) -> None:
 def cmd_distill(args) -> None:
     from .distill import distill_command
     from .export import check_save_students
+    from .train import compile_mode
 
+    compile_mode(args.compile, "cpu")  # a bad --compile fails before any work
     check_save_students(args.save_students)
     for run in _runs(args, "distill"):
         distill_command(
@@ -414,7 +416,14 @@ def _add_distill(sub) -> None:
         help="'all' (k = 1..L-1), 'every_other' (k = 1,3,5,... and k*), 'three' (k*, the middle, the deepest), "
         "'best' (k* only) or a comma list of k (default: the preset's; quick: three, paper: all)",
     )
-    p.add_argument("--compile", action="store_true", help="torch.compile the student (CUDA)")
+    p.add_argument(
+        "--compile",
+        nargs="?",
+        const="default",
+        default=None,
+        help="how the students' layers are compiled: auto (default, or $PAPERLIB_COMPILE: CUDA graphs on a GPU, "
+        "eager on a CPU), none, cudagraphs, reduce-overhead, default (Inductor; what a bare --compile means)",
+    )
     p.add_argument(
         "--strategy", default="Random-Forest", help="whose pruned curve to distil (any strategy in curves.parquet)"
     )

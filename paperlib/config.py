@@ -27,6 +27,7 @@ ENV = {
     "progress_file": "PAPERLIB_PROGRESS_FILE",
     "minilm_dir": "PAPERLIB_MINILM_DIR",
     "mpnet_sdpa": "PAPERLIB_MPNET_SDPA",
+    "compile": "PAPERLIB_COMPILE",
 }
 DATA_DIR_ENV = ENV["data_dir"]
 CACHE_DIR_ENV = ENV["cache_dir"]
@@ -41,7 +42,8 @@ class Runtime:
     bars; ``debug``: tracebacks instead of one error line; ``root``: the repository root (None: the
     checkout); ``cache_dir``: tokenised tensors and hub splits; ``data_dir``: the default ``--data-dir``
     (unchecked here: ``data_dir()`` checks it); ``progress_file``: where bars report under ``paperlib
-    reproduce``; ``minilm_dir``: a copy of the embedded MiniLM; ``mpnet_sdpa``: paperlib's SDPA path for MPNet."""
+    reproduce``; ``minilm_dir``: a copy of the embedded MiniLM; ``mpnet_sdpa``: paperlib's SDPA path for MPNet;
+    ``compile``: how training compiles the encoder layers (checked by ``train.compile_mode``)."""
 
     precision: str = "auto"
     quiet: bool = False
@@ -52,6 +54,7 @@ class Runtime:
     progress_file: Path | None = None
     minilm_dir: Path | None = None
     mpnet_sdpa: bool = True
+    compile: str = "auto"
 
     @classmethod
     def from_environ(cls, environ, overrides: dict | None = None) -> Runtime:
@@ -83,6 +86,7 @@ class Runtime:
             "progress_file": path("progress_file"),
             "minilm_dir": path("minilm_dir"),
             "mpnet_sdpa": flag("mpnet_sdpa", True),
+            "compile": (value("compile") or "auto").lower(),
         }
         return cls(**{**settings, **changes})
 

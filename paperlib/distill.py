@@ -13,8 +13,8 @@ exact budget and the alpha = 0 loss, so that it and the students' alpha = 0 cont
 Training uses the shared loop (``paperlib.train``) with ``TrainSettings.recovery``: AdamW at
 ``recovery_lr(preset.kd_lr, L, n_kept)`` = kd_lr * L / n_kept (a student that kept fewer layers takes larger
 steps; M_0 continued: kd_lr), 10 % warm-up, ``preset.kd_epochs`` epochs, batch ``preset.batch_size``;
-fused AdamW, bf16 autocast where the hardware has it (``train.precision``), SDPA attention, optional
-``torch.compile``; DDP under torchrun.
+fused AdamW, bf16 autocast where the hardware has it (``train.precision``), SDPA attention, the encoder
+layers compiled as ``train.compile_mode`` says (CUDA graphs on a GPU by default); DDP under torchrun.
 """
 
 from __future__ import annotations
@@ -66,7 +66,6 @@ COLUMNS = [
 PREDICTION_COLUMNS = ["strategy", "depth", "kept", "mode", "split", "example", "pred"]
 PREDICTIONS_FILE = "distill_predictions.parquet"
 SAVED_MODE = export.SAVED_MODE
-COMPILE_MULTIPLE_OF = 32  # length bucket under torch.compile: at most max_length/32 shapes per batch size
 
 
 def kd_loss(
@@ -119,7 +118,7 @@ def distill(
     alpha: float = 0.5,
     temperature: float = 2.0,
     device=None,
-    compile: bool | str = False,
+    compile: bool | str | None = None,
     progress: bool | None = None,
     desc: str = "distill",
     val_data=None,
@@ -151,7 +150,6 @@ def distill(
         device=device,
         progress=progress,
         compile=compile,
-        multiple_of=COMPILE_MULTIPLE_OF if compile else 1,
         desc=desc,
         on_epoch_end=stop,
     )
@@ -272,7 +270,7 @@ def distill_run(
     run,
     depths=None,
     strategy: str = DEFAULT_STRATEGY,
-    compile: bool = False,
+    compile: bool | str | None = None,
     progress: bool | None = None,
     modes=MODES,
     verbose: bool = True,
@@ -513,7 +511,7 @@ def distill_table(df: pd.DataFrame) -> pd.DataFrame:
 def distill_command(
     run,
     depths=None,
-    compile: bool = False,
+    compile: bool | str | None = None,
     progress: bool | None = None,
     strategy: str = DEFAULT_STRATEGY,
     save_students: str = "best",

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from .baselines import baseline_run
+from .baselines import baseline_run, start_beside
 from .config import Preset
 from .data import REGISTRY, Encoded, Splits, dataset_name, dataset_ref, encode_splits, load_splits
 from .errors import PaperlibError
@@ -240,6 +240,7 @@ def _prepare(dataset: str, model: str | None, preset: Preset, folder: Path, data
     encoded = encode_splits(splits, tok, preset.max_length)
     settings = TrainSettings.finetune(preset, getattr(m.config, "hidden_size", None))
     config["finetune"] = settings.to_dict()  # the learning rate actually used (preset.lr_width scales it)
+    beside = start_beside(folder, splits, preset.seed, device) if is_main_process() else None  # TF-IDF + LR meanwhile
     t0 = time.perf_counter()
     select = _EpochSelection(m, encoded["val"], preset.eval_batch_size, device, preset.finetune_patience)
     info = train(
@@ -278,7 +279,7 @@ def _prepare(dataset: str, model: str | None, preset: Preset, folder: Path, data
         _save_run(folder, m, tok, config, metrics, progress)
     run = Run(folder, preset, splits, encoded, m, tok, metrics)
     if is_main_process():
-        baseline_run(run)
+        baseline_run(run, beside=beside)
     barrier()
     return run
 

@@ -13,6 +13,8 @@ delete that file and rerun the stage that writes it."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import re
@@ -439,6 +441,78 @@ def update_parquet(path: str | os.PathLike, new: pd.DataFrame, key: list[str], t
         out = tidy(out) if tidy is not None else out
         write_parquet(out, path)
     return out
+
+
+def parts_dir(path: str | os.PathLike) -> Path:
+    """The folder of part files beside a parquet table: ``predictions.parquet`` -> ``predictions/``."""
+    path = Path(path)
+    return path.with_name(path.name.removesuffix(".parquet"))
+
+
+def part_name(*values) -> str:
+    """A file name for one part, unique per ``values``: readable slug + 8 hex digits of their hash."""
+    text = "\x1f".join(str(v) for v in values)
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", "-".join(str(v) for v in values)).strip("_.")[:80]
+    return f"{slug}-{hashlib.sha1(text.encode()).hexdigest()[:8]}.parquet"
+
+
+def write_part(path: str | os.PathLike, name: str, df: pd.DataFrame) -> None:
+    """Write one part of the table ``path`` (``parts_dir(path)/name``) atomically, under the folder's lock.
+
+    Append-only: a stage adds a part per finished job instead of rewriting the whole table, so a job costs
+    the size of its own rows.  A part replaces the table's rows that share its key (``read_parted``)."""
+    path = Path(path)
+    with run_lock(path.parent):
+        clean_leftovers(parts_dir(path))
+        write_parquet(df, parts_dir(path) / name)
+
+
+def read_parted(path: str | os.PathLike, key: list[str], columns: list[str] | None = None) -> pd.DataFrame | None:
+    """The table ``path`` with its parts (``parts_dir(path)/*.parquet``): the rows of every part, and the
+    file's rows whose ``key`` values no part holds.  None when neither the file nor a part exists.
+
+    Needs no lock: the parts are listed and read before the file, and ``fold_parts`` writes the file before it
+    deletes the parts, so a fold meanwhile at worst gives a row twice (dropped by the key rule) or makes a
+    listed part vanish (the read is then redone under the lock)."""
+    path = Path(path)
+    wanted = None if columns is None else list(dict.fromkeys([*key, *columns]))
+    try:
+        return _read_parted(path, key, wanted, columns)
+    except FileNotFoundError:  # a part folded away between listing and reading
+        with run_lock(path.parent):
+            return _read_parted(path, key, wanted, columns)
+
+
+def _read_parted(path: Path, key: list[str], wanted, columns) -> pd.DataFrame | None:
+    parts = [read_parquet(p, wanted) for p in sorted(parts_dir(path).glob("*.parquet"))]
+    base = read_parquet(path, wanted) if path.is_file() else None
+    if base is None and not parts:
+        return None
+    if base is not None and parts and len(base):
+        ours = pd.concat([p[key] for p in parts], ignore_index=True).drop_duplicates()
+        base = base[~pd.MultiIndex.from_frame(base[key]).isin(pd.MultiIndex.from_frame(ours))]
+    frames = [f for f in ([base] if base is not None else []) + parts if len(f)]
+    out = pd.concat(frames, ignore_index=True) if frames else (base if base is not None else parts[0])
+    return out if columns is None else out[columns]
+
+
+def fold_parts(path: str | os.PathLike, key: list[str], tidy=None) -> bool:
+    """Under the folder's lock: fold the parts of ``path`` into the file (one atomic write of the merged,
+    ``tidy``-ed table), then delete them.  Returns whether there was anything to fold."""
+    path = Path(path)
+    folder = parts_dir(path)
+    with run_lock(path.parent):
+        parts = sorted(folder.glob("*.parquet"))
+        if not parts:
+            return False
+        out = read_parted(path, key)
+        write_parquet(tidy(out) if tidy is not None else out, path)
+        for p in parts:  # after the file: a reader meanwhile sees the rows twice at worst, never not at all
+            p.unlink()
+        clean_leftovers(folder)
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+    return True
 
 
 def write_parquet(df: pd.DataFrame, path: str | os.PathLike) -> None:

@@ -29,6 +29,10 @@ Files (written atomically after each finished strategy; a rerun skips what is th
                     "M_0", seed 0, step 0; ``example`` is the row of the split (``run.encoded[split]``,
                     the order of ``run.splits.val``/``test``), so any two models pair by example.
 ``labels.parquet``  split, example, label (int16): the true labels those predictions are scored against.
+While a stage runs, each finished (strategy, seed) adds its predictions as one part file,
+``predictions/<strategy>-<seed>-<hash>.parquet``, instead of rewriting the whole table (which grew to
+a second a write); the stage folds the parts into ``predictions.parquet`` once at its end, and every
+reader (``read_predictions``) takes the file and any parts an interrupted stage left.
 ``kept`` is a string of original indices, ``"0,2,5"``: hashable, so pandas can group, merge and
 de-duplicate on it (a list column cannot); ``parse_kept`` turns it back into a tuple.
 """
@@ -46,7 +50,17 @@ import torch
 
 from .data import Encoded, encode, length_batches
 from .errors import PaperlibError
-from .io import read_parquet, run_lock, update_parquet, write_parquet
+from .io import (
+    fold_parts,
+    part_name,
+    parts_dir,
+    read_parquet,
+    read_parted,
+    run_lock,
+    update_parquet,
+    write_parquet,
+    write_part,
+)
 from .models import count_parameters, fp32_bytes, get_layers, kept_layers, layers_removed, remove_layers
 from .strategies import REFERENCE_SIGNALS, REGISTRY, SIGNALS, Strategy, parse_strategies
 from .train import TrainSettings, autocast, predict_logits, progress_enabled, tqdm, train
@@ -54,6 +68,7 @@ from .train import TrainSettings, autocast, predict_logits, progress_enabled, tq
 CURVE_COLUMNS = ["strategy", "seed", "step", "removed", "kept", "val_acc", "test_acc", "n_params", "bytes"]
 SIGNAL_COLUMNS = ["strategy", "seed", "step", "layer", *SIGNALS, *REFERENCE_SIGNALS]
 PREDICTION_COLUMNS = ["strategy", "seed", "step", "split", "example", "pred"]
+PREDICTION_KEY = ["strategy", "seed"]  # a part file holds one such pair; it replaces the file's rows of the pair
 LABEL_COLUMNS = ["split", "example", "label"]
 CURVES_FILE = "curves.parquet"
 SIGNALS_FILE = "signals.parquet"
@@ -192,14 +207,13 @@ class Pruner:
                 added += key not in self._val
                 self._val.setdefault(key, float(val))
                 self._test.setdefault(key, float(test))
-        if (folder / PREDICTIONS_FILE).is_file() and (folder / CURVES_FILE).is_file():
+        preds = read_predictions(folder)
+        if preds is not None and (folder / CURVES_FILE).is_file():
             kept_of = {
                 (str(r.strategy), int(r.seed), int(r.step)): frozenset(parse_kept(r.kept))
                 for r in read_parquet(folder / CURVES_FILE, columns=["strategy", "seed", "step", "kept"]).itertuples()
             }
-            for (name, seed, step, split), g in read_parquet(folder / PREDICTIONS_FILE).groupby(
-                ["strategy", "seed", "step", "split"], sort=False
-            ):
+            for (name, seed, step, split), g in preds.groupby(["strategy", "seed", "step", "split"], sort=False):
                 key = frozenset(self.all_layers) if name == ORIGINAL else kept_of.get((str(name), int(seed), int(step)))
                 if key is not None and split in self._pred and key not in self._pred[split]:
                     self._pred[split][key] = g.sort_values("example")["pred"].to_numpy(np.int16)
@@ -522,8 +536,22 @@ def load_signals(folder) -> pd.DataFrame:
 
 
 def load_predictions(folder) -> pd.DataFrame:
-    """predictions.parquet of a run folder (or a Run), one row per (strategy, seed, step, split, example)."""
-    return _load(folder, PREDICTIONS_FILE, PREDICTION_COLUMNS, _typed_predictions)
+    """The predictions of a run folder (or a Run), one row per (strategy, seed, step, split, example):
+    predictions.parquet with the parts a stage has added since (``read_predictions``)."""
+    preds = read_predictions(folder)
+    if preds is None:
+        path = _folder(folder) / PREDICTIONS_FILE
+        raise PaperlibError(
+            f"no {PREDICTIONS_FILE} in {str(path.parent)!r}: run `paperlib prune` (or run_pruning) first"
+        )
+    return _typed_predictions(preds)
+
+
+def read_predictions(folder, columns: list[str] | None = None) -> pd.DataFrame | None:
+    """predictions.parquet and its parts (``predictions/<strategy>-<seed>-<hash>.parquet``, one per finished
+    (strategy, seed), written while a stage runs and folded into the file when it ends): every part's rows
+    and the file's rows of the (strategy, seed) pairs no part holds.  Untyped, unsorted; None when absent."""
+    return read_parted(_folder(folder) / PREDICTIONS_FILE, PREDICTION_KEY, columns)
 
 
 def load_labels(folder) -> pd.DataFrame:
@@ -532,11 +560,17 @@ def load_labels(folder) -> pd.DataFrame:
 
 
 def merge_predictions(folder, new: pd.DataFrame) -> None:
-    """Replace the rows of each (strategy, seed) present in ``new`` in the folder's predictions.parquet
-    by ``new`` (under the run folder's lock: rows another stage wrote meanwhile are kept)."""
-    update_parquet(
-        _folder(folder) / PREDICTIONS_FILE, _typed_predictions(new), ["strategy", "seed"], _typed_predictions
-    )
+    """Replace the rows of each (strategy, seed) present in ``new`` in the folder's predictions by ``new``:
+    one part file per pair (atomic, under the run folder's lock), so the cost is that of ``new`` only and
+    rows another stage wrote meanwhile are kept.  ``fold_predictions`` merges the parts into the file."""
+    path = _folder(folder) / PREDICTIONS_FILE
+    for (strategy, seed), rows in _typed_predictions(new).groupby(PREDICTION_KEY, sort=False):
+        write_part(path, part_name(strategy, int(seed)), rows)
+
+
+def fold_predictions(folder) -> bool:
+    """Fold the folder's prediction parts into predictions.parquet (one write; the parts are then deleted)."""
+    return fold_parts(_folder(folder) / PREDICTIONS_FILE, PREDICTION_KEY, _typed_predictions)
 
 
 def drop_strategies(folder, names) -> int:
@@ -546,6 +580,9 @@ def drop_strategies(folder, names) -> int:
     folder, names = _folder(folder), set(names)
     dropped = 0
     with run_lock(folder):
+        for part in sorted(parts_dir(folder / PREDICTIONS_FILE).glob("*.parquet")):
+            if read_parquet(part, columns=["strategy"])["strategy"].isin(names).any():
+                part.unlink()
         for name, columns, typed in (
             (CURVES_FILE, CURVE_COLUMNS, _typed_curves),
             (SIGNALS_FILE, SIGNAL_COLUMNS, _typed_signals),
@@ -575,8 +612,8 @@ def _save_original(folder: Path, pruner: Pruner) -> None:
             for split in SPLITS
         ]
         write_parquet(_typed_labels(pd.concat(labels, ignore_index=True)), folder / LABELS_FILE)
-    have = _read(folder / PREDICTIONS_FILE, PREDICTION_COLUMNS, _typed_predictions)
-    if not (have["strategy"] == ORIGINAL).any():
+    have = read_predictions(folder, columns=["strategy"])
+    if have is None or not (have["strategy"] == ORIGINAL).any():
         rows = [
             prediction_rows(pruner.predictions(pruner.all_layers, split), ORIGINAL, 0, 0, split) for split in SPLITS
         ]
@@ -639,7 +676,7 @@ def run_pruning(
     done = _done(
         _read(folder / CURVES_FILE, CURVE_COLUMNS, _typed_curves),
         n_steps,
-        read_parquet(folder / PREDICTIONS_FILE, columns=["strategy", "seed", "step", "split"]),
+        read_predictions(folder, columns=["strategy", "seed", "step", "split"]),
         read_parquet(signals_path, columns=["strategy", "seed", "step"])
         if signals_path.is_file()
         else pd.DataFrame({"strategy": [], "seed": [], "step": []}),
@@ -657,6 +694,7 @@ def run_pruning(
         curve, signals, predictions = prune_curve(pruner, strategy, seed, with_predictions=True)
         _save(folder, curve, signals, predictions, (strategy.name, seed))
     bar.close()
+    fold_predictions(folder)  # one write of predictions.parquet per stage, not one per job
     return _read(folder / CURVES_FILE, CURVE_COLUMNS, _typed_curves)
 
 

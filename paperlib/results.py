@@ -146,12 +146,12 @@ def _correct_blocks(preds: pd.DataFrame, labels: np.ndarray, keys: list[str]) ->
 
 
 def _read_scores(folder: Path, run: SeedRun) -> None:
-    from .pruning import LABELS_FILE, ORIGINAL, PREDICTIONS_FILE, SPLITS
+    from .pruning import LABELS_FILE, ORIGINAL, SPLITS, read_predictions
 
-    if not ((folder / PREDICTIONS_FILE).is_file() and (folder / LABELS_FILE).is_file()):
+    preds = read_predictions(folder) if (folder / LABELS_FILE).is_file() else None  # the file and its parts
+    if preds is None:
         return
     labels = read_parquet(folder / LABELS_FILE)
-    preds = read_parquet(folder / PREDICTIONS_FILE)
     dpath = folder / "distill_predictions.parquet"
     dpreds = read_parquet(dpath) if dpath.is_file() else None
     steps = np.arange(1, run.n_layers)

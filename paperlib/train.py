@@ -9,7 +9,14 @@ group is initialised on first use, each rank trains on cuda:LOCAL_RANK inside Di
 and takes every world-size-th batch (the same number of steps on every rank), so one code path serves
 any GPU count.  An epoch's batches are gathered on the device before its first step: the steps
 themselves copy nothing from the host and read no value back (the loss is read every 10 steps only
-when a progress bar shows it)."""
+when a progress bar shows it).
+
+Compilation (``compile``, ``$PAPERLIB_COMPILE``; ``compile_mode`` says what a run uses): the encoder layers,
+not the whole model, go through one ``torch.compile``'d call shared by every layer and every model of the
+process (same code, same shapes: traced once per padded width, whatever the depth), for the training steps
+only; the embeddings, the head, the loss and evaluation stay eager.  Widths are then padded to multiples
+of ``COMPILE_MULTIPLE_OF`` (padding is masked) and an epoch's one short batch runs eager, so a training
+meets at most max_length / 32 shapes.  A compilation that fails falls back to eager with one warning."""
 
 from __future__ import annotations
 
@@ -27,6 +34,8 @@ from torch import nn
 
 from .config import ENV, runtime
 from .data import Encoded, length_batches
+from .errors import PaperlibError
+from .models import get_layers
 
 
 def default_device() -> torch.device:
@@ -130,6 +139,89 @@ def autocast(device: torch.device | str):
     return torch.autocast(device.type, enabled=False)
 
 
+COMPILE_ENV = ENV["compile"]
+# what compile="auto" (the default) means on a CUDA device: CUDA graphs of the layers' plain ATen kernels (a training
+# step is host-bound: ~3 ms of Python and launches per layer against ~0.1 ms of matmuls, issue 23), traced without
+# Inductor so a process pays seconds, not minutes, of compilation.  None: eager.  On a CPU auto is always eager.
+CUDA_COMPILE: str | None = "cudagraphs"
+COMPILE_MULTIPLE_OF = 32  # padded widths under compilation: at most max_length / 32 shapes
+INDUCTOR_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+GRAPH_MODES = ("cudagraphs", "reduce-overhead", "max-autotune")  # those that replay CUDA graphs
+
+
+def compile_mode(compile: bool | str | Callable | None, device: torch.device | str) -> str | Callable | None:
+    """What ``train`` compiles the encoder layers with: None (eager), an Inductor mode (``default``,
+    ``reduce-overhead`` = Inductor + CUDA graphs, ...) or a torch.compile backend (``cudagraphs`` = CUDA graphs
+    of the plain ATen kernels, ``aot_eager``, a callable).
+
+    ``compile`` None reads ``$PAPERLIB_COMPILE`` (default ``auto``); ``auto`` is ``CUDA_COMPILE`` on a CUDA
+    device and eager elsewhere; False or ``none`` is eager; True is Inductor's ``default``."""
+    if compile is None:
+        compile = runtime().compile
+    if callable(compile):
+        return compile
+    if compile is True:
+        return "default"
+    if compile is False or compile == "none":
+        return None
+    if compile == "auto":
+        return CUDA_COMPILE if torch.device(device).type == "cuda" else None
+    if compile in INDUCTOR_MODES or compile in torch._dynamo.list_backends(exclude_tags=()):
+        return compile
+    raise PaperlibError(
+        f"compile must be auto, none, an Inductor mode ({', '.join(INDUCTOR_MODES)}) or a torch.compile "
+        f"backend ({', '.join(torch._dynamo.list_backends())}), got {compile!r} (check ${COMPILE_ENV})"
+    )
+
+
+def _layer_call(layer: nn.Module, *args, **kwargs):
+    return layer._call_impl(*args, **kwargs)
+
+
+@functools.cache  # one compiled call per mode and process: its graphs serve every layer of every model
+def _compiled_layer_call(how):
+    if how in INDUCTOR_MODES:
+        return torch.compile(_layer_call, mode=None if how == "default" else how, dynamic=False)
+    return torch.compile(_layer_call, backend=how, dynamic=False)
+
+
+class _CompiledLayers:
+    """Routes the encoder layers of ``model`` through ``_compiled_layer_call(how)`` while switched on.
+
+    Uses ``nn.Module._compiled_call_impl``, the hook ``Module.compile()`` sets, so that switching off restores
+    the plain module exactly (later stages hook the layers of the same model)."""
+
+    def __init__(self, model: nn.Module, how):
+        self.layers, self.fn, self.active = list(get_layers(model)), _compiled_layer_call(how), False
+        self.failed = False
+        # one code object serves every mode, width, grad/autocast state and padding-mask kind: more than 8 graphs
+        config = torch._dynamo.config
+        name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"  # torch < 2.6
+        setattr(config, name, max(getattr(config, name), 64))
+
+    def switch(self, on: bool) -> None:
+        on = on and not self.failed
+        if on != self.active:
+            for layer in self.layers:
+                layer._compiled_call_impl = functools.partial(self.fn, layer) if on else None
+            self.active = on
+
+    def fail(self, exc: Exception) -> None:
+        import warnings
+
+        detail = " ".join(str(exc).split())[:300]
+        warnings.warn(
+            f"torch.compile of the encoder layers failed ({type(exc).__name__}: {detail}); training eagerly",
+            stacklevel=3,
+        )
+        self.switch(False)
+        self.failed = True
+
+
+def _name(how) -> str:
+    return how if isinstance(how, str) else getattr(how, "__name__", type(how).__name__)
+
+
 LossFn = Callable[[torch.Tensor, dict, torch.Tensor], torch.Tensor]
 
 
@@ -180,20 +272,20 @@ def train(
     loss_fn: LossFn = cross_entropy_loss,
     device: torch.device | str | None = None,
     progress: bool | None = None,
-    compile: bool | str = False,
+    compile: bool | str | None = None,
     multiple_of: int = 1,
     desc: str = "train",
     on_epoch_end: Callable[[int], bool] | None = None,
 ) -> dict:
     """Train ``model`` in place on ``data`` with ``settings``; return {'steps', 'final_loss', 'examples',
-    'epoch_seconds'}.
+    'epoch_seconds', 'compile'} ('compile': how the layers ran: none, the mode or backend, or 'failed: eager').
 
     ``loss_fn(logits, batch, index)`` gets the batch tensors and the examples' indices into ``data``
     (on the training device; distillation uses them to look up cached teacher logits).
-    ``compile`` wraps the forward in ``torch.compile(dynamic=False)`` (a string picks the mode, e.g.
-    ``"reduce-overhead"`` for CUDA graphs): give ``multiple_of`` (e.g. 32) so that length buckets keep
-    the number of shapes, hence recompiles, small.  ``on_epoch_end(epoch)`` (0-based) runs after each
-    epoch on every rank; when it returns True training stops there (early stopping)."""
+    ``compile``: how the encoder layers are compiled for the steps (``compile_mode``; None: the
+    ``$PAPERLIB_COMPILE`` policy); compiled steps pad widths to multiples of at least ``COMPILE_MULTIPLE_OF``,
+    eager ones to ``multiple_of``.  ``on_epoch_end(epoch)`` (0-based) runs after each epoch on every rank
+    (eagerly); when it returns True training stops there (early stopping)."""
     epochs, lr, batch_size, seed = settings.epochs, settings.lr, settings.batch_size, settings.seed
     warmup_ratio, weight_decay = settings.warmup_ratio, settings.weight_decay
     rank, world = init_distributed()
@@ -206,9 +298,11 @@ def train(
         forward = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None, gradient_as_bucket_view=True
         )
-    if compile:  # True, or a torch.compile mode such as "reduce-overhead" (CUDA graphs)
-        forward = torch.compile(forward, dynamic=False, mode=compile if isinstance(compile, str) else None)
-    graphs = isinstance(compile, str) and compile != "default" and "no-cudagraphs" not in compile
+    how = compile_mode(compile, device)
+    compiled = _CompiledLayers(model, how) if how is not None else None
+    if compiled is not None:
+        multiple_of = max(multiple_of, COMPILE_MULTIPLE_OF)
+    graphs = how in GRAPH_MODES and device.type == "cuda"
     batches_per_epoch = math.ceil(len(data) / batch_size)
     # every rank must take the same number of steps (DDP all-reduces each one): the last
     # batches_per_epoch % world batches of an epoch are left out when the ranks cannot share them
@@ -231,29 +325,50 @@ def train(
     show = progress_enabled(progress) and rank == 0
     bar = tqdm(total=total, desc=desc, disable=not show)
     epoch_seconds = []
-    for epoch in range(epochs):
-        t0 = time.perf_counter()
-        batches = _device_batches(host_data, data, batch_size, seed * 1000 + epoch, multiple_of)
-        batches = batches[rank::world][:steps_per_epoch]
-        for index, batch in batches:
-            if graphs:
-                torch.compiler.cudagraph_mark_step_begin()
-            with autocast(device):
-                logits = forward(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            loss = loss_fn(logits, batch, index)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            step += 1
-            if show and (step % 10 == 0 or step == total):
-                bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
-            bar.update(1)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        epoch_seconds.append(time.perf_counter() - t0)
-        if on_epoch_end is not None and on_epoch_end(epoch):
-            break
+
+    def gradients(index, batch) -> torch.Tensor:
+        if graphs:
+            torch.compiler.cudagraph_mark_step_begin()
+        with autocast(device):
+            logits = forward(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        loss = loss_fn(logits, batch, index)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        return loss
+
+    try:
+        for epoch in range(epochs):
+            t0 = time.perf_counter()
+            batches = _device_batches(host_data, data, batch_size, seed * 1000 + epoch, multiple_of)
+            batches = batches[rank::world][:steps_per_epoch]
+            for index, batch in batches:
+                if compiled is None:
+                    loss = gradients(index, batch)
+                else:
+                    compiled.switch(len(index) == batch_size)  # the epoch's short batch: eager, no graph for it
+                    try:
+                        loss = gradients(index, batch)
+                    except Exception as exc:  # noqa: BLE001 -- a compiler failure: redo this step eagerly
+                        if not compiled.active:
+                            raise
+                        compiled.fail(exc)
+                        loss = gradients(index, batch)
+                opt.step()
+                sched.step()
+                step += 1
+                if show and (step % 10 == 0 or step == total):
+                    bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
+                bar.update(1)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            epoch_seconds.append(time.perf_counter() - t0)
+            if compiled is not None:
+                compiled.switch(False)  # evaluation in on_epoch_end runs the plain layers
+            if on_epoch_end is not None and on_epoch_end(epoch):
+                break
+    finally:
+        if compiled is not None:
+            compiled.switch(False)
     bar.close()
     model.eval()
     return {
@@ -261,6 +376,7 @@ def train(
         "final_loss": float(loss.detach()) if loss is not None else float("nan"),
         "examples": step * batch_size * world,
         "epoch_seconds": epoch_seconds,
+        "compile": "none" if how is None else "failed: eager" if compiled.failed else _name(how),
     }
 
 

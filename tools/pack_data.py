@@ -27,14 +27,15 @@ from paperlib.data import REGISTRY  # noqa: E402
 SIDE_FILES = ("SOURCE.md", "labels.txt")  # what load_splits reads the class names from
 
 
-def pack_folder(src: Path, dest: Path, chars: int) -> None:
-    """One dataset folder: its CSVs with the ``text`` column cut to ``chars`` characters (0: whole), and its
-    SOURCE.md / labels.txt as they are."""
+def pack_folder(src: Path, dest: Path, chars: int, columns: tuple[str, ...] = ()) -> None:
+    """One dataset folder: its CSVs with the ``text`` column and the dataset's own text ``columns``
+    (``DatasetInfo.text_columns``) cut to ``chars`` characters (0: whole), and its SOURCE.md / labels.txt as
+    they are."""
     dest.mkdir(parents=True)
     for csv in sorted(src.glob("*.csv")):
         df = pd.read_csv(csv, keep_default_na=False)
-        if chars:
-            df["text"] = df["text"].astype(str).str.slice(0, chars)
+        for col in [c for c in ("text", *columns) if chars and c in df]:
+            df[col] = df[col].astype(str).str.slice(0, chars)
         df.to_csv(dest / csv.name, index=False)
     for name in SIDE_FILES:
         if (src / name).is_file():
@@ -51,7 +52,7 @@ def main(argv=None) -> None:
         root = Path(tmp) / "data"
         for name in PAPER_DATASETS:
             folder = REGISTRY[name].local_folder
-            pack_folder(Path(args.src) / folder, root / folder, args.chars)
+            pack_folder(Path(args.src) / folder, root / folder, args.chars, REGISTRY[name].text_columns)
         with tarfile.open(args.out, "w:xz") as tar:
             tar.add(root, arcname="data")
     print(f"{args.out}: {Path(args.out).stat().st_size / 2**20:.1f} MiB")
