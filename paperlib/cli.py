@@ -292,12 +292,12 @@ def cmd_reproduce(args) -> None:
     from .config import data_dir as resolve_data_dir
     from .data import check_datasets, dataset_list
     from .io import check_writable
-    from .sweep import reproduce
+    from .sweep import check_cluster_options, reproduce
 
     preset = get_preset(args.preset)
-    for flag, value in (("--jobs", args.jobs), ("--workers-per-gpu", args.workers_per_gpu), ("--seeds", args.seeds)):
-        if value is not None and value < 1:
-            raise PaperlibError(f"{flag} must be a whole number of at least 1, not {value}")
+    check_cluster_options(args.jobs, args.workers_per_gpu, args.scheduler)
+    if args.seeds < 1:
+        raise PaperlibError(f"--seeds must be at least 1, got {args.seeds}")
     if args.depths is not None:
         check_depths(args.depths, "--depths")
     resolve_data_dir(args.data_dir)

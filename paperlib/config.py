@@ -28,6 +28,7 @@ ENV = {
     "minilm_dir": "PAPERLIB_MINILM_DIR",
     "mpnet_sdpa": "PAPERLIB_MPNET_SDPA",
     "compile": "PAPERLIB_COMPILE",
+    "scheduler": "PAPERLIB_DASK_SCHEDULER",
 }
 DATA_DIR_ENV = ENV["data_dir"]
 CACHE_DIR_ENV = ENV["cache_dir"]
@@ -43,7 +44,8 @@ class Runtime:
     checkout); ``cache_dir``: tokenised tensors and hub splits; ``data_dir``: the default ``--data-dir``
     (unchecked here: ``data_dir()`` checks it); ``progress_file``: where bars report under ``paperlib
     reproduce``; ``minilm_dir``: a copy of the embedded MiniLM; ``mpnet_sdpa``: paperlib's SDPA path for MPNet;
-    ``compile``: how training compiles the encoder layers (checked by ``train.compile_mode``)."""
+    ``compile``: how training compiles the encoder layers (checked by ``train.compile_mode``); ``scheduler``: the
+    Dask scheduler ``paperlib reproduce`` uses (None: a local cluster)."""
 
     precision: str = "auto"
     quiet: bool = False
@@ -55,6 +57,7 @@ class Runtime:
     minilm_dir: Path | None = None
     mpnet_sdpa: bool = True
     compile: str = "auto"
+    scheduler: str | None = None
 
     @classmethod
     def from_environ(cls, environ, overrides: dict | None = None) -> Runtime:
@@ -87,6 +90,7 @@ class Runtime:
             "minilm_dir": path("minilm_dir"),
             "mpnet_sdpa": flag("mpnet_sdpa", True),
             "compile": (value("compile") or "auto").lower(),
+            "scheduler": value("scheduler"),
         }
         return cls(**{**settings, **changes})
 

@@ -274,12 +274,16 @@ def error_line(exc: BaseException) -> str:
 
 def kernel_died(exc: BaseException) -> bool:
     """True for a notebook whose kernel process died (nbclient's ``DeadKernelError``: killed, out of memory,
-    a segfault), a fault of the machine rather than of the chain, so worth a retry."""
+    a segfault) or never came up (jupyter_client's "Kernel died before replying to kernel_info": seen when
+    nine workers start kernels at once and two draw the same ZMQ port), a fault of the machine rather than
+    of the chain, so worth a retry."""
     try:
         from nbclient.exceptions import DeadKernelError
     except ImportError:  # pragma: no cover - papermill brings nbclient
         return False
-    return isinstance(exc, DeadKernelError)
+    return isinstance(exc, DeadKernelError) or (
+        isinstance(exc, RuntimeError) and "Kernel died before replying to kernel_info" in str(exc)
+    )
 
 
 def print_line(message: str) -> None:
@@ -547,10 +551,14 @@ def model_short_name(model: str) -> str:
 
 
 def forwarded_env() -> tuple[tuple[str, str], ...]:
-    """The ``PAPERLIB_*`` variables a chain's kernels must see wherever the chain runs (not the progress file)."""
+    """The ``PAPERLIB_*`` variables a chain's kernels must see wherever the chain runs (not the progress file);
+    quiet unless the user set ``$PAPERLIB_QUIET``: no progress bars inside saved notebooks."""
+    from .config import ENV
     from .progress import PROGRESS_ENV
 
-    return tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("PAPERLIB_") and k != PROGRESS_ENV))
+    env = {k: v for k, v in os.environ.items() if k.startswith("PAPERLIB_") and k != PROGRESS_ENV}
+    env.setdefault(ENV["quiet"], "1")
+    return tuple(sorted(env.items()))
 
 
 def _seeds(preset_seed: int, seed: int | None, seeds: int) -> list[int]:

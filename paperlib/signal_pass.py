@@ -15,6 +15,7 @@ policy of training and evaluation (``train.precision``); hooks and statistics ar
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,9 +30,10 @@ from .train import autocast as policy_autocast
 from .train import default_device, progress_enabled, tqdm
 
 # examples per forward+backward when ``chunk`` is 0, by device type (benchmarks/RESULTS.md, "Signals"): on CPU
-# the quick preset's 64 calibration texts at once beat two batches of 32; on CUDA up to 512 (the paper preset's
-# whole calibration set) in one forward+backward
-AUTO_CHUNK = {"cpu": 64, "cuda": 512}
+# the quick preset's 64 calibration texts at once beat two batches of 32.  On CUDA 64 too: the paper preset's
+# whole calibration set (512 texts of 256 tokens) through BERT-base in one forward+backward ran out of an H200's
+# 140 GiB (measured 2026-12-01), and 64 x 256 tokens already fill the GPU's matmuls
+AUTO_CHUNK = {"cpu": 64, "cuda": 64}
 
 
 @dataclass(frozen=True)
@@ -208,7 +210,10 @@ class _Recorder:
     def __init__(self, stats: CalibrationStats, probe: Probe, param_slot: dict[int, int]):
         self.stats, self.probe, self.slot, self.chunk = stats, probe, param_slot, _Chunk()
         self.projections: list[dict] = [{} for _ in stats.layers]
-        self.last_output: torch.Tensor | None = None
+        # a weak reference: the output holds the autograd graph, whose tensor hooks hold this recorder; a strong one
+        # made a cycle through C++ autograd nodes that Python's gc cannot break (each pass leaked its last chunk's
+        # activations: 70 GiB on CUDA after four 12-layer pruning curves, measured 2026-12-01)
+        self.last_output: weakref.ref | None = None
 
     def select(self, data: Encoded, index: torch.Tensor, width: int, groups: list[int]) -> dict:
         """The chunk's rows cut to its longest example; sets what the hooks read."""
@@ -265,12 +270,13 @@ class _Recorder:
             n = c.n_valid.to(x.dtype)[:, None]
             s.cls[pos, c.index] = h[:, 0]
             s.state_means[pos + 1, c.index] = (h * m).sum(1) / n
-            chained = pos > 0 and self.last_output is not None and x_raw.data_ptr() == self.last_output.data_ptr()
+            last = self.last_output() if self.last_output is not None else None
+            chained = pos > 0 and last is not None and x_raw.data_ptr() == last.data_ptr()
             if pos == 0:
                 s.state_means[0, c.index] = (x * m).sum(1) / n
             elif not chained:  # a model that alters the states between layers
                 s.input_means.setdefault(pos, torch.zeros_like(s.state_means[0]))[c.index] = (x * m).sum(1) / n
-            self.last_output = h_raw
+            self.last_output = weakref.ref(h_raw)
 
         return hook
 

@@ -30,9 +30,10 @@ import time
 import uuid
 
 from . import reproduce as rp
+from .config import ENV, runtime
 from .errors import PaperlibError
 
-SCHEDULER_ENV = "PAPERLIB_DASK_SCHEDULER"
+SCHEDULER_ENV = ENV["scheduler"]
 GPU = "GPU"  # the worker resource a chain asks for on a cluster that has GPUs
 WORKER_RETRIES = 2  # a chain whose worker dies is run again this many times (local cluster)
 DASHBOARD = ":8787"  # Dask's usual port; the scheduler takes another when it is busy
@@ -280,6 +281,21 @@ def run_on_dask(plan: rp.Plan, client, gpu: bool = False) -> tuple[list[rp.Chain
     return sorted(results, key=lambda r: order[r.label]), summaries
 
 
+def check_cluster_options(jobs: int | None, workers_per_gpu: int | None, scheduler: str | None) -> str | None:
+    """The cluster options of ``reproduce`` checked before any work; returns the scheduler to use (``scheduler``,
+    else ``$PAPERLIB_DASK_SCHEDULER``, else None: a local cluster)."""
+    scheduler = scheduler or runtime().scheduler
+    if jobs is not None and jobs < 1:
+        raise PaperlibError(f"--jobs must be at least 1, got {jobs}")
+    if workers_per_gpu is not None and workers_per_gpu < 1:
+        raise PaperlibError(f"--workers-per-gpu must be at least 1, got {workers_per_gpu}")
+    if scheduler is not None and (jobs is not None or workers_per_gpu is not None):
+        raise PaperlibError("--jobs and --workers-per-gpu size a local cluster; --scheduler uses an existing one")
+    if jobs is not None and workers_per_gpu is not None:
+        raise PaperlibError("--jobs and --workers-per-gpu both size the local cluster: give one")
+    return scheduler
+
+
 def reproduce(
     preset: str = "quick",
     datasets=None,
@@ -301,22 +317,13 @@ def reproduce(
     the machine (``jobs`` workers, or ``workers_per_gpu`` per GPU); ``jobs=1``: in this process, no Dask needed."""
     from .train import progress_enabled
 
-    scheduler = scheduler or os.environ.get(SCHEDULER_ENV) or None
-    if jobs is not None and jobs < 1:
-        raise PaperlibError(f"--jobs must be at least 1, got {jobs}")
-    if workers_per_gpu is not None and workers_per_gpu < 1:
-        raise PaperlibError(f"--workers-per-gpu must be at least 1, got {workers_per_gpu}")
-    if scheduler is not None and (jobs is not None or workers_per_gpu is not None):
-        raise PaperlibError("--jobs and --workers-per-gpu size a local cluster; --scheduler uses an existing one")
-    if jobs is not None and workers_per_gpu is not None:
-        raise PaperlibError("--jobs and --workers-per-gpu both size the local cluster: give one")
+    scheduler = check_cluster_options(jobs, workers_per_gpu, scheduler)
     serial = jobs == 1 and scheduler is None
     if not serial and not have_dask():
         if scheduler is not None or jobs is not None or workers_per_gpu is not None:
             _distributed()  # the error line with the install command
         serial = True  # a plain install: chains one after the other, as before Dask
     bars = progress_enabled() and serial  # live notebook bars only when one chain runs at a time here
-    os.environ.setdefault("PAPERLIB_QUIET", "1")  # kernels inherit it: no progress bars inside saved notebooks
     grid = rp.plan(preset, datasets, runs, data_dir, model, seed, seeds, notebooks_dir, depths)
     if serial:
         how = "in this process" + ("" if have_dask() else " (Dask is not installed)")

@@ -397,10 +397,10 @@ def test_flags_reach_the_stages_through_runtime_not_the_environment(tmp_path, ca
 
 def test_reproduce_gives_its_kernels_the_precision_flag(tmp_path, capsys, monkeypatch):
     """Papermill's kernels are other processes: for them (only) the flag becomes $PAPERLIB_PRECISION."""
-    import paperlib.reproduce as reproduce
+    import paperlib.sweep as sweep
 
     seen = {}
-    monkeypatch.setattr(reproduce, "reproduce", lambda **kw: seen.update(env=os.environ.get("PAPERLIB_PRECISION")))
+    monkeypatch.setattr(sweep, "reproduce", lambda **kw: seen.update(env=os.environ.get("PAPERLIB_PRECISION")))
     code, _, err = run_cli(["reproduce", "--precision", "bf16", "--runs", tmp_path / "r"], capsys)
     assert seen == {"env": "bf16"} and os.environ["PAPERLIB_PRECISION"] == "fp32"
 

@@ -384,3 +384,14 @@ def test_reproduce_two_local_datasets_end_to_end(shared_datasets, tmp_path):
     assert again.returncode == 0 and "running" not in again.stdout, again.stdout + again.stderr
     assert again.stdout.count(f"(0 run, {len(rp.DATASET_NOTEBOOKS)} done already)") == 2, again.stdout
     assert "06_results_across_datasets: done already, skipped" in again.stdout
+
+
+def test_a_kernel_that_never_came_up_counts_as_died():
+    """jupyter_client's error when a kernel dies at start (two of nine workers drew one ZMQ port on the H200,
+    2026-12-01) is retried like a dead kernel; an error of the notebook's own code is not."""
+    from nbclient.exceptions import DeadKernelError
+
+    assert rp.kernel_died(DeadKernelError("Kernel died"))
+    assert rp.kernel_died(RuntimeError("Kernel died before replying to kernel_info"))
+    assert not rp.kernel_died(RuntimeError("CUDA error: out of memory"))
+    assert not rp.kernel_died(NameError("name 'display_path' is not defined"))

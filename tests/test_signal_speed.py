@@ -220,3 +220,32 @@ def test_fast_and_plain_prune_the_tiny_run_in_the_same_order(tiny_run):
     fast = _orders(run, FAST, chunk=16)
     assert fast == plain
     assert len({tuple(v) for v in plain.values()}) > 3  # the rules disagree: the comparison has teeth
+
+
+def _live_tensor_bytes() -> int:
+    """Bytes of every tensor storage Python can reach (each storage once)."""
+    import gc
+
+    gc.collect()
+    seen, total = set(), 0
+    for o in gc.get_objects():
+        if isinstance(o, torch.Tensor):
+            storage = o.untyped_storage()
+            if storage.data_ptr() not in seen:
+                seen.add(storage.data_ptr())
+                total += storage.nbytes()
+    return total
+
+
+@pytest.mark.parametrize("name", ["tiny", "mpnet-tiny"])
+def test_a_calibration_pass_leaves_no_tensor_behind(name):
+    """After the pass returns and its stats are dropped, the tensors alive are those alive before it: the
+    recorder once held the last layer output (and through its autograd graph every hooked layer input of the
+    last chunk) in a cycle Python's gc cannot break, 70 GiB on an H200 after four 12-layer pruning curves."""
+    model, calib = _model(name), _calib()
+    before = _live_tensor_bytes()
+    for _ in range(3):
+        stats = calibration_pass(model, calib, batch_size=8, chunk=24, device="cpu")
+        assert stats.n_batches > 1
+        del stats
+    assert _live_tensor_bytes() == before

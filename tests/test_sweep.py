@@ -27,6 +27,13 @@ from paperlib import sweep
 
 from support import REPO, write_synthetic
 
+
+def toy_data(tmp_path: Path, names) -> str:
+    """--datasets for the toy notebooks: data folders of these names (the CLI checks every dataset before any
+    work; the toy notebooks never read them)."""
+    return ",".join(str(write_synthetic(tmp_path / "data" / n, n_per_class=5)) for n in names)
+
+
 pytest.importorskip("papermill")
 distributed = pytest.importorskip("distributed")
 psutil = pytest.importorskip("psutil")  # distributed's own dependency
@@ -359,7 +366,8 @@ def test_scheduler_reaches_separately_started_workers(tmp_path):
             )
         with distributed.Client(address, timeout=60) as client:
             client.wait_for_workers(2, timeout=120)
-        cmd = [sys.executable, "-m", "paperlib", "reproduce", "--preset", "tiny", "--datasets", "one,two,three"]
+        data = toy_data(tmp_path, ["one", "two", "three"])
+        cmd = [sys.executable, "-m", "paperlib", "reproduce", "--preset", "tiny", "--datasets", data]
         cmd += ["--runs", str(runs), "--notebooks", str(nbs), "--seeds", "2"]
         done = subprocess.run(
             cmd, capture_output=True, text=True, env={**env, sweep.SCHEDULER_ENV: address}, timeout=300
@@ -383,7 +391,7 @@ def test_ctrl_c_cancels_the_grid_and_keeps_every_finished_chain(tmp_path):
     nbs = toy_notebooks(tmp_path / "nbs")
     runs = tmp_path / "runs"
     names = "abcdef"
-    cmd = [sys.executable, "-m", "paperlib", "reproduce", "--preset", "tiny", "--datasets", ",".join(names)]
+    cmd = [sys.executable, "-m", "paperlib", "reproduce", "--preset", "tiny", "--datasets", toy_data(tmp_path, names)]
     cmd += ["--jobs", "2", "--notebooks", str(nbs), "--runs", str(runs)]
     env = {**os.environ, "TOY_SLEEP": "1", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
