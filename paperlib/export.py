@@ -10,7 +10,7 @@ parameters and bytes, its measured speed (``latency.parquet``) and the command t
 written atomically (``io.atomic_dir``); ``config.json``'s ``kept_layers`` tells a rerun whether it is saved.
 
     from transformers import pipeline
-    classify = pipeline("text-classification", model="runs/quick/bbc_news/students/random-forest-k1-kd")
+    classify = pipeline("text-classification", model="runs/quick/seed-0/bbc_news/students/random-forest-k1-kd")
     classify("Shares rose after the central bank held rates", truncation=True)"""
 
 from __future__ import annotations

@@ -128,7 +128,7 @@ def fusion_rows(
 
 
 def dataset_name_of(folder: str | Path) -> str:
-    """A run folder's dataset name: its folder name (``runs/<preset>/<dataset>/``, SPEC 9)."""
+    """A run folder's dataset name: its folder name (``runs/<preset>/seed-<S>/<dataset>/``, SPEC 9)."""
     return Path(folder).name
 
 
