@@ -35,7 +35,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .data import Encoded, encode, length_batches
 from .errors import PaperlibError
 from .io import (
     read_parquet,
@@ -64,6 +63,7 @@ from .runfiles import (
     read_predictions,
 )
 from .strategies import REFERENCE_SIGNALS, REGISTRY, SIGNALS, Strategy, parse_strategies
+from .tokens import Encoded, encode, length_batches
 from .train import TrainSettings, autocast, predict_logits, progress_enabled, tqdm, train
 
 SignalFn = Callable[..., pd.DataFrame]

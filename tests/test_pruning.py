@@ -13,12 +13,12 @@ import pytest
 import torch
 
 from paperlib import pruning, runfiles
-from paperlib.data import Encoded
 from paperlib.errors import PaperlibError
 from paperlib.models import count_parameters, fp32_bytes, get_layers, kept_layers, layers_removed, remove_layers
 from paperlib.pruning import Pruner, prune_curve, run_pruning, summarize_curves
 from paperlib.runfiles import load_curves, load_signals
 from paperlib.strategies import PRUNE_ALL, REGISTRY, SIGNALS
+from paperlib.tokens import Encoded
 from paperlib.train import evaluate, predict_logits
 
 ALL = [0, 1, 2, 3]

@@ -18,12 +18,12 @@ import torch
 import torch.nn.functional as F
 
 from paperlib import pruning, runfiles
-from paperlib.data import length_batches
 from paperlib.errors import PaperlibError
 from paperlib.io import part_name, parts_dir, update_parquet, write_part
 from paperlib.models import get_layers, kept_layers
 from paperlib.pruning import Pruner, prune_curve, run_pruning
 from paperlib.strategies import SIGNALS
+from paperlib.tokens import length_batches
 from paperlib.train import TrainSettings, train
 
 from support import REPO
