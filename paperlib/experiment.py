@@ -19,7 +19,7 @@ import torch
 from . import __version__
 from .baselines import baseline_run, start_beside
 from .config import Preset
-from .data import REGISTRY, Splits, dataset_name, dataset_ref, load_splits
+from .data import REGISTRY, dataset_name, dataset_ref, load_splits
 from .errors import PaperlibError
 from .io import (
     M0_SCHEMAS,
@@ -34,6 +34,7 @@ from .io import (
 )
 from .models import check_max_length, check_weights, count_parameters, fp32_bytes, load_model
 from .paths import seed_root, seed_roots
+from .splits import Splits
 from .tokens import Encoded, encode_splits
 from .train import (
     TrainSettings,

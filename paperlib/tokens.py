@@ -12,8 +12,8 @@ import numpy as np
 import torch
 
 from .config import cache_dir
-from .data import Splits
 from .errors import PaperlibError
+from .splits import Splits
 
 
 @dataclass

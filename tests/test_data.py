@@ -14,8 +14,9 @@ import pytest
 from paperlib import data as data_mod
 from paperlib import tokens as tokens_mod
 from paperlib.config import get_preset
-from paperlib.data import REGISTRY, load_splits, make_splits
+from paperlib.data import REGISTRY, load_splits
 from paperlib.errors import PaperlibError
+from paperlib.splits import make_splits
 from paperlib.tokens import encode, length_batches
 
 TINY = get_preset("tiny")  # caps 80 / 40 / 40, n_calib 16
