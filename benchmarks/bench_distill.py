@@ -34,9 +34,9 @@ os.environ.setdefault("PAPERLIB_QUIET", "1")
 
 import torch  # noqa: E402
 
-from paperlib.data import Encoded  # noqa: E402
 from paperlib.distill import distill, kd_loss, teacher_logits  # noqa: E402
 from paperlib.models import RANDOM_MODELS, remove_layers  # noqa: E402
+from paperlib.tokens import Encoded  # noqa: E402
 from paperlib.train import TrainSettings  # noqa: E402
 
 NUM_LABELS = 4

@@ -4,8 +4,8 @@
 The rows are those of a 12-layer paper-preset prune stage (``all,flipped``: 12 signals, their 12 flipped twins,
 Block-Influence, Oracle, Top-Drop, Random x 5 seeds, and M_0), 11 steps per curve, ``--val`` + ``--test``
 examples per step (agnews at the paper caps: 638 + 2000), random labels; then the fuse stage's two curves.
-Both paths write through paperlib (``io.update_parquet`` and ``pruning.merge_predictions`` +
-``pruning.fold_predictions``) and must leave byte-identical files.
+Both paths write through paperlib (``io.update_parquet`` and ``runfiles.merge_predictions`` +
+``runfiles.fold_predictions``) and must leave byte-identical files.
 
     python benchmarks/bench_prediction_writes.py
 """
@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from paperlib import pruning  # noqa: E402
+from paperlib import runfiles  # noqa: E402
 from paperlib.io import update_parquet  # noqa: E402
 from paperlib.strategies import REFERENCES, SIGNALS  # noqa: E402
 
@@ -36,11 +36,11 @@ def jobs(random_seeds: int) -> list[tuple[str, int]]:
 
 def rows(strategy: str, seed: int, steps: int, n_val: int, n_test: int, rng) -> pd.DataFrame:
     parts = [
-        pruning.prediction_rows(rng.integers(0, 4, n).astype(np.int16), strategy, seed, step, split)
+        runfiles.prediction_rows(rng.integers(0, 4, n).astype(np.int16), strategy, seed, step, split)
         for step in ([0] if strategy == "M_0" else range(1, steps + 1))
         for split, n in (("val", n_val), ("test", n_test))
     ]
-    return pruning._typed_predictions(pd.concat(parts, ignore_index=True))
+    return runfiles._typed_predictions(pd.concat(parts, ignore_index=True))
 
 
 def main(argv=None) -> None:
@@ -53,7 +53,7 @@ def main(argv=None) -> None:
     rng = np.random.default_rng(0)
     prune = [rows(s, seed, args.layers - 1, args.val, args.test, rng) for s, seed in jobs(args.random_seeds)]
     fuse = [rows(s, 0, args.layers - 1, args.val, args.test, rng) for s in ("Linear-Regression", "Random-Forest")]
-    typed = pruning._typed_predictions
+    typed = runfiles._typed_predictions
     timings = {}
     with tempfile.TemporaryDirectory() as tmp:
         old, new = Path(tmp) / "old", Path(tmp) / "new"
@@ -63,8 +63,8 @@ def main(argv=None) -> None:
                 update_parquet(old / "predictions.parquet", df, ["strategy", "seed"], typed)
             t1 = time.perf_counter()
             for df in stage:
-                pruning.merge_predictions(new, df)
-            pruning.fold_predictions(new)
+                runfiles.merge_predictions(new, df)
+            runfiles.fold_predictions(new)
             t2 = time.perf_counter()
             timings[label] = (len(stage), t1 - t0, t2 - t1)
         same = (old / "predictions.parquet").read_bytes() == (new / "predictions.parquet").read_bytes()

@@ -50,7 +50,6 @@ import torch  # noqa: E402
 from machine import cpu_name  # noqa: E402  (benchmarks/, first on sys.path when run as a script)
 from torch import nn  # noqa: E402
 
-from paperlib.data import Encoded  # noqa: E402
 from paperlib.models import get_layers  # noqa: E402
 from paperlib.signals import (  # noqa: E402
     AUTO_CHUNK,
@@ -63,6 +62,7 @@ from paperlib.signals import (  # noqa: E402
     mutual_information_signals,
     weight_signals,
 )
+from paperlib.tokens import Encoded  # noqa: E402
 from paperlib.train import precision  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -111,7 +111,8 @@ def synthetic(n: int, length: int, vocab: int, seed: int = 0) -> Encoded:
 def real_calibration(tokenizer, n: int, length: int) -> Encoded:
     """``n`` stratified bbc_news training examples (the quick preset's calibration set at its sizes)."""
     from paperlib.config import get_preset
-    from paperlib.data import encode, load_splits
+    from paperlib.data import load_splits
+    from paperlib.tokens import encode
 
     splits = load_splits("bbc_news", get_preset("quick", max_length=length))
     calib = splits.calibration(n)

@@ -39,11 +39,12 @@ import torch  # noqa: E402
 from machine import cpu_name  # noqa: E402
 
 from paperlib.config import Preset  # noqa: E402
-from paperlib.data import Encoded, encode, load_splits  # noqa: E402
+from paperlib.data import load_splits  # noqa: E402
 from paperlib.io import read_json, read_parquet  # noqa: E402
 from paperlib.latency import measure  # noqa: E402
 from paperlib.models import load_model  # noqa: E402
-from paperlib.pruning import parse_kept  # noqa: E402
+from paperlib.runfiles import parse_kept  # noqa: E402
+from paperlib.tokens import Encoded, encode  # noqa: E402
 
 
 def texts(folder: Path, tokenizer, preset, args) -> Encoded:

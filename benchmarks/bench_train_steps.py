@@ -41,8 +41,9 @@ def main(argv=None) -> list[dict]:
     args = ap.parse_args(argv)
 
     from paperlib.config import get_preset
-    from paperlib.data import encode_splits, load_splits
+    from paperlib.data import load_splits
     from paperlib.models import load_model
+    from paperlib.tokens import encode_splits
     from paperlib.train import TrainSettings, default_device, evaluate, precision, train
 
     preset = get_preset(args.preset)

@@ -1,7 +1,7 @@
 """nbval re-executes the notebooks from scratch: a fresh, empty runs root, fp32, the embedded data.
 
 ``pytest notebooks --nbval-lax`` starts one kernel per notebook.  Before each notebook's kernel starts,
-its environment gets (``paperlib.reproduce.check_environment``, which ``tools/refresh_notebooks.py``
+its environment gets (``paperlib.notebook_run.check_environment``, which ``tools/refresh_notebooks.py``
 uses too, so the committed outputs are made the way they are checked)
 
 * ``PAPERLIB_ROOT``: one temporary folder for the whole session, empty at the start, so the notebooks'
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from paperlib.reproduce import check_environment
+from paperlib.notebook_run import check_environment
 
 _ROOT: Path | None = None
 _SAVED: dict[str, str | None] = {}

@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from . import export, pruning
+from . import export, runfiles
 from .config import DEPTH_POLICIES
 from .errors import PaperlibError
 from .io import read_json, read_parquet, run_lock, update_parquet, write_json
@@ -189,8 +189,8 @@ class EarlyStopping:
 
 
 def parse_kept(kept) -> list[int]:
-    """Original layer indices from a curves.parquet ``kept`` cell, as a list (``pruning.parse_kept``)."""
-    return list(pruning.parse_kept(kept))
+    """Original layer indices from a curves.parquet ``kept`` cell, as a list (``runfiles.parse_kept``)."""
+    return list(runfiles.parse_kept(kept))
 
 
 def pruned_curve(curves: pd.DataFrame, strategy: str = DEFAULT_STRATEGY) -> pd.DataFrame:
@@ -258,11 +258,11 @@ def _scored(model: torch.nn.Module, data, batch_size: int, device) -> tuple[floa
 def _current(rows: list[dict], curve: pd.DataFrame, strategy: str) -> list[dict]:
     """Rows still valid for ``curve``: another strategy's, or this strategy's whose kept layers are the
     curve's at that depth (a refitted curve that now keeps other layers makes the old row stale)."""
-    kept_at = {int(k): pruning.format_kept(parse_kept(v)) for k, v in zip(curve["step"], curve["kept"])}
+    kept_at = {int(k): runfiles.format_kept(parse_kept(v)) for k, v in zip(curve["step"], curve["kept"])}
     return [
         r
         for r in rows
-        if r["strategy"] != strategy or kept_at.get(int(r["depth"])) == pruning.format_kept(parse_kept(r["kept"]))
+        if r["strategy"] != strategy or kept_at.get(int(r["depth"])) == runfiles.format_kept(parse_kept(r["kept"]))
     ]
 
 
@@ -318,14 +318,14 @@ def distill_run(
     rows = [
         r
         for r in rows
-        if (r["strategy"], int(r["depth"]), pruning.format_kept(parse_kept(r["kept"])), r["mode"]) in have
+        if (r["strategy"], int(r["depth"]), runfiles.format_kept(parse_kept(r["kept"])), r["mode"]) in have
     ]
     kept_at = {int(k): parse_kept(v) for k, v in zip(curve["step"], curve["kept"])}
     saves = export.save_depths(save_students, chosen, k_star) if SAVED_MODE in modes else []
     unsaved = {(strategy, k, SAVED_MODE) for k in saves if not export.is_saved(run.folder, strategy, k, kept_at[k])}
     rows = [r for r in rows if (r["strategy"], int(r["depth"]), r["mode"]) not in unsaved]  # trained again
     finished = {(r["strategy"], int(r["depth"]), r["mode"]) for r in rows}
-    keys = {(r["strategy"], int(r["depth"]), pruning.format_kept(parse_kept(r["kept"])), r["mode"]) for r in rows}
+    keys = {(r["strategy"], int(r["depth"]), runfiles.format_kept(parse_kept(r["kept"])), r["mode"]) for r in rows}
     preds = (
         preds[[(t.strategy, int(t.depth), t.kept, t.mode) in keys for t in preds.itertuples()]] if len(preds) else preds
     )
@@ -366,7 +366,7 @@ def distill_run(
             _scored(student, run.encoded[split], preset.eval_batch_size, device) for split in ("val", "test")
         )
         n_bytes = fp32_bytes(student)
-        kept_str = pruning.format_kept(kept)
+        kept_str = runfiles.format_kept(kept)
         pred_parts += [
             pd.DataFrame(
                 {
@@ -480,7 +480,7 @@ def pruned_copy(model: torch.nn.Module, kept) -> torch.nn.Module:
 
 def _tidy(rows: list[dict]) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=COLUMNS)
-    df["kept"] = [pruning.format_kept(parse_kept(k)) for k in df["kept"]]
+    df["kept"] = [runfiles.format_kept(parse_kept(k)) for k in df["kept"]]
     df["mode"] = pd.Categorical(df["mode"], categories=list(MODES))
     df = df.sort_values(["strategy", "depth", "mode"]).reset_index(drop=True)
     df["mode"] = df["mode"].astype(str)

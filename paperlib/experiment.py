@@ -19,7 +19,7 @@ import torch
 from . import __version__
 from .baselines import baseline_run, start_beside
 from .config import Preset
-from .data import REGISTRY, Encoded, Splits, dataset_name, dataset_ref, encode_splits, load_splits
+from .data import REGISTRY, dataset_name, dataset_ref, load_splits
 from .errors import PaperlibError
 from .io import (
     M0_SCHEMAS,
@@ -34,6 +34,8 @@ from .io import (
 )
 from .models import check_max_length, check_weights, count_parameters, fp32_bytes, load_model
 from .paths import seed_root, seed_roots
+from .splits import Splits
+from .tokens import Encoded, encode_splits
 from .train import (
     TrainSettings,
     barrier,
@@ -370,7 +372,7 @@ def load_run(runs: str | Path, dataset: str, data_dir=None, device=None, seed: i
     back to the config's ``dataset_arg``, which is relative to the data dir (configs hold no machine paths).
 
     What a later notebook needs without repeating notebook 01's arguments.  Tokenised tensors come
-    from the token cache (``data.encode``: memory, then ``$PAPERLIB_CACHE_DIR``), and a second call in the
+    from the token cache (``tokens.encode``: memory, then ``$PAPERLIB_CACHE_DIR``), and a second call in the
     same process for the same finished folder returns the same ``Run`` (its model is shared, not reloaded)."""
     roots = seed_roots(runs)
     seed = min(roots, default=0) if seed is None else int(seed)

@@ -176,7 +176,7 @@ def model_card(run, row: dict, stats: dict, latency: pd.DataFrame | None, comman
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
     from .data import REGISTRY
-    from .pruning import parse_kept
+    from .runfiles import parse_kept
 
     config = _config(run)
     model = str(config.get("model", run.preset.model))

@@ -346,7 +346,8 @@ def run_fusion(
     pruned by models fitted on the same rows (same ``rows_key``); otherwise they are deleted and pruned
     again.  Transfer: only complete single-signal runs of the same model under ``runs_root``, and only
     ``datasets`` when given.  ``signal_fn`` and ``pruner`` pass through to the engine."""
-    from .pruning import drop_strategies, run_pruning
+    from .pruning import run_pruning
+    from .runfiles import drop_strategies
 
     protocol = _protocol(protocol)
     folder = Path(run.folder)

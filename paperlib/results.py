@@ -146,7 +146,7 @@ def _correct_blocks(preds: pd.DataFrame, labels: np.ndarray, keys: list[str]) ->
 
 
 def _read_scores(folder: Path, run: SeedRun) -> None:
-    from .pruning import LABELS_FILE, ORIGINAL, SPLITS, read_predictions
+    from .runfiles import LABELS_FILE, ORIGINAL, SPLITS, read_predictions
 
     preds = read_predictions(folder) if (folder / LABELS_FILE).is_file() else None  # the file and its parts
     if preds is None:

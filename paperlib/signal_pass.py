@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import Encoded
 from .errors import PaperlibError
 from .models import attention_implementation, get_layers, kept_layers
+from .tokens import Encoded
 from .train import autocast as policy_autocast
 from .train import default_device, progress_enabled, tqdm
 

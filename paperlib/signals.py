@@ -40,10 +40,10 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .data import Encoded
 from .models import get_layers, kept_layers
 from .signal_pass import AUTO_CHUNK, FAST, PLAIN, CalibrationStats, SignalOptions, _to_device, calibration_pass
 from .strategies import REFERENCE_SIGNALS, SIGNALS
+from .tokens import Encoded
 
 __all__ = [
     "AUTO_CHUNK",

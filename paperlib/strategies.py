@@ -106,7 +106,7 @@ REGISTRY: dict[str, Strategy] = {
 FLIPPED = " (flipped)"
 OPPOSITE = {"lowest": "highest", "highest": "lowest"}
 # "<signal> (flipped)": the same ranked rule with the opposite direction, for the direction check
-# (claims.direction_check).  Run only when named (or with 'flipped'); 'all' does not include them.
+# (direction.direction_check).  Run only when named (or with 'flipped'); 'all' does not include them.
 REGISTRY |= {s + FLIPPED: Strategy(s + FLIPPED, CATEGORY[s], "signal", OPPOSITE[DIRECTION[s]], s) for s in SIGNALS}
 FLIPPED_ALL = tuple(s + FLIPPED for s in SIGNALS)
 FUSION_NAMES = ("Linear-Regression", "Random-Forest")

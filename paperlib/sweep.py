@@ -32,6 +32,7 @@ import uuid
 from . import reproduce as rp
 from .config import ENV, runtime
 from .errors import PaperlibError
+from .notebook_run import error_line
 
 SCHEDULER_ENV = ENV["scheduler"]
 GPU = "GPU"  # the worker resource a chain asks for on a cluster that has GPUs
@@ -209,7 +210,7 @@ def _failed(chain: rp.Chain, exc: BaseException) -> rp.ChainResult:
     """The result of a chain whose task raised: its worker died too often (``KilledWorker``) or it never ran."""
     result = rp.ChainResult(chain.label, chain.name, chain.seed, chain.model_label, str(chain.folder))
     result.failed = "worker" if type(exc).__name__ == "KilledWorker" else "setup"
-    result.error = rp.error_line(exc)
+    result.error = error_line(exc)
     return result
 
 
@@ -262,7 +263,7 @@ def run_on_dask(plan: rp.Plan, client, gpu: bool = False) -> tuple[list[rp.Chain
                 try:
                     error, line = future.result()
                 except Exception as exc:  # its worker died too often, or the task never ran
-                    error = rp.error_line(exc)
+                    error = error_line(exc)
                     line = f"[{summary.label}] {rp.SUMMARY_NOTEBOOK}: FAILED ({error})"
                 summaries[summary.model_label] = error
                 tqdm.write(line + at(), file=sys.stdout)

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .claims import VERDICT_RULES, direction_wide
+from .claims import VERDICT_RULES
+from .direction import direction_wide
 from .tables import ci_wide, comparison_wide, orders_summary
 
 VIEWS = {

@@ -33,9 +33,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ENV, runtime
-from .data import Encoded, length_batches
 from .errors import PaperlibError
 from .models import get_layers
+from .tokens import Encoded, length_batches
 
 
 def default_device() -> torch.device:

@@ -128,7 +128,7 @@ def _predictions(c: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def write_run(folder, run: SeedRun, with_predictions: bool = True):
     """``run`` as a run folder (curves, metrics, config; predictions, labels and distillation when asked)."""
-    from paperlib.pruning import prediction_rows
+    from paperlib.runfiles import prediction_rows
 
     folder.mkdir(parents=True)
     run.curves.drop(columns="dataset").to_parquet(folder / "curves.parquet")

@@ -17,11 +17,11 @@ from results_support import flat, make_results, make_run, make_seeded, scores, w
 from paperlib.claims import (
     VERDICT_RULES,
     claims_check,
-    direction_check,
     seed_claims,
     verdict_changes,
     verdicts,
 )
+from paperlib.direction import direction_check
 from paperlib.results import DatasetResults
 from paperlib.tables import comparison_table, distill_summary
 

@@ -12,9 +12,12 @@ import pandas as pd
 import pytest
 
 from paperlib import data as data_mod
+from paperlib import tokens as tokens_mod
 from paperlib.config import get_preset
-from paperlib.data import REGISTRY, encode, length_batches, load_splits, make_splits
+from paperlib.data import REGISTRY, load_splits
 from paperlib.errors import PaperlibError
+from paperlib.splits import make_splits
+from paperlib.tokens import encode, length_batches
 
 TINY = get_preset("tiny")  # caps 80 / 40 / 40, n_calib 16
 
@@ -368,7 +371,7 @@ def test_encode_is_cached_in_memory_and_on_disk(tmp_path, monkeypatch):
     assert enc.labels.tolist() == labels
     assert encode(texts, labels, WordTokenizer(), 8) is enc and WordTokenizer.calls == 1
     assert len(list((tmp_path / "cache" / "tokens").glob("*.pt"))) == 1
-    data_mod._MEMORY_CACHE.clear()
+    tokens_mod._MEMORY_CACHE.clear()
     again = encode(texts, labels, WordTokenizer(), 8)  # from disk
     assert WordTokenizer.calls == 1 and again.input_ids.tolist() == enc.input_ids.tolist()
     encode(texts, labels, WordTokenizer(), 9)  # another max_length: tokenised anew
@@ -391,7 +394,7 @@ def test_a_tampered_token_cache_is_refused_and_rebuilt(tamper, tmp_path, monkeyp
 
     monkeypatch.setenv("PAPERLIB_CACHE_DIR", str(tmp_path / "cache"))
     texts, labels = ["a b c", "d e", "f g h"], [0, 1, 0]
-    data_mod._MEMORY_CACHE.clear()
+    tokens_mod._MEMORY_CACHE.clear()
     fresh = encode(texts, labels, WordTokenizer(), 8)
     (path,) = (tmp_path / "cache" / "tokens").glob("*.pt")
     marker = tmp_path / "code-ran"
@@ -402,7 +405,7 @@ def test_a_tampered_token_cache_is_refused_and_rebuilt(tamper, tmp_path, monkeyp
         torch.save({**saved, "labels": torch.tensor([1, 1, 1])}, path)
     else:
         path.write_bytes(b"not a torch file")
-    data_mod._MEMORY_CACHE.clear()
+    tokens_mod._MEMORY_CACHE.clear()
     WordTokenizer.calls = 0
     again = encode(texts, labels, WordTokenizer(), 8)
     assert not marker.exists()  # weights_only: the planted code never ran

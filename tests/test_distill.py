@@ -111,7 +111,7 @@ class _BagOfWords(torch.nn.Module):
 
 def _key_token_data(n: int, seed: int):
     """The class is given away by the first token (3 key tokens per class), then 5 filler tokens."""
-    from paperlib.data import Encoded
+    from paperlib.tokens import Encoded
 
     g = np.random.default_rng(seed)
     y = g.integers(0, 3, n)
@@ -125,8 +125,8 @@ def test_kd_beats_the_alpha_zero_control_when_the_labels_are_noisy():
     class, so the hard labels point to the wrong class more often than to the right one.  Only the KL term
     brings the teacher's knowledge in: with it the student recovers the task, the control learns the shift.
     A KL term that is dropped, mis-signed or fed the wrong rows fails this test."""
-    from paperlib.data import Encoded
     from paperlib.distill import distill
+    from paperlib.tokens import Encoded
     from paperlib.train import predict_logits, train
 
     clean, test = _key_token_data(240, 0), _key_token_data(300, 1)
@@ -371,8 +371,8 @@ def _ddp_worker(rank, world, port, out_dir):
     )
     from transformers import AutoModelForSequenceClassification
 
-    from paperlib.data import Encoded
     from paperlib.models import RANDOM_MODELS
+    from paperlib.tokens import Encoded
     from paperlib.train import train
 
     torch.manual_seed(0)

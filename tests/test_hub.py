@@ -13,8 +13,9 @@ import pytest
 
 from paperlib import data as data_mod
 from paperlib.config import get_preset
-from paperlib.data import REGISTRY, load_splits, make_splits
+from paperlib.data import REGISTRY, load_splits
 from paperlib.errors import PaperlibError
+from paperlib.splits import make_splits
 
 datasets = pytest.importorskip("datasets")
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value  # noqa: E402

@@ -234,8 +234,8 @@ def test_cli_reports_a_damaged_run_file_in_one_line(tmp_path):
 WRITER = r"""
 import sys, time
 import pandas as pd
-from paperlib.pruning import (CURVE_COLUMNS, PREDICTION_COLUMNS, SIGNAL_COLUMNS, CURVES_FILE, _done, _read, _save,
-                              _typed_curves)
+from paperlib.pruning import _done, _save
+from paperlib.runfiles import CURVE_COLUMNS, PREDICTION_COLUMNS, SIGNAL_COLUMNS, CURVES_FILE, _read, _typed_curves
 from pathlib import Path
 
 folder, strategy, n_jobs, mode = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
@@ -283,7 +283,7 @@ def expected_curves(strategies: dict[str, int]) -> pd.DataFrame:
         for seed in range(n)
         for k in range(1, 4)
     ]
-    from paperlib.pruning import CURVE_COLUMNS, _typed_curves
+    from paperlib.runfiles import CURVE_COLUMNS, _typed_curves
 
     return _typed_curves(pd.DataFrame(rows, columns=CURVE_COLUMNS))
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from paperlib.reproduce import ABSOLUTE_PATH, clean_notebook, clean_text
+from paperlib.notebook_run import ABSOLUTE_PATH, clean_notebook, clean_text
 
 REPO = Path(__file__).resolve().parents[1]
 FOLDERS = ("results", "notebooks", "figures")

@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from paperlib import plots  # noqa: E402
+from paperlib import figstyle, plots  # noqa: E402
 from paperlib.errors import PaperlibError  # noqa: E402
 from paperlib.strategies import SIGNALS  # noqa: E402
 
@@ -257,8 +257,8 @@ def test_coinciding_curves_are_offset_and_named_in_the_legend():
     )
     steps = np.arange(1, L)
     np.testing.assert_allclose(we.get_xdata(), steps)
-    np.testing.assert_allclose(rf.get_xdata(), steps + plots.DODGE)  # each twin one offset further
-    np.testing.assert_allclose(oracle.get_xdata(), steps + 2 * plots.DODGE)
+    np.testing.assert_allclose(rf.get_xdata(), steps + figstyle.DODGE)  # each twin one offset further
+    np.testing.assert_allclose(oracle.get_xdata(), steps + 2 * figstyle.DODGE)
     np.testing.assert_allclose(rf.get_ydata(), we.get_ydata())
     assert not any("(=" in name for name in lines if name.startswith("Random ("))  # Random differs: no note
     plt.close(fig)
@@ -268,7 +268,7 @@ def test_coinciding_curves_are_offset_and_named_in_the_legend():
     )
     fig = plots.pruning_curves(many)
     spread = max(l.get_xdata()[0] for l in labelled_lines(fig.axes[0])) - 1
-    assert 0 < spread <= plots.MAX_DODGE + 1e-9
+    assert 0 < spread <= figstyle.MAX_DODGE + 1e-9
     plt.close(fig)
 
 

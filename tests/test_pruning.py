@@ -12,12 +12,13 @@ import pandas as pd
 import pytest
 import torch
 
-from paperlib import pruning
-from paperlib.data import Encoded
+from paperlib import pruning, runfiles
 from paperlib.errors import PaperlibError
 from paperlib.models import count_parameters, fp32_bytes, get_layers, kept_layers, layers_removed, remove_layers
-from paperlib.pruning import Pruner, load_curves, load_signals, prune_curve, run_pruning, summarize_curves
+from paperlib.pruning import Pruner, prune_curve, run_pruning, summarize_curves
+from paperlib.runfiles import load_curves, load_signals
 from paperlib.strategies import PRUNE_ALL, REGISTRY, SIGNALS
+from paperlib.tokens import Encoded
 from paperlib.train import evaluate, predict_logits
 
 ALL = [0, 1, 2, 3]
@@ -109,8 +110,8 @@ def test_every_curve_has_L_minus_1_consistent_steps(all_curves):
         removed = g["removed"].tolist()
         assert len(set(removed)) == 3 and set(removed) <= set(ALL)
         for k, kept in enumerate(g["kept"], start=1):
-            assert pruning.parse_kept(kept) == tuple(i for i in ALL if i not in removed[:k])
-        assert len(pruning.parse_kept(g["kept"].iloc[-1])) == 1
+            assert runfiles.parse_kept(kept) == tuple(i for i in ALL if i not in removed[:k])
+        assert len(runfiles.parse_kept(g["kept"].iloc[-1])) == 1
     assert curves["kept"].map(type).eq(str).all() and curves["removed"].dtype == np.int64
 
 
@@ -139,7 +140,7 @@ def test_signal_rows_are_those_each_step_chose_from(all_curves):
         before = (
             ALL
             if step == 1
-            else pruning.parse_kept(
+            else runfiles.parse_kept(
                 curves[(curves.strategy == name) & (curves.seed == seed) & (curves.step == step - 1)]["kept"].iloc[0]
             )
         )
@@ -158,7 +159,7 @@ def test_sizes_match_a_really_pruned_copy(tiny_run, all_curves):
         m = remove_layers(copy.deepcopy(tiny_run.model), [i for i in ALL if i not in kept])
         assert pruner.size(kept) == (count_parameters(m), fp32_bytes(m))
     for _, row in curves.drop_duplicates("kept").iterrows():  # every distinct model on the curves
-        m = remove_layers(copy.deepcopy(tiny_run.model), [i for i in ALL if i not in pruning.parse_kept(row["kept"])])
+        m = remove_layers(copy.deepcopy(tiny_run.model), [i for i in ALL if i not in runfiles.parse_kept(row["kept"])])
         assert (row["n_params"], row["bytes"]) == (count_parameters(m), fp32_bytes(m))
 
 
@@ -166,7 +167,7 @@ def test_predictions_are_saved_for_every_curve_row_and_for_M0(all_curves):
     """predictions.parquet: one int16 label per (strategy, seed, step, split, example); scored against
     labels.parquet they give the curve's accuracies, and they equal a really pruned copy's argmax."""
     run, curves = all_curves
-    preds, labels = pruning.load_predictions(run.folder), pruning.load_labels(run.folder)
+    preds, labels = runfiles.load_predictions(run.folder), runfiles.load_labels(run.folder)
     assert list(preds.columns) == ["strategy", "seed", "step", "split", "example", "pred"]
     assert preds["pred"].dtype == np.int16 and labels["label"].dtype == np.int16
     for split in ("val", "test"):
@@ -189,7 +190,7 @@ def test_predictions_are_saved_for_every_curve_row_and_for_M0(all_curves):
             assert np.float32((pred == truth).mean()) == pytest.approx(acc, abs=1e-7)
     for kept in curves["kept"].unique()[:4]:
         row = curves[curves.kept == kept].iloc[0]
-        m = remove_layers(copy.deepcopy(run.model), [i for i in ALL if i not in pruning.parse_kept(kept)])
+        m = remove_layers(copy.deepcopy(run.model), [i for i in ALL if i not in runfiles.parse_kept(kept)])
         np.testing.assert_array_equal(
             by_model[(row.strategy, row.seed, row.step, "test")],
             predict_logits(m, run.encoded["test"], device="cpu").argmax(-1).numpy(),
@@ -203,7 +204,7 @@ def test_a_folder_without_predictions_redoes_its_curves(tiny_run, tmp_path):
     (tmp_path / "predictions.parquet").unlink()
     after = run_pruning(run, ["Top-Drop", "Random"], signal_fn=fake_signals)
     pd.testing.assert_frame_equal(before, after)
-    preds = pruning.load_predictions(tmp_path)
+    preds = runfiles.load_predictions(tmp_path)
     assert set(preds["strategy"]) == {"M_0", "Top-Drop", "Random"}
     assert len(preds.drop_duplicates(["strategy", "seed", "step", "split"])) == 2 * (len(after) + 1)
 
@@ -363,7 +364,7 @@ def test_rerun_skips_finished_work_and_resumes_after_an_interruption(tiny_run, t
 
 def models_before(curves, strategy):
     """The kept sets a strategy's steps chose from: all layers, then each step's kept set but the last."""
-    kept = curves[curves.strategy == strategy].sort_values("step")["kept"].map(pruning.parse_kept).tolist()
+    kept = curves[curves.strategy == strategy].sort_values("step")["kept"].map(runfiles.parse_kept).tolist()
     return {frozenset(k) for k in [tuple(ALL), *kept[:-1]]}
 
 
@@ -376,7 +377,7 @@ def test_warm_start_restores_exact_signals_and_accuracies(tiny_run, tmp_path):
     pd.testing.assert_frame_equal(pruner.signals(ALL), fake_signals(tiny_run.model, None), check_exact=True)
     assert fn.calls == 0
     for kept, val, test in curves[["kept", "val_acc", "test_acc"]].itertuples(index=False):
-        assert pruner.evaluate(pruning.parse_kept(kept)) == (val, test)
+        assert pruner.evaluate(runfiles.parse_kept(kept)) == (val, test)
 
 
 def test_load_errors_name_the_fix(tmp_path):

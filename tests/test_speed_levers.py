@@ -17,13 +17,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from paperlib import pruning
-from paperlib.data import length_batches
+from paperlib import pruning, runfiles
 from paperlib.errors import PaperlibError
 from paperlib.io import part_name, parts_dir, update_parquet, write_part
 from paperlib.models import get_layers, kept_layers
 from paperlib.pruning import Pruner, prune_curve, run_pruning
 from paperlib.strategies import SIGNALS
+from paperlib.tokens import length_batches
 from paperlib.train import TrainSettings, train
 
 from support import REPO
@@ -64,8 +64,8 @@ def rewritten_file(run, folder, names) -> bytes:
     merged into the one file by a read-modify-write (``io.update_parquet``), in the order run_pruning runs them."""
     pruner = Pruner(run, fake_signals)
     path = folder / "predictions.parquet"
-    typed = pruning._typed_predictions
-    m0 = [pruning.prediction_rows(pruner.predictions(pruner.all_layers, s), "M_0", 0, 0, s) for s in pruning.SPLITS]
+    typed = runfiles._typed_predictions
+    m0 = [runfiles.prediction_rows(pruner.predictions(pruner.all_layers, s), "M_0", 0, 0, s) for s in runfiles.SPLITS]
     update_parquet(path, typed(pd.concat(m0)), ["strategy", "seed"], typed)
     for strategy in pruning._strategies(names):
         for seed in range(run.preset.random_seeds) if strategy.kind == "random" else [0]:
@@ -86,7 +86,7 @@ def test_prediction_parts_fold_into_the_file_the_rewrites_gave(tiny_run, tmp_pat
     run_pruning(in_folder(tiny_run, tmp_path), NAMES, signal_fn=fake_signals)
     assert (tmp_path / "predictions.parquet").read_bytes() == reference[0]
     assert not parts_dir(tmp_path / "predictions.parquet").exists()  # folded: the folder holds one file again
-    pd.testing.assert_frame_equal(pruning.load_predictions(tmp_path), reference[1])
+    pd.testing.assert_frame_equal(runfiles.load_predictions(tmp_path), reference[1])
 
 
 def test_an_interrupted_stage_leaves_readable_parts_and_no_duplicate_rows(tiny_run, tmp_path, reference):
@@ -95,7 +95,7 @@ def test_an_interrupted_stage_leaves_readable_parts_and_no_duplicate_rows(tiny_r
         run_pruning(run, NAMES, signal_fn=Interrupting(3))
     parts = sorted(parts_dir(tmp_path / "predictions.parquet").glob("*.parquet"))
     assert len(parts) >= 2 and not (tmp_path / "predictions.parquet").exists()  # M_0 + finished jobs, unfolded
-    got = pruning.load_predictions(tmp_path)
+    got = runfiles.load_predictions(tmp_path)
     assert not got.duplicated(KEY).any()
     done = set(zip(got["strategy"], got["seed"]))
     assert ("M_0", 0) in done and ("Weight-Magnitude", 0) in done and ("Weight-Entropy (flipped)", 0) not in done
@@ -111,10 +111,10 @@ def test_a_part_left_beside_the_folded_file_replaces_its_rows_once(tiny_run, tmp
     (folder / "predictions.parquet").write_bytes(reference[0])  # e.g. a committed run: the file only
     top = reference[1][reference[1]["strategy"] == "Top-Drop"]
     write_part(folder / "predictions.parquet", part_name("Top-Drop", 0), top)  # as a fold leaves it
-    pd.testing.assert_frame_equal(pruning.load_predictions(folder), reference[1])
+    pd.testing.assert_frame_equal(runfiles.load_predictions(folder), reference[1])
     changed = top.assign(pred=(top["pred"] + 1).astype(np.int16))  # a redone job with other predictions
-    pruning.merge_predictions(folder, changed)
-    got = pruning.load_predictions(folder)
+    runfiles.merge_predictions(folder, changed)
+    got = runfiles.load_predictions(folder)
     assert not got.duplicated(KEY).any() and len(got) == len(reference[1])
     mine = got[got["strategy"] == "Top-Drop"].reset_index(drop=True)
     pd.testing.assert_frame_equal(mine, changed.reset_index(drop=True))
@@ -122,16 +122,16 @@ def test_a_part_left_beside_the_folded_file_replaces_its_rows_once(tiny_run, tmp
         got[got["strategy"] != "Top-Drop"].reset_index(drop=True),
         reference[1][reference[1]["strategy"] != "Top-Drop"].reset_index(drop=True),
     )
-    assert pruning.fold_predictions(folder)
+    assert runfiles.fold_predictions(folder)
     pd.testing.assert_frame_equal(pd.read_parquet(folder / "predictions.parquet"), got)
 
 
 def test_dropping_strategies_removes_their_parts_and_rows(tiny_run, tmp_path, reference):
     (tmp_path / "predictions.parquet").write_bytes(reference[0])
     oracle = reference[1][reference[1]["strategy"] == "Oracle"]
-    pruning.merge_predictions(tmp_path, oracle)
-    pruning.drop_strategies(tmp_path, ["Oracle", "Random"])
-    got = pruning.load_predictions(tmp_path)
+    runfiles.merge_predictions(tmp_path, oracle)
+    runfiles.drop_strategies(tmp_path, ["Oracle", "Random"])
+    got = runfiles.load_predictions(tmp_path)
     assert set(got["strategy"]) == set(reference[1]["strategy"]) - {"Oracle", "Random"}
     assert not any(parts_dir(tmp_path / "predictions.parquet").glob("*.parquet"))
 
@@ -146,7 +146,7 @@ def test_results_read_the_parts_of_an_interrupted_stage(tiny_run, tmp_path):
     empty = dict(metrics={}, tolerance=0.01, curves=pd.DataFrame(), distill=pd.DataFrame())
     before = SeedRun(0, 4, **empty)
     _read_scores(tmp_path, before)
-    assert pruning.fold_predictions(tmp_path)
+    assert runfiles.fold_predictions(tmp_path)
     after = SeedRun(0, 4, **empty)
     _read_scores(tmp_path, after)
     assert before.scores.keys() == after.scores.keys() and "test" in before.original

@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 from paperlib.config import get_preset
-from paperlib.data import load_splits, validation_sizes
+from paperlib.data import load_splits
+from paperlib.splits import validation_sizes
 
 from support import REPO
 

@@ -18,7 +18,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from paperlib.claims import direction_wide, verdicts  # noqa: E402
+from paperlib.claims import verdicts  # noqa: E402
+from paperlib.direction import direction_wide  # noqa: E402
 from paperlib.errors import PaperlibError  # noqa: E402
 from paperlib.results import classical_reference  # noqa: E402
 from paperlib.tables import comparison_wide, orders_summary  # noqa: E402

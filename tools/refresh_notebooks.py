@@ -5,9 +5,9 @@
 
 Each notebook runs top to bottom with papermill, without injected parameters (so the committed
 notebooks keep their defaults: quick preset, embedded MiniLM and BBC News), in the environment of the
-notebook check (``paperlib.reproduce.check_environment``: a fresh empty runs root, fp32, no progress
+notebook check (``paperlib.notebook_run.check_environment``: a fresh empty runs root, fp32, no progress
 bars, no ``$PAPERLIB_DATA_DIR``), in order 00 to 06 so that each reads what the earlier ones wrote.  The
-executed copy is cleaned (``paperlib.reproduce.clean_notebook``: no progress bars, warnings or absolute
+executed copy is cleaned (``paperlib.notebook_run.clean_notebook``: no progress bars, warnings or absolute
 paths) and replaces ``notebooks/NN_name.ipynb``; a notebook that fails is left as it was and the tool
 stops with status 1.  A live bar shows each notebook's inner progress."""
 
@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from paperlib import reproduce as rp  # noqa: E402
+from paperlib import notebook_run as nr  # noqa: E402
 from paperlib.paths import display_path  # noqa: E402
 
 MAX_BYTES = 2_000_000
@@ -41,8 +41,8 @@ def main(argv=None) -> int:
     names = sorted(p.stem for p in folder.glob("[0-9][0-9]_*.ipynb"))
     root = Path(args.keep_runs).resolve() if args.keep_runs else Path(tempfile.mkdtemp(prefix="paperlib-refresh-"))
     root.mkdir(parents=True, exist_ok=True)
-    saved = {k: os.environ.get(k) for k in rp.check_environment(root)}
-    for key, value in rp.check_environment(root).items():
+    saved = {k: os.environ.get(k) for k in nr.check_environment(root)}
+    for key, value in nr.check_environment(root).items():
         if value is None:
             os.environ.pop(key, None)
         else:
@@ -55,7 +55,7 @@ def main(argv=None) -> int:
             print(f"[refresh] {name}: running ...", flush=True)
             t0 = time.perf_counter()
             try:
-                rp.execute(
+                nr.execute(
                     source,
                     output,
                     {},
@@ -65,12 +65,12 @@ def main(argv=None) -> int:
                 )
             except Exception as exc:
                 print(
-                    f"[refresh] {name}: FAILED ({rp.error_line(exc)}); {name}.ipynb left as it was; "
+                    f"[refresh] {name}: FAILED ({nr.error_line(exc)}); {name}.ipynb left as it was; "
                     f"see {output.with_name(name + '.failed.ipynb')}",
                     flush=True,
                 )
                 return 1
-            rp.clean_notebook_file(output, [root, folder], output_path=display_path(source))
+            nr.clean_notebook_file(output, [root, folder], output_path=display_path(source))
             shutil.copyfile(output, source)
             size = source.stat().st_size
             warn = f"  WARNING: over {MAX_BYTES / 1e6:.0f} MB" if size > MAX_BYTES else ""

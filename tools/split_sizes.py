@@ -4,7 +4,7 @@ the preset's caps), read by ``paperlib.data.load_splits`` from a data folder.  P
     python tools/split_sizes.py [--preset paper] [--data-dir /work/shared/datasets] [--datasets all]
 
 "source" is the local copy's files (train + test, or all.csv); "val from test" counts the validation rows that the
-floor of ``data.validation_sizes`` took from the source's test split (where train would otherwise drop below half)."""
+floor of ``splits.validation_sizes`` took from the source's test split (where train would otherwise drop below half)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from paperlib.config import PAPER_DATASETS, get_preset  # noqa: E402
-from paperlib.data import REGISTRY, _read_local_folder, load_splits, validation_sizes  # noqa: E402
+from paperlib.data import REGISTRY, _read_local_folder, load_splits  # noqa: E402
+from paperlib.splits import validation_sizes  # noqa: E402
 from tools.readme_results import markdown  # noqa: E402
 
 

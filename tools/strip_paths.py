@@ -3,7 +3,7 @@
     python tools/strip_paths.py results figures notebooks     # rewrite in place; prints what changed
 
 A data source ``local:/any/where/<folder>`` becomes ``local:<folder>`` (the folder's name, relative to the data
-dir); any other absolute path (``paperlib.reproduce.ABSOLUTE_PATH``) is shown as ``paperlib.paths.display_path``
+dir); any other absolute path (``paperlib.notebook_run.ABSOLUTE_PATH``) is shown as ``paperlib.paths.display_path``
 shows it (relative to the repository, ``~/...``, or ``.../<parent>/<name>``).  Binary files are left alone; the
 test ``tests/test_paths.py`` checks them."""
 
@@ -16,8 +16,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from paperlib.notebook_run import ABSOLUTE_PATH, clean_notebook_file  # noqa: E402
 from paperlib.paths import display_path  # noqa: E402
-from paperlib.reproduce import ABSOLUTE_PATH, clean_notebook_file  # noqa: E402
 
 TEXT = {".json", ".csv", ".md", ".txt", ".html", ".ipynb", ".tsv", ".log"}
 LOCAL_SOURCE = re.compile(r"local:(/[^\s\"',]+)")

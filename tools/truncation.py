@@ -1,5 +1,5 @@
 """How many texts a tokenizer cuts at ``max_length``: per dataset of a data folder, the share of texts longer than
-each length (special tokens counted, as ``paperlib.data.encode`` truncates), the median token count, and how many
+each length (special tokens counted, as ``paperlib.tokens.encode`` truncates), the median token count, and how many
 characters the longest length's prefix needs (what ``tools/pack_data.py --chars`` must keep).  Prints markdown.
 
     python tools/truncation.py [--data-dir /work/shared/datasets] [--lengths 128,256] [--tokenizer minilm]
