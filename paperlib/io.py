@@ -462,9 +462,16 @@ def write_part(path: str | os.PathLike, name: str, df: pd.DataFrame) -> None:
     Append-only: a stage adds a part per finished job instead of rewriting the whole table, so a job costs
     the size of its own rows.  A part replaces the table's rows that share its key (``read_parted``)."""
     path = Path(path)
+    folder = parts_dir(path)
     with run_lock(path.parent):
-        clean_leftovers(parts_dir(path))
-        write_parquet(df, parts_dir(path) / name)
+        clean_leftovers(folder)
+        made = not folder.exists()
+        try:
+            write_parquet(df, folder / name)
+        except BaseException:
+            if made and folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()  # a failed first part leaves the run folder as it was (no empty predictions/)
+            raise
 
 
 def read_parted(path: str | os.PathLike, key: list[str], columns: list[str] | None = None) -> pd.DataFrame | None:

@@ -33,6 +33,7 @@ def toy_notebooks(folder: Path) -> Path:
     for name in rp.DATASET_NOTEBOOKS:
         body = (
             f"import json, os, signal, time\nfrom pathlib import Path\nstart = time.time()\n"
+            f"DATASET = Path(DATASET).name  # a data folder given by its path runs under its name\n"
             f"folder = Path(RUNS) / f'seed-{{SEED}}' / DATASET\nfolder.mkdir(parents=True, exist_ok=True)\n"
             f"if DATASET == 'bad' and '{name}'.startswith('01'):\n    raise ValueError('bad dataset')\n"
             f"if DATASET == 'crash' and '{name}'.startswith('03') and not (folder / 'crashed').exists():\n"
