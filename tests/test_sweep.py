@@ -395,7 +395,15 @@ def test_ctrl_c_cancels_the_grid_and_keeps_every_finished_chain(tmp_path):
     cmd += ["--jobs", "2", "--notebooks", str(nbs), "--runs", str(runs)]
     env = {**os.environ, "TOY_SLEEP": "1", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+        # a terminal's Ctrl-C reaches a process whose SIGINT is live; under a shell without job control (`cmd &`,
+        # as CI runners start jobs) SIGINT arrives ignored and Python then never raises KeyboardInterrupt
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     first = None
     for line in proc.stdout:  # until the first chain has finished
