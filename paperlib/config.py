@@ -140,20 +140,30 @@ def overridden(**changes):
 
 
 @contextlib.contextmanager
-def exported(*names: str):
-    """Inside the block the environment holds the runtime's ``names`` fields (for child processes that
-    must inherit them: papermill kernels); restored afterwards."""
-    wanted = runtime().environ(*names)
-    saved = {k: os.environ.get(k) for k in wanted}
-    os.environ.update(wanted)
-    try:
-        yield wanted
-    finally:
-        for k, v in saved.items():
+def environment(values: dict[str, str | None]):
+    """Inside the block ``os.environ`` holds ``values`` (None: the variable unset); restored afterwards."""
+    saved = {k: os.environ.get(k) for k in values}
+
+    def apply(changes):
+        for k, v in changes.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+    apply(values)
+    try:
+        yield values
+    finally:
+        apply(saved)
+
+
+@contextlib.contextmanager
+def exported(*names: str):
+    """Inside the block the environment holds the runtime's ``names`` fields (for child processes that
+    must inherit them: papermill kernels); restored afterwards."""
+    with environment(runtime().environ(*names)) as wanted:
+        yield wanted
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ import time
 import uuid
 
 from . import reproduce as rp
-from .config import ENV, runtime
+from .config import ENV, environment, runtime
 from .errors import PaperlibError
 from .notebook_run import error_line
 
@@ -169,26 +169,11 @@ def connect(scheduler: str | None, jobs: int | None, workers_per_gpu: int | None
 # ---------------------------------------------------------------- tasks (run on the workers)
 
 
-@contextlib.contextmanager
-def _environment(env):
-    """The submitting process's ``PAPERLIB_*`` variables, for the kernels this task starts (never CUDA's)."""
-    saved = {k: os.environ.get(k) for k, _ in env}
-    os.environ.update(dict(env))
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def _chain_task(chain: rp.Chain, stop: str) -> rp.ChainResult:
     from distributed import Event, get_worker
 
     event = Event(stop)
-    with _environment(chain.env):
+    with environment(dict(chain.env)):  # the submitter's PAPERLIB_* for this task's kernels (never CUDA's)
         result = rp.run_chain(chain, say=_silent, should_stop=event.is_set)
     result.worker = str(get_worker().name)
     return result
@@ -199,7 +184,7 @@ def _summary_task(summary: rp.Summary, stop: str) -> tuple[str | None, str]:
 
     if Event(stop).is_set():
         return "the grid was cancelled", f"[{summary.label}] {rp.SUMMARY_NOTEBOOK}: cancelled"
-    with _environment(summary.env):
+    with environment(dict(summary.env)):
         return rp.run_summary(summary, say=_silent)
 
 

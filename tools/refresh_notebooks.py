@@ -14,7 +14,6 @@ stops with status 1.  A live bar shows each notebook's inner progress."""
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import tempfile
@@ -25,6 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from paperlib import notebook_run as nr  # noqa: E402
+from paperlib.config import environment  # noqa: E402
 from paperlib.paths import display_path  # noqa: E402
 
 MAX_BYTES = 2_000_000
@@ -41,46 +41,38 @@ def main(argv=None) -> int:
     names = sorted(p.stem for p in folder.glob("[0-9][0-9]_*.ipynb"))
     root = Path(args.keep_runs).resolve() if args.keep_runs else Path(tempfile.mkdtemp(prefix="paperlib-refresh-"))
     root.mkdir(parents=True, exist_ok=True)
-    saved = {k: os.environ.get(k) for k in nr.check_environment(root)}
-    for key, value in nr.check_environment(root).items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
     bars = sys.stderr.isatty()
     try:
-        for name in names:
-            source = folder / f"{name}.ipynb"
-            output = root / "executed" / f"{name}.ipynb"
-            print(f"[refresh] {name}: running ...", flush=True)
-            t0 = time.perf_counter()
-            try:
-                nr.execute(
-                    source,
-                    output,
-                    {},
-                    cwd=folder,
-                    progress=f"[refresh] {name[:2]}" if bars else None,
-                    clean_roots=[root, folder],
-                )
-            except Exception as exc:
+        with environment(nr.check_environment(root)):  # as nbval runs them
+            for name in names:
+                source = folder / f"{name}.ipynb"
+                output = root / "executed" / f"{name}.ipynb"
+                print(f"[refresh] {name}: running ...", flush=True)
+                t0 = time.perf_counter()
+                try:
+                    nr.execute(
+                        source,
+                        output,
+                        {},
+                        cwd=folder,
+                        progress=f"[refresh] {name[:2]}" if bars else None,
+                        clean_roots=[root, folder],
+                    )
+                except Exception as exc:
+                    print(
+                        f"[refresh] {name}: FAILED ({nr.error_line(exc)}); {name}.ipynb left as it was; "
+                        f"see {output.with_name(name + '.failed.ipynb')}",
+                        flush=True,
+                    )
+                    return 1
+                nr.clean_notebook_file(output, [root, folder], output_path=display_path(source))
+                shutil.copyfile(output, source)
+                size = source.stat().st_size
+                warn = f"  WARNING: over {MAX_BYTES / 1e6:.0f} MB" if size > MAX_BYTES else ""
                 print(
-                    f"[refresh] {name}: FAILED ({nr.error_line(exc)}); {name}.ipynb left as it was; "
-                    f"see {output.with_name(name + '.failed.ipynb')}",
-                    flush=True,
+                    f"[refresh] {name}: done in {time.perf_counter() - t0:.0f}s, {size / 1e3:.0f} kB{warn}", flush=True
                 )
-                return 1
-            nr.clean_notebook_file(output, [root, folder], output_path=display_path(source))
-            shutil.copyfile(output, source)
-            size = source.stat().st_size
-            warn = f"  WARNING: over {MAX_BYTES / 1e6:.0f} MB" if size > MAX_BYTES else ""
-            print(f"[refresh] {name}: done in {time.perf_counter() - t0:.0f}s, {size / 1e3:.0f} kB{warn}", flush=True)
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
         if not args.keep_runs:
             shutil.rmtree(root, ignore_errors=True)
     return 0
