@@ -44,3 +44,20 @@ def copy_run(folder: Path, out: Path) -> Path:
     for name in ("config.json", "metrics.json"):
         shutil.copy2(folder / name, target / name)
     return out
+
+
+def rf_curve(strategy="Random-Forest", val=(0.5, 0.9, 0.9), kept=([0, 2, 3], [0, 3], [3]), seed=0) -> pd.DataFrame:
+    """A pruning curve of a 4-layer model in curves.parquet's columns (k = 1..len(val); test_acc = val_acc)."""
+    return pd.DataFrame(
+        {
+            "strategy": strategy,
+            "seed": seed,
+            "step": range(1, len(val) + 1),
+            "removed": [1, 2, 0][: len(val)],
+            "kept": list(kept),
+            "val_acc": list(val),
+            "test_acc": list(val),
+            "n_params": 0,
+            "bytes": 0,
+        }
+    )

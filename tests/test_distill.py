@@ -28,6 +28,8 @@ from paperlib.errors import PaperlibError
 from paperlib.models import count_parameters, fp32_bytes, layers_removed
 from paperlib.train import TrainSettings
 
+from support import rf_curve
+
 
 def _log_softmax_by_hand(row):
     m = max(row)
@@ -160,30 +162,14 @@ def test_kd_beats_the_alpha_zero_control_when_the_labels_are_noisy():
 # ---------------------------------------------------------------- curve handling
 
 
-def _curve(strategy="Random-Forest", val=(0.5, 0.9, 0.9), kept=([0, 2, 3], [0, 3], [3]), seed=0):
-    return pd.DataFrame(
-        {
-            "strategy": strategy,
-            "seed": seed,
-            "step": range(1, len(val) + 1),
-            "removed": [1, 2, 0][: len(val)],
-            "kept": list(kept),
-            "val_acc": list(val),
-            "test_acc": list(val),
-            "n_params": 0,
-            "bytes": 0,
-        }
-    )
-
-
 def test_best_depth_takes_the_highest_val_acc_and_the_smallest_k_on_ties():
-    assert best_depth(_curve(val=(0.5, 0.9, 0.9))) == 2
-    assert best_depth(_curve(val=(0.95, 0.9, 0.9))) == 1
-    assert parse_depths("best", _curve()) == [2]
-    assert parse_depths("all", _curve()) == [1, 2, 3]
-    assert parse_depths("3,1", _curve()) == [1, 3]
+    assert best_depth(rf_curve(val=(0.5, 0.9, 0.9))) == 2
+    assert best_depth(rf_curve(val=(0.95, 0.9, 0.9))) == 1
+    assert parse_depths("best", rf_curve()) == [2]
+    assert parse_depths("all", rf_curve()) == [1, 2, 3]
+    assert parse_depths("3,1", rf_curve()) == [1, 3]
     with pytest.raises(PaperlibError, match="not on the curve"):
-        parse_depths("7", _curve())
+        parse_depths("7", rf_curve())
 
 
 def test_depth_policies_pick_the_documented_steps():
@@ -218,7 +204,7 @@ def test_parse_kept_reads_every_representation():
 
 def test_pruned_curve_picks_the_strategy_and_its_lowest_seed():
     curves = pd.concat(
-        [_curve("Random", seed=1, val=(0.1, 0.2, 0.3)), _curve("Random", seed=0), _curve("Weight-Entropy")]
+        [rf_curve("Random", seed=1, val=(0.1, 0.2, 0.3)), rf_curve("Random", seed=0), rf_curve("Weight-Entropy")]
     )
     rf = pruned_curve(curves, "Random")
     assert rf["val_acc"].tolist() == [0.5, 0.9, 0.9]
@@ -239,7 +225,7 @@ def tiny_copy(tiny_run, tmp_path):
 
 def test_distill_run_writes_every_mode_and_resumes(tiny_copy, monkeypatch):
     run = tiny_copy
-    _curve("Weight-Entropy").to_parquet(run.folder / "curves.parquet")  # kept [0,2,3] / [0,3] / [3]
+    rf_curve("Weight-Entropy").to_parquet(run.folder / "curves.parquet")  # kept [0,2,3] / [0,3] / [3]
     run.preset = run.preset.replace(kd_epochs=1)
     df = distill_run(run, depths="all", strategy="Weight-Entropy", verbose=False)
     on_disk = pd.read_parquet(run.folder / "distill.parquet")
@@ -303,9 +289,9 @@ def test_distill_rows_are_keyed_by_kept_layers(tiny_copy, monkeypatch):
     the other depths are not."""
     run = tiny_copy
     run.preset = run.preset.replace(kd_epochs=1)
-    _curve("Weight-Entropy").to_parquet(run.folder / "curves.parquet")  # kept [0,2,3] / [0,3] / [3]
+    rf_curve("Weight-Entropy").to_parquet(run.folder / "curves.parquet")  # kept [0,2,3] / [0,3] / [3]
     distill_run(run, depths="all", strategy="Weight-Entropy", modes=("none",), verbose=False)
-    _curve("Weight-Entropy", kept=([0, 2, 3], [2, 3], [3])).to_parquet(run.folder / "curves.parquet")
+    rf_curve("Weight-Entropy", kept=([0, 2, 3], [2, 3], [3])).to_parquet(run.folder / "curves.parquet")
     from paperlib import distill as module
 
     loads, real = [], module.pruned_copy

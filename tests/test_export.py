@@ -19,21 +19,7 @@ import torch
 
 from paperlib.errors import PaperlibError
 
-
-def _curve(kept=([0, 2, 3], [0, 3], [3]), val=(0.5, 0.9, 0.9)):
-    return pd.DataFrame(
-        {
-            "strategy": "Random-Forest",
-            "seed": 0,
-            "step": range(1, len(val) + 1),
-            "removed": [1, 2, 0][: len(val)],
-            "kept": list(kept),
-            "val_acc": list(val),
-            "test_acc": list(val),
-            "n_params": 0,
-            "bytes": 0,
-        }
-    )
+from support import rf_curve
 
 
 @pytest.fixture
@@ -47,7 +33,7 @@ def tiny_copy(tiny_run, tmp_path):
         shutil.copy2(tiny_run.folder / name, folder / name)
     run = dataclasses.replace(tiny_run, folder=folder, preset=tiny_run.preset.replace(kd_epochs=1))
     baseline_run(run)
-    _curve().to_parquet(folder / "curves.parquet")  # k* = 2 (kept 0,3)
+    rf_curve().to_parquet(folder / "curves.parquet")  # k* = 2 (kept 0,3)
     return run
 
 

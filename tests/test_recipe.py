@@ -12,6 +12,8 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 from paperlib.baselines import tfidf_lr
 from paperlib.train import recovery_lr
 
+from support import rf_curve
+
 
 def _texts(n, seed):
     rng = np.random.default_rng(seed)
@@ -162,19 +164,7 @@ def test_m0_continued_gets_exactly_the_students_budget(tiny_run, tmp_path, monke
     folder = tmp_path / "run"
     shutil.copytree(tiny_run.folder / "model", folder / "model")
     run = dataclasses.replace(tiny_run, folder=folder, preset=tiny_run.preset.replace(kd_epochs=2))
-    pd.DataFrame(
-        {
-            "strategy": "Random-Forest",
-            "seed": 0,
-            "step": [1, 2, 3],
-            "removed": [1, 2, 0],
-            "kept": ["0,2,3", "0,3", "3"],
-            "val_acc": [0.5, 0.9, 0.6],
-            "test_acc": [0.5, 0.9, 0.6],
-            "n_params": 0,
-            "bytes": 0,
-        }
-    ).to_parquet(folder / "curves.parquet")
+    rf_curve(val=(0.5, 0.9, 0.6), kept=("0,2,3", "0,3", "3")).to_parquet(folder / "curves.parquet")
     trained, real = {}, distill_module.train
 
     def spy(model, data, settings, **kwargs):

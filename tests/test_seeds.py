@@ -10,22 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from test_cli import run_cli
 
-from paperlib import cli
 from paperlib.experiment import load_run, run_folder
 
-from support import write_synthetic
-
-
-def run_cli(argv, capsys):
-    """(exit code, stdout, stderr) of ``paperlib <argv>`` run in-process."""
-    code = 0
-    try:
-        cli.main([str(a) for a in argv])
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
+from support import rf_curve, write_synthetic
 
 
 def stage(command, data, out, *extra, model="random:tiny"):
@@ -143,19 +132,7 @@ def test_a_run_records_the_model_seed_and_depths_it_used(tmp_path, capsys):
         "seed": 2,
     }  # the tiny preset's recipe (config.PRESETS)
     # an RF curve to distil (4 layers: k = 1, 2, 3; the best validation accuracy at k = 2)
-    pd.DataFrame(
-        {
-            "strategy": "Random-Forest",
-            "seed": 0,
-            "step": [1, 2, 3],
-            "removed": [1, 2, 0],
-            "kept": ["0,2,3", "0,3", "3"],
-            "val_acc": [0.5, 0.9, 0.6],
-            "test_acc": [0.5, 0.9, 0.6],
-            "n_params": 0,
-            "bytes": 0,
-        }
-    ).to_parquet(folder / "curves.parquet")
+    rf_curve(val=(0.5, 0.9, 0.6), kept=("0,2,3", "0,3", "3")).to_parquet(folder / "curves.parquet")
     code, _, err = run_cli(stage("distill", data, out, *argv, "--depths", "1,3", model="random:bert-tiny"), capsys)
     assert code == 0, err
     assert json.loads((folder / "distill.json").read_text()) == {

@@ -19,13 +19,13 @@ Tolerances (fp32 on CPU):
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import functools
 
 import numpy as np
 import pytest
 import torch
+from test_signals import _calib, _model  # the same random models and calibration texts
 
 from paperlib.models import get_layers, layers_removed, load_model
 from paperlib.pruning import Pruner, prune_curve
@@ -39,36 +39,10 @@ from paperlib.signals import (
     weight_signals,
 )
 from paperlib.strategies import SIGNALS
-from paperlib.tokens import Encoded
 
-N_CLASSES = 3
 GRADIENTS = ["Gradient-Norm", "Gradient-Fisher", "Gradient-Taylor"]
 ATTENTION = ["Attention-Weight", "Attention-Entropy"]
 TASK_MI_ABS = 1e-3
-
-
-@functools.cache
-def _base_model(name: str, scale: float = 0.15):
-    model, _ = load_model(f"random:{name}", num_labels=N_CLASSES)
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.ndim >= 2:
-                p.copy_(torch.randn(p.shape, generator=g) * scale)
-    return model.eval()
-
-
-def _model(name: str):
-    return copy.deepcopy(_base_model(name))
-
-
-def _calib(n: int = 70, width: int = 12, seed: int = 0) -> Encoded:
-    g = torch.Generator().manual_seed(seed)
-    lengths = torch.randint(2, width + 1, (n,), generator=g)
-    lengths[3] = 1
-    mask = (torch.arange(width)[None] < lengths[:, None]).long()
-    ids = torch.randint(1000, 3000, (n, width), generator=g) * mask
-    return Encoded(ids, mask, torch.arange(n) % N_CLASSES, lengths)
 
 
 def _close(got, ref, columns, rel):
@@ -82,7 +56,7 @@ def _close(got, ref, columns, rel):
 @pytest.mark.parametrize("chunk", [8, 24, 40, 200])  # one batch, a whole number, rounded down to one, all at once
 def test_chunked_hook_gradients_equal_one_autograd_backward_per_batch(name, chunk):
     """70 examples in batches of 8: the last batch holds 6, so a chunk's last batch may be short."""
-    model, enc = _model(name), _calib()
+    model, enc = _model(name), _calib(70)
     plain = compute_signals(model, enc, batch_size=8, device="cpu", options=PLAIN)
     hooks = SignalOptions(attention="eager", gradients="hooks", pca="float64")
     got = compute_signals(model, enc, batch_size=8, chunk=chunk, device="cpu", options=hooks)
@@ -95,7 +69,7 @@ def test_a_layer_the_hooks_cannot_follow_falls_back_to_one_backward_per_batch():
     """A chunked FFN calls its Linears once per piece of the sequence, so per-batch gradients cannot be formed
     from one call; so does a parameter outside any Linear or LayerNorm.  The pass then backpropagates each
     gradient batch on its own, whatever the chunk."""
-    model, enc = _model("tiny"), _calib()
+    model, enc = _model("tiny"), _calib(70)
     plain = compute_signals(model, enc, batch_size=8, device="cpu", options=PLAIN)
     for layer in get_layers(model):
         layer.chunk_size_feed_forward = 1  # token by token
@@ -110,7 +84,7 @@ def test_a_layer_the_hooks_cannot_follow_falls_back_to_one_backward_per_batch():
 
 def test_a_chunk_holds_whole_gradient_batches():
     """Fisher depends on the batches (mean of g_b^2): a chunk of 40 runs 5 batches of 8, not one of 40."""
-    model, enc = _model("tiny"), _calib()
+    model, enc = _model("tiny"), _calib(70)
     stats = calibration_pass(model, enc, batch_size=8, chunk=40, device="cpu")
     assert stats.n_batches == 9  # ceil(70 / 8)
     one_batch = compute_signals(model, enc, batch_size=70, device="cpu", options=PLAIN)
@@ -121,7 +95,7 @@ def test_a_chunk_holds_whole_gradient_batches():
 @pytest.mark.parametrize("name", ["tiny", "roberta-tiny", "distilbert-tiny", "mpnet-tiny"])
 @pytest.mark.parametrize("attention", ["qk", "eager-pass"])
 def test_attention_statistics_beside_sdpa_equal_eager(name, attention):
-    model, enc = _model(name), _calib()
+    model, enc = _model(name), _calib(70)
     if name == "mpnet-tiny":  # a position bias large enough to matter
         with torch.no_grad():
             model.mpnet.encoder.relative_attention_bias.weight.mul_(20.0)
@@ -243,7 +217,7 @@ def test_a_calibration_pass_leaves_no_tensor_behind(name):
     """After the pass returns and its stats are dropped, the tensors alive are those alive before it: the
     recorder once held the last layer output (and through its autograd graph every hooked layer input of the
     last chunk) in a cycle Python's gc cannot break, 70 GiB on an H200 after four 12-layer pruning curves."""
-    model, calib = _model(name), _calib()
+    model, calib = _model(name), _calib(70)
     before = _live_tensor_bytes()
     for _ in range(3):
         stats = calibration_pass(model, calib, batch_size=8, chunk=24, device="cpu")
