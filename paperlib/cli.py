@@ -141,7 +141,7 @@ def _check_stage(args, stage: str):
     the stage's own options, and, in every seed's run folder, the run files it will read (whole and of the right
     shape).  Returns (preset, seeds); ``experiment.prepare`` then checks the device, the folders, the model's
     positions and the data."""
-    from .experiment import seed_list
+    from .config import seed_list
     from .io import check_run_files
 
     preset = _preset(args)
@@ -288,7 +288,7 @@ def table_command(runs_root: str | Path, out: str | Path | None = None, seeds=No
 
 
 def cmd_reproduce(args) -> None:
-    from .config import check_depths, exported, get_preset
+    from .config import check_depths, exported, get_preset, seed_list
     from .config import data_dir as resolve_data_dir
     from .data import check_datasets, dataset_list
     from .io import check_writable
@@ -296,8 +296,7 @@ def cmd_reproduce(args) -> None:
 
     preset = get_preset(args.preset)
     check_cluster_options(args.jobs, args.workers_per_gpu, args.scheduler)
-    if args.seeds < 1:
-        raise PaperlibError(f"--seeds must be at least 1, got {args.seeds}")
+    seed_list(preset.seed if args.seed is None else args.seed, args.seeds)
     if args.depths is not None:
         check_depths(args.depths, "--depths")
     resolve_data_dir(args.data_dir)

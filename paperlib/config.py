@@ -166,6 +166,13 @@ def exported(*names: str):
         yield wanted
 
 
+def seed_list(first: int, n: int) -> list[int]:
+    """The pipeline seeds first .. first + n - 1 (``--seed``, ``--seeds``)."""
+    if n < 1 or first < 0:
+        raise PaperlibError(f"--seeds must be at least 1 and --seed at least 0, got --seed {first} --seeds {n}")
+    return list(range(first, first + n))
+
+
 @dataclass(frozen=True)
 class Preset:
     """Every number a run depends on.  ``paper`` follows SPEC 8; ``quick`` is the CPU default."""

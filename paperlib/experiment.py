@@ -70,13 +70,6 @@ def run_folder(out: str | Path, dataset: str, seed: int = 0) -> Path:
     return seed_root(out, seed) / dataset_name(dataset)
 
 
-def seed_list(first: int, n: int) -> list[int]:
-    """The pipeline seeds first .. first + n - 1 (``--seed``, ``--seeds``)."""
-    if n < 1 or first < 0:
-        raise PaperlibError(f"--seeds must be at least 1 and --seed at least 0, got --seed {first} --seeds {n}")
-    return list(range(first, first + n))
-
-
 def _run_config(dataset: str, model: str, preset: Preset, splits: Splits, device: torch.device, data_dir=None) -> dict:
     """What was run; data recorded as names and hashes, never machine paths (a shared run folder leaks none).
     The preset is recorded with the model actually used (``--model`` or the preset's) and the run's seed."""

@@ -321,15 +321,6 @@ def forwarded_env() -> tuple[tuple[str, str], ...]:
     return tuple(sorted(env.items()))
 
 
-def _seeds(preset_seed: int, seed: int | None, seeds: int) -> list[int]:
-    first = preset_seed if seed is None else seed
-    if first < 0:
-        raise PaperlibError(f"--seed must be 0 or more, got {first}")
-    if seeds < 1:
-        raise PaperlibError(f"--seeds must be at least 1, got {seeds}")
-    return list(range(first, first + seeds))
-
-
 def _models(model, runs: Path) -> list[ModelRuns]:
     names = [m.strip() for m in model.split(",") if m.strip()] if isinstance(model, str) else list(model or [])
     if len(names) <= 1:
@@ -359,7 +350,7 @@ def plan(
     ``seed``, ``seeds``: seeds ``seed .. seed+seeds-1`` (default first seed: the preset's).
     ``model``: None (the preset's), one model, or a comma list: then model M's runs go to ``<runs>/<short name>/``.
     ``depths``: the distillation depths of notebook 05 (a policy or a comma list); None keeps the preset's."""
-    from .config import check_depths, get_preset
+    from .config import check_depths, get_preset, seed_list
     from .config import data_dir as resolve_data_dir
     from .data import REGISTRY as DATA_REGISTRY
     from .data import dataset_name
@@ -367,7 +358,7 @@ def plan(
     preset_obj = get_preset(preset)
     if depths is not None:
         check_depths(depths, "--depths")
-    seed_list = _seeds(preset_obj.seed, seed, seeds)
+    seeds_run = seed_list(preset_obj.seed if seed is None else seed, seeds)
     names = _datasets(preset_obj, datasets)
     runs_path = Path(runs or f"runs/{preset_obj.name}").expanduser().resolve()
     root = resolve_data_dir(data_dir)  # fails fast on a bad --data-dir
@@ -390,10 +381,10 @@ def plan(
     chains = [
         Chain(d, name, s, m.model, m.label, m.runs, preset_obj.name, data_dir, nb_dir, depths, env)
         for m in models
-        for s in seed_list
+        for s in seeds_run
         for d, name in zip(datasets, folders)
     ]
-    return Plan(preset_obj.name, runs_path, data_dir, nb_dir, seed_list, folders, models, chains, env)
+    return Plan(preset_obj.name, runs_path, data_dir, nb_dir, seeds_run, folders, models, chains, env)
 
 
 def run_serial(plan: Plan, bars: bool = False) -> tuple[list[ChainResult], dict[str, str | None]]:
