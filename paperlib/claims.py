@@ -400,8 +400,14 @@ def claims_check(
     rows += distill_claims(results, summary_by_seed, resamples=resamples, seed=seed, level=level)[0]
     s = seed_mean_summary(summary_by_seed) if summary_by_seed is not None and len(summary_by_seed) else None
     s = s[s["kd_test_acc"].notna()] if s is not None else pd.DataFrame()
+    by_seed = summary_by_seed[summary_by_seed["kd_test_acc"].notna()] if s is not None and len(s) else s
     for name, note in FACTOR_NOTES.items():
-        value = float(s[name].mean()) if len(s) and s[name].notna().any() else np.nan
+        # a factor is a mean over every (dataset, seed): one missing on some (its depths not distilled there) is
+        # not measured, rather than the mean of the few that have it standing for all
+        have = by_seed[name].notna() if len(by_seed) else pd.Series(dtype=bool)
+        value = float(s[name].mean()) if len(have) and have.all() else np.nan
+        if len(have) and have.any() and not have.all():
+            note += f"; its depths were distilled on only {int(have.sum())} of {len(have)} (dataset, seed) runs"
         if name == "F3" and len(s) and s["F3_ceiling"].notna().any():
             note += f"; its ceiling bytes(M_0) / bytes(one-layer student) = {s['F3_ceiling'].mean():.2f}"
         rows.append(_factor_claim(name, value, len(s), note))
@@ -519,18 +525,22 @@ def verdict_changes(claims_a: pd.DataFrame, claims_b: pd.DataFrame) -> dict:
     """Which claim verdicts differ between two claims tables (``claims_check`` of two runs).
 
     A verdict is one reading of one claim: 'point' and 'significant' for the claims counted over datasets, one
-    'factor' reading for each accuracy-to-size factor (its two columns coincide); a verdict 'not measured' in both
-    runs is left out.  Returns {"claims": verdicts compared, "changed": how many differ, "which": [{"claim",
-    "reading", "verdicts": [a, b]}], "by_reading": {reading: [changed, compared]}}."""
+    'factor' reading for each accuracy-to-size factor (its two columns coincide).  Only verdicts both runs
+    measured are compared: one measured in a single run (a protocol or depth the other did not run) says nothing
+    about noise and is listed apart.  Returns {"claims": verdicts compared, "changed": how many differ, "which":
+    [{"claim", "reading", "verdicts": [a, b]}], "by_reading": {reading: [changed, compared]}, "measured_in_one":
+    [{"claim", "reading", "verdicts": [a, b]}]}."""
     merged = claims_a.merge(claims_b, on="claim", how="outer", suffixes=("_a", "_b"))
-    compared, which, by_reading = 0, [], {}
+    compared, which, by_reading, one_only = 0, [], {}, []
     for r in merged.itertuples(index=False):
         factor = str(r.claim).startswith("Accuracy-to-size factor")
         readings = {"factor": "verdict"} if factor else {"point": "verdict_point", "significant": "verdict"}
         for reading, column in readings.items():
             a, b = (getattr(r, f"{column}_{x}") for x in "ab")
             a, b = ("not measured" if pd.isna(v) else str(v) for v in (a, b))
-            if a == b == "not measured":
+            if "not measured" in (a, b):
+                if a != b:
+                    one_only.append({"claim": r.claim, "reading": reading, "verdicts": [a, b]})
                 continue
             compared += 1
             counts = by_reading.setdefault(reading, [0, 0])
@@ -538,4 +548,10 @@ def verdict_changes(claims_a: pd.DataFrame, claims_b: pd.DataFrame) -> dict:
             if a != b:
                 counts[0] += 1
                 which.append({"claim": r.claim, "reading": reading, "verdicts": [a, b]})
-    return {"claims": compared, "changed": len(which), "which": which, "by_reading": by_reading}
+    return {
+        "claims": compared,
+        "changed": len(which),
+        "which": which,
+        "by_reading": by_reading,
+        "measured_in_one": one_only,
+    }

@@ -292,7 +292,8 @@ def seed_mean_summary(per_seed: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for dataset, g in per_seed.groupby("dataset", sort=False):
         means = g.drop(columns=["dataset", SEED_COLUMN, "k_star", "F2_depths", "beats_original", "narrows_drop"])
-        row = {"dataset": dataset, "n_seeds": len(g), **means.astype(float).mean().to_dict()}
+        # a seed mean is over every seed: a value some seeds lack (F2 where k = L/4 was not distilled) stays NaN
+        row = {"dataset": dataset, "n_seeds": len(g), **means.astype(float).mean(skipna=False).to_dict()}
         ks = g["k_star"].tolist()
         row["k_star"] = ks[0] if len(set(ks)) == 1 else np.nan
         row["k_stars"] = "/".join("" if pd.isna(k) else str(int(k)) for k in ks)

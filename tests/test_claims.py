@@ -77,6 +77,22 @@ def test_claims_split_protocols_kd_and_factors():
     assert "closest" not in " ".join(c["detail"])
 
 
+def test_a_factor_missing_on_some_seeds_is_not_measured():
+    # 4 layers: F2 reads k = 1 and 3.  Seed 1 lacks the untrained pruned model at k = 3, so F2 (KD / untrained)
+    # exists on one of the two (dataset, seed) runs only and must not stand for both; F2-control (KD / alpha = 0)
+    # has its depths on both: (90 + 90) / (88 + 88) = 1.02
+    ref = scores(0.70)
+    spec = {"Weight-Entropy": [(scores(0.8), ref)] * 3, "Random-Forest": [(scores(0.7), scores(0.85))] * 3}
+    runs = {s: with_distill(make_run(spec, original=(0.9, 0.80), seed=s), kd=0.90, ce=0.88, none=0.60) for s in (0, 1)}
+    d = runs[1].distill
+    runs[1].distill = d[~((d["mode"] == "none") & (d["depth"] == 3))].reset_index(drop=True)
+    c = _claims([DatasetResults("a", runs)])
+    f2 = c.loc["Accuracy-to-size factor F2 reaches 18.84"]
+    assert f2["verdict"] == "not measured" and "distilled on only 1 of 2 (dataset, seed) runs" in f2["detail"]
+    control = c.loc["Accuracy-to-size factor F2-control reaches 18.84"]
+    assert control["detail"].startswith(f"F2-control = {(90 + 90) / (88 + 88):.2f}")
+
+
 def test_claims_without_predictions_or_stages_say_not_measured():
     res = make_results("a", {"Weight-Entropy": flat(0.8, 0.7)})
     res.runs[0].scores, res.runs[0].original = {}, {}
@@ -217,17 +233,18 @@ def test_verdict_changes_counts_each_reading(tmp_path):
     assert missing.returncode == 1 and missing.stderr.startswith("error: ") and "Traceback" not in missing.stderr
 
 
-def test_verdict_changes_leaves_out_what_neither_run_measured():
+def test_verdict_changes_compare_only_what_both_runs_measured():
     a = pd.DataFrame(
         {
-            "claim": ["x", "y", "Accuracy-to-size factor F1 reaches 18.84"],
-            "verdict_point": ["partly", "not measured", "partly"],
+            "claim": ["x", "y", "z", "Accuracy-to-size factor F1 reaches 18.84"],
+            "verdict_point": ["partly", "not measured", "not measured", "partly"],
         }
-        | {"verdict": ["reproduced", "not measured", "partly"]}
+        | {"verdict": ["reproduced", "not measured", "not measured", "partly"]}
     )
+    # z: measured in b only (a protocol run a did not run): listed apart, not counted as a change
     b = a.assign(
-        verdict=["reproduced", "not measured", "not reproduced"],
-        verdict_point=["partly", "not measured", "not reproduced"],
+        verdict=["reproduced", "not measured", "partly", "not reproduced"],
+        verdict_point=["partly", "not measured", "reproduced", "not reproduced"],
     )
     got = verdict_changes(a, b)
     assert (
@@ -236,3 +253,4 @@ def test_verdict_changes_leaves_out_what_neither_run_measured():
         and got["by_reading"] == {"point": [0, 1], "significant": [0, 1], "factor": [1, 1]}
     )
     assert np.all([w["reading"] == "factor" for w in got["which"]])
+    assert sorted((w["claim"], w["reading"]) for w in got["measured_in_one"]) == [("z", "point"), ("z", "significant")]

@@ -2,6 +2,7 @@
 
     python tools/readme_results.py results/mpnet-paper          # Table 1, M_0 vs TF-IDF, distillation, claims
     python tools/readme_results.py results/mpnet-paper --direction   # the direction check (flipped rules)
+    python tools/readme_results.py results/minilm-seeds --compare results/minilm-seeds-b   # two runs' claims
 
 Everything comes from ``paperlib.claims.verdicts`` (the same code as ``paperlib table``), over every pipeline seed
 of the runs folder (``RUNS/seed-<S>/``, or the folder itself for a run written before seeds): seed means, intervals
@@ -93,21 +94,55 @@ def claims_table(v: dict) -> pd.DataFrame:
     ].copy()
     for col in ("point_count", "significant_count", "comparisons"):
         claims[col] = claims[col].map(lambda x: "" if pd.isna(x) else int(x))
-    means = v["distill_summary"][["F1", "F2", "F2-control", "F3"]].mean() if v["distill_summary"] is not None else {}
-    for name, value in dict(means).items():  # the factor claims: the measured mean beside 18.84
-        claims.loc[claims["claim"].str.contains(f"factor {name} "), "point_count"] = f"{name} = {value:.2f}"
+    for i, r in v["claims"].iterrows():  # the factor claims: the measured mean beside 18.84
+        if str(r["claim"]).startswith("Accuracy-to-size factor") and r["verdict"] != "not measured":
+            claims.loc[i, "point_count"] = _factor_value(r)
     if len(v["seeds"]) == 1:
         claims = claims.drop(columns=["per_seed"])
     return claims.rename(columns={"verdict_point": "verdict (point)", "verdict": "verdict (significant)"})
+
+
+def _factor_value(claim: pd.Series) -> str:
+    """'F1 = 1.09' from a measured factor claim's detail ('F1 = 1.09 (mean over 9); ...')."""
+    return str(claim["detail"]).split(" (mean", 1)[0]
+
+
+def _count(x) -> str:
+    return "" if pd.isna(x) else str(int(x))
+
+
+def compare_claims(runs: dict) -> pd.DataFrame:
+    """The claims of two (or more) runs side by side: {label: verdicts(...)} -> per run the point count, the
+    significant count with each seed's count, and the significant verdict."""
+    first = next(iter(runs.values()))["claims"]
+    out = first[["claim", "paper"]].copy()
+    for label, v in runs.items():
+        c = v["claims"].set_index("claim").reindex(first["claim"])
+        cells = []
+        for claim, r in c.iterrows():
+            if str(claim).startswith("Accuracy-to-size factor"):
+                cells.append(_factor_value(r) if r["verdict"] != "not measured" else "")
+            elif pd.isna(r["significant_count"]):
+                cells.append("")
+            else:
+                per_seed = f" ({r['per_seed']})" if isinstance(r["per_seed"], str) and r["per_seed"] else ""
+                cells.append(f"{_count(r['point_count'])} / {_count(r['significant_count'])}{per_seed}")
+        out[f"{label}: point / significant (per seed)"] = cells
+        out[f"{label}: verdict"] = c["verdict"].tolist()
+    return out
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("runs")
     p.add_argument("--direction", action="store_true", help="only the direction check (runs with '(flipped)' rules)")
+    p.add_argument("--compare", metavar="RUNS_B", help="only the claims of RUNS and RUNS_B side by side")
     args = p.parse_args(argv)
     try:
         v = verdicts(args.runs)
+        if args.compare:
+            print(markdown(compare_claims({Path(r).name: verdicts(r) for r in (args.runs, args.compare)}), False))
+            return 0
     except PaperlibError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

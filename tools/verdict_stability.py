@@ -4,9 +4,10 @@
 
 Each run is judged by ``paperlib.claims.verdicts`` (the same code as ``paperlib table``, every seed of each run);
 ``paperlib.claims.verdict_changes`` compares the two claims tables: both readings (point, significant) of every
-claim counted over datasets and the one reading of each accuracy-to-size factor, leaving out verdicts that
-neither run measured.  Writes {"runs": [RUN_A, RUN_B], "claims": n, "changed": n, "which": [...],
-"by_reading": {...}} and prints one line."""
+claim counted over datasets and the one reading of each accuracy-to-size factor, where both runs measured it (a
+verdict measured in one run only is listed apart, not counted).  Writes {"runs": [RUN_A, RUN_B], "claims": n,
+"changed": n, "which": [...], "by_reading": {...}, "measured_in_one": [...]} and prints one line, then the
+changes and the verdicts measured in one run only."""
 
 from __future__ import annotations
 
@@ -44,6 +45,8 @@ def main(argv=None) -> int:
     print(f"{result['changed']} of {result['claims']} claim verdicts differ between {' and '.join(result['runs'])}")
     for w in result["which"]:
         print(f"- {w['claim']} [{w['reading']}]: {w['verdicts'][0]} -> {w['verdicts'][1]}")
+    for w in result["measured_in_one"]:
+        print(f"  (measured in one run only) {w['claim']} [{w['reading']}]: {w['verdicts'][0]} / {w['verdicts'][1]}")
     return 0
 
 
