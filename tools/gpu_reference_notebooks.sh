@@ -20,7 +20,12 @@
 #   the device tool: papermill, ipykernel, nbclient, nbformat, dask, distributed and their needs) split between c2
 #   and c3; calls: `part c1` .. `part c6` (carry .carry/cN), then `start 480` (carry .carry/mpnet16 and, for the
 #   MiniLM run, .carry/minilm16), `wait 560` until the run ends; a tarball over 15 MiB comes back in parts (cat them).
-# MiniLM in parts instead (the checkout is ~37 MiB now): its fp16 model.safetensors split in two as
+# The checkout itself is ~60 MB now, nearly all of it results/: for the calls, move results/ out of the checkout
+# (`mv results /elsewhere`, back after the last call; nothing is committed meanwhile), and it travels at ~3.6 MB,
+# leaving ~60 MB a call.  Then MiniLM takes two calls: .carry/p1 = minilm.part00 + minilm.part01 + minilm-files/ +
+# data.tar.xz (56 MB), .carry/p2 = the wheels (18 MB): `part p1` (with any benchmark that needs no wheels), then
+# `part p2; start ...` (2026-12-02, results/minilm-seeds-b).  MPNet-base (218 MB in fp16) in four ~55 MB parts.
+# MiniLM in parts instead (when the checkout is ~37 MiB): its fp16 model.safetensors split in two as
 #   .carry/mA/minilm.part00, .carry/mB/minilm.part01, its config/tokenizer files and the SHA-256 of the whole file
 #   in .carry/mB/minilm-files/; `part mA`, `part mB` keep them in /tmp/parts and `start` reassembles and checks them.
 set -uo pipefail
