@@ -24,7 +24,10 @@
 # (`mv results /elsewhere`, back after the last call; nothing is committed meanwhile), and it travels at ~3.6 MB,
 # leaving ~60 MB a call.  Then MiniLM takes two calls: .carry/p1 = minilm.part00 + minilm.part01 + minilm-files/ +
 # data.tar.xz (56 MB), .carry/p2 = the wheels (18 MB): `part p1` (with any benchmark that needs no wheels), then
-# `part p2; start ...` (2026-12-02, results/minilm-seeds-b).  MPNet-base (218 MB in fp16) in four ~55 MB parts.
+# `part p2; start ...` (2026-12-02, results/minilm-seeds-b).  MPNet-base (219 MB in fp16) in four 55 MB parts:
+#   tools/mpnet_to_device.sh prepare DIR; mkdir .carry/c1 .. .carry/c4; mv .carry/mpI/part0I .carry/c(I+1)/mpnet.part0I
+#   .carry/c5 = data.tar.xz + the wheels (28 MB); calls: `part c1` .. `part c4`, then `part c5` and `start` in one
+#   call carrying [".carry/c5", ".carry/mpnet16"].
 # MiniLM in parts instead (when the checkout is ~37 MiB): its fp16 model.safetensors split in two as
 #   .carry/mA/minilm.part00, .carry/mB/minilm.part01, its config/tokenizer files and the SHA-256 of the whole file
 #   in .carry/mB/minilm-files/; `part mA`, `part mB` keep them in /tmp/parts and `start` reassembles and checks them.
