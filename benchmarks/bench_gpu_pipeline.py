@@ -22,6 +22,11 @@ part-way through the layers, so there the count is an upper bound.)
     python benchmarks/bench_gpu_pipeline.py --data-dir DATA --datasets agnews --json benchmarks/gpu_pipeline.json
     python benchmarks/bench_gpu_pipeline.py --model random:tiny --preset tiny --datasets FOLDER   # CPU smoke run
 
+``--breakdown`` also splits each stage's seconds into parts (``PARTS``: training steps, evaluations, the signals'
+calibration pass and their statistics, the TF-IDF reference, prediction and curve writes, model loads; each part's
+own time, calls nested in another part counted once, the rest "other"), with a CUDA synchronisation around every
+timed call; the headline stage figures come from a run without it.
+
 ``--compile`` sets ``$PAPERLIB_COMPILE`` for the run (how training steps compile their layers; auto: CUDA
 graphs on a GPU).  Needs torch, transformers, scikit-learn, pandas and pyarrow only; ``random:`` models need the
 MiniLM tokenizer files (the embedded package, or ``$PAPERLIB_MINILM_DIR`` pointing at a copy:
@@ -34,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import json
 import os
 import shutil
@@ -73,6 +79,66 @@ class FlopCounter:
         )
 
 
+PARTS = {  # module (or module:class): {name as it is called there: part}; every caller's own binding is wrapped
+    "paperlib.train": {"predict_logits": "evaluation"},
+    "paperlib.pruning:Pruner": {"logits": "evaluation"},  # pruned models, some started part-way up the layers
+    "paperlib.pruning": {
+        "predict_logits": "evaluation",
+        "train": "training",
+        "write_parquet": "writes",
+        "update_parquet": "writes",
+        "fold_predictions": "writes",
+        "merge_predictions": "writes",
+    },
+    "paperlib.distill": {"predict_logits": "evaluation", "train": "training"},
+    "paperlib.experiment": {"train": "training", "baseline_run": "TF-IDF reference", "load_model": "model load"},
+    "paperlib.signals": {"calibration_pass": "signal pass", "compute_signals": "signal statistics"},
+}
+
+
+class PartTimer:
+    """Each stage's seconds by part (``PARTS``): a part's own time, what nested parts took subtracted."""
+
+    def __init__(self):
+        self.stage, self.parts, self._open, self._undo = None, {}, [], []
+
+    def install(self) -> None:
+        import importlib
+
+        for where, names in PARTS.items():
+            module_name, _, cls = where.partition(":")
+            module = importlib.import_module(module_name)
+            module = getattr(module, cls) if cls else module
+            for attr, part in names.items():
+                self._undo.append((module, attr, getattr(module, attr)))
+                setattr(module, attr, self._timed(getattr(module, attr), part))
+
+    def uninstall(self) -> None:
+        for module, attr, fn in reversed(self._undo):
+            setattr(module, attr, fn)
+        self._undo.clear()
+
+    def _timed(self, fn, part: str):
+        @functools.wraps(fn)
+        def timed(*args, **kwargs):
+            if self.stage is None:
+                return fn(*args, **kwargs)
+            sync()
+            t0 = time.perf_counter()
+            self._open.append(0.0)  # seconds of the parts nested in this call
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                sync()
+                total, nested = time.perf_counter() - t0, self._open.pop()
+                mine = self.parts.setdefault(self.stage, {})
+                mine[part] = mine.get(part, 0.0) + total - nested
+                if self._open:
+                    self._open[-1] += total
+
+        return timed
+
+
 def forward_flops(model: torch.nn.Module, batch: int, width: int) -> int:
     """Matmul FLOPs of one forward pass of ``model`` (its layers at this moment) on a batch x width batch."""
     from paperlib.models import get_layers
@@ -98,7 +164,9 @@ def hardware() -> str:
     return f"{cpu_name()}, {torch.get_num_threads()} threads (torch {torch.__version__}), load avg {load:.1f}"
 
 
-def run_dataset(dataset, args, preset, runs: Path, counter: FlopCounter, record) -> None:
+def run_dataset(
+    dataset, args, preset, runs: Path, counter: FlopCounter, record, parts: PartTimer | None = None
+) -> None:
     """The four stages (and the reload) of one dataset and seed, each timed and recorded as it ends."""
     from paperlib import experiment
     from paperlib.distill import distill_run
@@ -127,11 +195,18 @@ def run_dataset(dataset, args, preset, runs: Path, counter: FlopCounter, record)
         }
         for name in [*args.stages, "reload"]:
             counter.stage = name
+            if parts is not None:
+                parts.stage, before = name, dict(parts.parts.get(name, {}))
             sync()
             t0 = time.perf_counter()
             steps[name]()
             sync()
-            record(name, time.perf_counter() - t0, counter.flops.get(name, 0))
+            seconds = time.perf_counter() - t0
+            split = None
+            if parts is not None:
+                parts.stage = None
+                split = {k: v - before.get(k, 0.0) for k, v in parts.parts.get(name, {}).items()}
+            record(name, seconds, counter.flops.get(name, 0), split)
             counter.stage = None
     finally:
         experiment.load_model = load_model
@@ -149,6 +224,16 @@ def process_start() -> float:
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
     return time.perf_counter() - t0
+
+
+def parts_table(breakdown: dict) -> str:
+    """The stages' parts as a markdown table: seconds and share of the stage."""
+    lines = ["| stage | part | s | share |", "|---|---|---|---|"]
+    for stage, parts in breakdown.items():
+        total = sum(parts.values())
+        for part, s in sorted(parts.items(), key=lambda kv: -kv[1]):
+            lines.append(f"| {stage} | {part} | {s:.1f} | {100 * s / total if total else 0:.0f} % |")
+    return "\n".join(lines)
 
 
 def table(stages: dict) -> str:
@@ -178,6 +263,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--out", default=None, help="runs folder (default: a temporary one, deleted at the end)")
     ap.add_argument("--peak-tflops", type=float, default=PEAK_TFLOPS)
     ap.add_argument("--json", default=None, help="write the result here (issue 23's schema)")
+    ap.add_argument("--breakdown", action="store_true", help="also split each stage's seconds into parts (PARTS)")
     ap.add_argument("--save-tokenizer", default=None, help="copy the MiniLM tokenizer files to this folder and exit")
     args = ap.parse_args(argv)
     if args.save_tokenizer:
@@ -220,8 +306,12 @@ def main(argv=None) -> dict:
     t_start = time.perf_counter()
 
     def record(dataset, seed):
-        def add(stage, seconds, flops):
+        def add(stage, seconds, flops, split=None):
             bound = flops / (args.peak_tflops * 1e12)
+            if split is not None:  # the stage's parts and what they leave ("other"), summed over datasets
+                mine = result.setdefault("breakdown", {}).setdefault(stage, {})
+                for part, s in {**split, "other": seconds - sum(split.values())}.items():
+                    mine[part] = round(mine.get(part, 0.0) + s, 3)
             for where in (result["stages"], result["per_dataset"].setdefault(f"{dataset}/seed-{seed}", {})):
                 v = where.setdefault(stage, {"s": 0.0, "bound_s": 0.0, "tflop": 0.0})
                 v["s"] = round(v["s"] + seconds, 3)
@@ -235,12 +325,17 @@ def main(argv=None) -> dict:
         return add
 
     record("-", seeds[0])("process_start", process_start(), 0)
+    parts = PartTimer() if args.breakdown else None
     try:
+        if parts is not None:
+            parts.install()
         for seed in seeds:
             preset = get_preset(args.preset, seed=seed)
             for dataset in datasets:
-                run_dataset(dataset, args, preset, root, counter, record(dataset, seed))
+                run_dataset(dataset, args, preset, root, counter, record(dataset, seed), parts)
     finally:
+        if parts is not None:
+            parts.uninstall()
         if not args.out:
             shutil.rmtree(root, ignore_errors=True)
     print(
@@ -250,6 +345,9 @@ def main(argv=None) -> dict:
         f"and CUDA start, reload = prepare() of a finished folder in this process"
     )
     print(table(result["stages"]))
+    if "breakdown" in result:
+        print("\nEach stage by part (its own seconds; CUDA synchronised around every timed call):")
+        print(parts_table(result["breakdown"]))
     return result
 
 

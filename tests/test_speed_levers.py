@@ -354,7 +354,11 @@ def test_the_gpu_pipeline_benchmark_runs_the_four_stages_on_cpu(tmp_path, synthe
     out = tmp_path / "gpu_pipeline.json"
     argv = ["--model", "random:tiny", "--preset", "tiny", "--datasets", str(synthetic_folder), "--device", "cpu"]
     argv += ["--strategies", "all", "--depths", "best", "--json", str(out), "--out", str(tmp_path / "runs")]
-    result = bench.main(argv)
+    import paperlib.pruning as pruning
+    import paperlib.train as train_module
+
+    plain, plain_logits = train_module.predict_logits, pruning.Pruner.logits
+    result = bench.main([*argv, "--breakdown"])
     saved = json.loads(out.read_text())
     assert saved == result
     assert {"date", "hardware", "command", "datasets", "seeds", "wall_s", "stages"} <= set(saved)
@@ -367,6 +371,15 @@ def test_the_gpu_pipeline_benchmark_runs_the_four_stages_on_cpu(tmp_path, synthe
         assert v["bound_s"] == 0 or name in bench.STAGES
         assert v["bound_s"] == pytest.approx(v["tflop"] / bench.PEAK_TFLOPS, rel=1e-4)
     assert saved["wall_s"] == pytest.approx(sum(saved["stages"][s]["s"] for s in bench.STAGES), abs=0.02)
+    # --breakdown: each stage's parts (and "other") add up to its seconds; what each stage must have done
+    parts = saved["breakdown"]
+    for name, split in parts.items():
+        assert sum(split.values()) == pytest.approx(saved["stages"][name]["s"], abs=0.01)
+        assert all(v >= 0 for k, v in split.items() if k != "other") and split["other"] > -0.01
+    assert parts["finetune"]["training"] > 0 and parts["finetune"]["evaluation"] > 0  # M_0 and its validation
+    assert parts["prune"]["signal pass"] > 0 and parts["prune"]["evaluation"] > 0 and parts["prune"]["writes"] > 0
+    assert "training" not in parts["prune"] and parts["distill"]["training"] > 0
+    assert train_module.predict_logits is plain and pruning.Pruner.logits is plain_logits  # unwrapped after
     folder = tmp_path / "runs" / "seed-0" / synthetic_folder.name
     assert {"curves.parquet", "distill.parquet", "baseline.json"} <= {p.name for p in folder.iterdir()}
 
