@@ -97,10 +97,18 @@ PARTS = {  # module (or module:class): {name as it is called there: part}; every
 
 
 class PartTimer:
-    """Each stage's seconds by part (``PARTS``): a part's own time, what nested parts took subtracted."""
+    """One stage's seconds by part (``PARTS``) between ``start`` and ``stop``: a part's own time, what nested parts
+    took subtracted."""
 
     def __init__(self):
-        self.stage, self.parts, self._open, self._undo = None, {}, [], []
+        self.split, self._open, self._undo = None, [], []  # split: {part: s} of the stage being timed, else None
+
+    def start(self) -> None:
+        self.split = {}
+
+    def stop(self) -> dict:
+        split, self.split = self.split, None
+        return split
 
     def install(self) -> None:
         import importlib
@@ -121,7 +129,7 @@ class PartTimer:
     def _timed(self, fn, part: str):
         @functools.wraps(fn)
         def timed(*args, **kwargs):
-            if self.stage is None:
+            if self.split is None:
                 return fn(*args, **kwargs)
             sync()
             t0 = time.perf_counter()
@@ -131,8 +139,7 @@ class PartTimer:
             finally:
                 sync()
                 total, nested = time.perf_counter() - t0, self._open.pop()
-                mine = self.parts.setdefault(self.stage, {})
-                mine[part] = mine.get(part, 0.0) + total - nested
+                self.split[part] = self.split.get(part, 0.0) + total - nested
                 if self._open:
                     self._open[-1] += total
 
@@ -196,17 +203,13 @@ def run_dataset(
         for name in [*args.stages, "reload"]:
             counter.stage = name
             if parts is not None:
-                parts.stage, before = name, dict(parts.parts.get(name, {}))
+                parts.start()
             sync()
             t0 = time.perf_counter()
             steps[name]()
             sync()
             seconds = time.perf_counter() - t0
-            split = None
-            if parts is not None:
-                parts.stage = None
-                split = {k: v - before.get(k, 0.0) for k, v in parts.parts.get(name, {}).items()}
-            record(name, seconds, counter.flops.get(name, 0), split)
+            record(name, seconds, counter.flops.get(name, 0), parts.stop() if parts is not None else None)
             counter.stage = None
     finally:
         experiment.load_model = load_model

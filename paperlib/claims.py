@@ -400,7 +400,7 @@ def claims_check(
     rows += distill_claims(results, summary_by_seed, resamples=resamples, seed=seed, level=level)[0]
     s = seed_mean_summary(summary_by_seed) if summary_by_seed is not None and len(summary_by_seed) else None
     s = s[s["kd_test_acc"].notna()] if s is not None else pd.DataFrame()
-    by_seed = summary_by_seed[summary_by_seed["kd_test_acc"].notna()] if s is not None and len(s) else s
+    by_seed = summary_by_seed[summary_by_seed["kd_test_acc"].notna()] if len(s) else s
     for name, note in FACTOR_NOTES.items():
         # a factor is a mean over every (dataset, seed): one missing on some (its depths not distilled there) is
         # not measured, rather than the mean of the few that have it standing for all

@@ -220,11 +220,7 @@ def load_results(runs_root: str | Path, scores: bool = True, seeds=None, dataset
     absent).  The seeds of a dataset must pair (``_check_pairing``); else a PaperlibError."""
     from .config import Preset
 
-    root = Path(runs_root)
-    if root.exists() and not root.is_dir():
-        raise PaperlibError(f"runs folder {str(root)!r} is a file, not a folder; pass the folder that holds <dataset>/")
-    if not root.is_dir():
-        raise PaperlibError(f"runs folder {str(root)!r} does not exist; run `paperlib prune` first or pass --runs")
+    root = check_runs_root(runs_root)
     roots = seed_roots(root) or {0: root}
     if seeds is not None:
         missing = sorted(set(seeds) - set(roots))
@@ -274,6 +270,16 @@ def check_same_config(root: Path, folders: list[Path]) -> None:
                 f"runs folder {str(root)!r} mixes runs made differently: {shown[0]} and {shown[1]} differ in "
                 f"{'; '.join(diff[:4])}; put each way of running in its own runs folder (--out) and tabulate them apart"
             )
+
+
+def check_runs_root(runs_root: str | Path) -> Path:
+    """``runs_root`` as a Path when it is a folder; else a PaperlibError that says what to pass."""
+    root = Path(runs_root)
+    if root.exists() and not root.is_dir():
+        raise PaperlibError(f"runs folder {str(root)!r} is a file, not a folder; pass the folder that holds <dataset>/")
+    if not root.is_dir():
+        raise PaperlibError(f"runs folder {str(root)!r} does not exist; run `paperlib prune` first or pass --runs")
+    return root
 
 
 def load_runs(runs_root: str | Path, seeds=None, datasets=None) -> tuple[pd.DataFrame, dict, pd.DataFrame]:

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from paperlib.claims import verdicts  # noqa: E402
 from paperlib.direction import direction_wide  # noqa: E402
 from paperlib.errors import PaperlibError  # noqa: E402
-from paperlib.results import classical_reference  # noqa: E402
+from paperlib.results import check_runs_root, classical_reference  # noqa: E402
 from paperlib.tables import comparison_wide, orders_summary  # noqa: E402
 
 
@@ -88,12 +88,16 @@ def factors(v: dict) -> pd.DataFrame:
     return table.map(lambda x: "" if pd.isna(x) else f"{x:.2f}").rename(columns={"F3_ceiling": "F3 ceiling"})
 
 
+def _count(x) -> str:
+    return "" if pd.isna(x) else str(int(x))
+
+
 def claims_table(v: dict) -> pd.DataFrame:
     claims = v["claims"][
         ["claim", "paper", "point_count", "significant_count", "per_seed", "comparisons", "verdict_point", "verdict"]
     ].copy()
     for col in ("point_count", "significant_count", "comparisons"):
-        claims[col] = claims[col].map(lambda x: "" if pd.isna(x) else int(x))
+        claims[col] = claims[col].map(_count)
     for i, r in v["claims"].iterrows():  # the factor claims: the measured mean beside 18.84
         if str(r["claim"]).startswith("Accuracy-to-size factor") and r["verdict"] != "not measured":
             claims.loc[i, "point_count"] = _factor_value(r)
@@ -105,10 +109,6 @@ def claims_table(v: dict) -> pd.DataFrame:
 def _factor_value(claim: pd.Series) -> str:
     """'F1 = 1.09' from a measured factor claim's detail ('F1 = 1.09 (mean over 9); ...')."""
     return str(claim["detail"]).split(" (mean", 1)[0]
-
-
-def _count(x) -> str:
-    return "" if pd.isna(x) else str(int(x))
 
 
 def compare_claims(runs: dict) -> pd.DataFrame:
@@ -138,6 +138,12 @@ def main(argv=None) -> int:
     p.add_argument("--direction", action="store_true", help="only the direction check (runs with '(flipped)' rules)")
     p.add_argument("--compare", metavar="RUNS_B", help="only the claims of RUNS and RUNS_B side by side")
     args = p.parse_args(argv)
+    try:  # both folders before any work: a bad --compare must not cost the first run's bootstraps
+        for runs in (args.runs, args.compare or args.runs):
+            check_runs_root(runs)
+    except PaperlibError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         v = verdicts(args.runs)
         if args.compare:
