@@ -170,11 +170,12 @@ def test_a_whole_file_of_the_wrong_shape_is_the_damaged_file_error(tmp_path):
 
 
 def test_the_committed_reference_runs_match_the_schemas():
-    """Every run file of results/ (two reference runs, nine datasets each) passes its schema."""
+    """Every run file of results/ (the one-seed runs and each seed of the seeded runs) passes its schema."""
     from paperlib.io import check_run_files
 
-    folders = [p for p in (REPO / "results").glob("*/*") if (p / "config.json").is_file()]
-    assert len(folders) >= 18
+    root = REPO / "results"
+    folders = [p for p in [*root.glob("*/*"), *root.glob("*/seed-*/*")] if (p / "config.json").is_file()]
+    assert len(folders) >= 18 + 2 * 27
     for folder in folders:
         check_run_files(folder)
 
