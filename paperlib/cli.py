@@ -292,10 +292,12 @@ def cmd_reproduce(args) -> None:
     from .config import data_dir as resolve_data_dir
     from .data import check_datasets, dataset_list
     from .io import check_writable
+    from .reproduce import check_start_within
     from .sweep import check_cluster_options, reproduce
 
     preset = get_preset(args.preset)
     check_cluster_options(args.jobs, args.workers_per_gpu, args.scheduler)
+    check_start_within(args.start_within)
     seed_list(preset.seed if args.seed is None else args.seed, args.seeds)
     if args.depths is not None:
         check_depths(args.depths, "--depths")
@@ -317,6 +319,7 @@ def cmd_reproduce(args) -> None:
             scheduler=args.scheduler,
             notebooks_dir=args.notebooks,
             depths=args.depths,
+            start_within=args.start_within,
         )
     if not ok:
         sys.exit(1)
@@ -494,6 +497,15 @@ def _add_reproduce(sub) -> None:
         default=None,
         help="distillation depths of notebook 05: all, every_other, three, best or a comma list of k "
         "(default: the preset's distill_depths)",
+    )
+    p.add_argument(
+        "--start-within",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="start no chain later than SECONDS after the grid's start (a machine lent for a fixed time): chains "
+        "start in order, seed by seed; those left are listed as not started (exit status 1) and the same command "
+        "runs them (default: no limit)",
     )
     p.add_argument("--notebooks", default=None, help="folder of the notebooks (default: the repository's notebooks/)")
     _precision(p)

@@ -379,6 +379,48 @@ def run_fusion(
     return FusionResult(protocol, rows, train_rows, pipes, weights, curves, key, refitted)
 
 
+def transfer_is_saved(folder: str | Path, runs_root: str | Path) -> bool:
+    """Whether ``folder``'s transfer fusion is saved and current, judged from files alone (its M_0 is not read):
+    ``fusion_transfer.json`` holds the key of the rows the other datasets under ``runs_root`` give now, and both
+    transfer curves run to k = L-1.  What ``run_fusion(run, "transfer")`` would keep without pruning again."""
+    folder = Path(folder)
+    summary, curves_path = folder / "fusion_transfer.json", folder / "curves.parquet"
+    if not (summary.is_file() and curves_path.is_file() and (folder / "metrics.json").is_file()):
+        return False
+    try:
+        rows = rows_for("transfer", dataset_name_of(folder), runs_root, _model_of(folder), reference=folder)
+    except PaperlibError:  # no other complete dataset now
+        return False
+    if read_json(summary).get("key") != rows_key(rows):
+        return False
+    steps = set(range(1, int(read_json(folder / "metrics.json")["n_layers"])))
+    curves = read_parquet(curves_path, columns=["strategy", "step"])
+    return all(set(curves.loc[curves["strategy"] == strategy_name(k, "transfer"), "step"]) == steps for k in KINDS)
+
+
+def transfer_fusion(runs: str | Path, names, data_dir=None, seeds=None, progress=None) -> pd.DataFrame:
+    """The transfer protocol over a runs folder (notebook 06): for each seed and each dataset in ``names``, LR and
+    RF fitted on the rows of the *other* datasets of that seed prune this one (``run_fusion``).  A dataset whose
+    transfer fusion is saved and current (``transfer_is_saved``) is skipped without loading its M_0, so seeds run
+    on machines that no longer hold their models can still be summarised; any other needs its M_0 (``load_run``
+    says what to run when it is missing).  Returns one row per (seed, dataset): ``status`` "saved" or "fitted"."""
+    from .experiment import load_run
+    from .paths import seed_roots
+
+    roots = seed_roots(runs)
+    rows = []
+    for seed, root in roots.items():
+        if seeds is not None and seed not in seeds:
+            continue
+        for name in names:
+            status = "saved" if transfer_is_saved(Path(root) / name, root) else "fitted"
+            if status == "fitted":
+                run = load_run(runs, name, data_dir, seed=seed)  # the preset and model its config.json records
+                run_fusion(run, "transfer", runs_root=root, progress=progress)
+            rows.append({"seed": seed, "dataset": name, "status": status})
+    return pd.DataFrame(rows, columns=["seed", "dataset", "status"])
+
+
 def fit_predictions(pipes: dict, rows: pd.DataFrame) -> pd.DataFrame:
     """The training rows (dataset, strategy, step, layer, target) with each model's in-sample prediction."""
     out = rows[["dataset", "strategy", "step", "layer", "target"]].copy()

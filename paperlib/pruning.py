@@ -68,6 +68,11 @@ from .train import TrainSettings, autocast, predict_logits, progress_enabled, tq
 
 SignalFn = Callable[..., pd.DataFrame]
 LAYER_INPUT_BUDGET = 1 << 30  # bytes of stored layer inputs (CPU evaluation reuse)
+SHARED_PREFIX_BUDGET = 2 << 30  # bytes of one batch's layer outputs kept while sub-models share their first layers
+
+
+class _Stop(Exception):
+    """Raised by a forward hook to end a forward pass once the layer it waits for has run."""
 
 
 def _default_signal_fn(*args, **kwargs) -> pd.DataFrame:
@@ -148,6 +153,10 @@ class Pruner:
         self._weight_cache: dict = {}  # per-layer weight summaries for the signals (the weights never change here)
         self._modules = dict(zip(self.all_layers, get_layers(run.model)))
         self.layer_inputs = LayerInputs(self.all_layers, LAYER_INPUT_BUDGET) if self.memo else None
+        # test accuracies evaluated together at a stage's end (``run_pruning``): None = on CUDA (where
+        # ``layer_inputs`` is not used), True/False = always/never; ``_deferred`` collects them meanwhile
+        self.share_test_prefixes: bool | None = None
+        self._deferred: set[frozenset] | None = None
         # sizes: M_0's totals minus the removed layers' own tensors (no copy needed)
         layers = get_layers(run.model)
         self._total = (count_parameters(run.model), fp32_bytes(run.model))
@@ -227,6 +236,9 @@ class Pruner:
     def _accuracy(self, key: frozenset, split: str, cache: dict) -> float:
         if self.memo and key in cache:
             return cache[key]
+        if split == "test" and self._deferred is not None:  # nothing reads test while curves are chosen
+            self._deferred.add(key)
+            return float("nan")
         logits = self.logits(key, split)
         labels = self.run.encoded[split].labels.to(logits.device)
         pred = logits.argmax(-1)
@@ -293,6 +305,89 @@ class Pruner:
         self.calls["layers_run"] += len(kept) - start
         self.layer_inputs.store(kept, split, inputs)
         return out
+
+    def _run_layers(self, layers: tuple[int, ...], hidden, batch: dict, capture: bool):
+        """One forward of the sub-model keeping ``layers``, its first layer fed ``hidden`` (None: the embeddings,
+        as always); ``capture``: stop after the last of them and return its output, else the logits."""
+        first, last = self._modules[layers[0]], self._modules[layers[-1]]
+        handles, got = [], {}
+        if hidden is not None:
+            handles.append(first.register_forward_pre_hook(lambda module, args: (hidden, *args[1:])))
+        if capture:
+
+            def grab(module, args, output):
+                got["hidden"] = output[0] if isinstance(output, tuple) else output
+                raise _Stop
+
+            handles.append(last.register_forward_hook(grab))
+        try:
+            with self._without(frozenset(layers)) as m, autocast(self.device):
+                logits = m(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+        except _Stop:
+            return got["hidden"]
+        finally:
+            for h in handles:
+                h.remove()
+        self.calls["layers_run"] += len(layers)
+        return logits
+
+    @torch.inference_mode()
+    def logits_many(self, keys, split: str, budget_bytes: int = SHARED_PREFIX_BUDGET) -> dict[tuple, torch.Tensor]:
+        """Logits of several sub-models on ``split``, each layer run once per distinct prefix of kept layers.
+
+        In a sub-model keeping l_1 < ... < l_m the input of l_p depends only on l_1 .. l_(p-1), so sub-models
+        with the same first kept layers share their outputs.  Batch by batch (the batches of
+        ``train.predict_logits``), the sorted kept tuples are taken in lexicographic order, a depth-first walk
+        of their prefix tree: a prefix that the next sub-model shares is run one layer at a time and its
+        output kept (within ``budget_bytes``; the outputs of prefixes no later sub-model can share are
+        dropped), the rest of a sub-model runs in one forward from its longest kept prefix.  The same layers
+        see the same tensors in the same batches as a forward of each sub-model alone, so the logits are the
+        same.  Returns {sorted kept tuple: logits (float32, in ``run.encoded[split]``'s order)}."""
+        models = sorted({tuple(sorted(self._key(k))) for k in keys})
+        data = self.run.encoded[split].to(self.device)
+        out = {m: torch.empty(len(data), self.model.config.num_labels, device=self.device) for m in models}
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for index, batch in length_batches(data, self.run.preset.eval_batch_size):
+                index = index.to(self.device)
+                kept: dict[tuple, torch.Tensor] = {}
+                for i, m in enumerate(models):
+                    kept = {p: h for p, h in kept.items() if m[: len(p)] == p}  # no later model shares the rest
+                    start = max((len(p) for p in kept if len(p) < len(m)), default=0)
+                    nxt = models[i + 1] if i + 1 < len(models) else ()
+                    shared = next((j for j, (a, b) in enumerate(zip(m, nxt)) if a != b), min(len(m), len(nxt)))
+                    share = min(shared, len(nxt) - 1, len(m) - 1)  # the next model reads the output of m[:share]
+                    hidden = kept[m[:start]] if start else None
+                    for p in range(start + 1, share + 1):
+                        hidden = self._run_layers(m[p - 1 : p], hidden, batch, capture=True)
+                        self.calls["layers_run"] += 1
+                        if (
+                            sum(h.numel() * h.element_size() for h in kept.values())
+                            + hidden.numel() * hidden.element_size()
+                            <= budget_bytes
+                        ):
+                            kept[m[:p]] = hidden
+                    start = max(start, share)
+                    out[m][index] = self._run_layers(m[start:], hidden, batch, capture=False)
+        finally:
+            self.model.train(was_training)
+        self.calls[split] += len(models)
+        return out
+
+    def prefetch(self, keys, split: str = "test") -> int:
+        """Evaluate the sub-models among ``keys`` not known yet on ``split`` together (``logits_many``), keeping
+        accuracy and predictions as ``_accuracy`` does; returns how many were evaluated."""
+        cache = self._test if split == "test" else self._val
+        todo = sorted({self._key(k) for k in keys} - set(cache), key=sorted)
+        if not todo:
+            return 0
+        labels = self.run.encoded[split].labels.to(self.device)
+        for kept, logits in self.logits_many(todo, split).items():
+            key, pred = frozenset(kept), logits.argmax(-1)
+            cache[key] = float((pred == labels).float().mean())  # exactly as train.evaluate
+            self._pred[split][key] = pred.to(torch.int16).cpu().numpy()
+        return len(todo)
 
     def val_accuracy(self, kept) -> float:
         return self._accuracy(self._key(kept), "val", self._val)
@@ -520,7 +615,21 @@ def run_pruning(
         for seed in (range(run.preset.random_seeds) if s.kind == "random" else [0])
         if (s.name, seed) not in done
     ]
-    bar = tqdm(jobs, desc="prune", disable=not progress_enabled(progress))
+    share = pruner.share_test_prefixes
+    if share is None:
+        share = pruner.memo and pruner.device.type == "cuda"
+    if share and pruner.memo and jobs:
+        # validation and signals choose every curve (nothing reads test while pruning); then the test
+        # evaluations of all their sub-models at once, sharing layers (Pruner.logits_many); the loop below
+        # then finds every value in the memo
+        pruner._deferred = set()
+        try:
+            for strategy, seed in tqdm(jobs, desc="prune", disable=not progress_enabled(progress)):
+                prune_curve(pruner, strategy, seed)
+        finally:
+            deferred, pruner._deferred = pruner._deferred, None
+        pruner.prefetch(deferred, "test")
+    bar = tqdm(jobs, desc="prune" if not share else "prune: files", disable=not progress_enabled(progress))
     for strategy, seed in bar:
         bar.set_postfix_str(strategy.name + (f" seed {seed}" if strategy.kind == "random" else ""))
         curve, signals, predictions = prune_curve(pruner, strategy, seed, with_predictions=True)

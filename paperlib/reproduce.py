@@ -39,6 +39,7 @@ DATASET_NOTEBOOKS = (
 SUMMARY_NOTEBOOK = "06_results_across_datasets"
 DISTILL_NOTEBOOK = DATASET_NOTEBOOKS[-1]  # the one notebook that takes --depths
 KERNEL_RETRIES = 2  # a chain whose kernel died resumes at most this many times
+NOT_STARTED = "not started"  # ChainResult.failed of a chain --start-within kept from starting
 
 
 def default_notebooks_dir() -> Path:
@@ -103,7 +104,7 @@ class ChainResult:
     folder: str
     executed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
-    failed: str | None = None  # the notebook that failed ("setup", "worker" or "cancelled" outside one)
+    failed: str | None = None  # the notebook that failed ("setup", "worker", "cancelled" or NOT_STARTED outside one)
     error: str | None = None
     seconds: float = 0.0
     retries: int = 0  # times the chain was resumed after its kernel died
@@ -120,6 +121,8 @@ class ChainResult:
         if self.ok:
             ran = f"{len(self.executed)} run, {len(self.skipped)} done already"
             return f"[{self.label}] done in {self.seconds:.0f}s{where} ({ran}{again})"
+        if self.failed == NOT_STARTED:
+            return f"[{self.label}] not started ({self.error})"
         see = ""
         if self.failed in DATASET_NOTEBOOKS:
             see = f"; see {display_path(Path(self.folder) / f'{self.failed}.failed.ipynb')}"
@@ -128,6 +131,19 @@ class ChainResult:
 
 class _KernelDied(Exception):
     pass
+
+
+def not_started(chain: Chain, start_within: float) -> ChainResult:
+    """The result of a chain kept back by ``--start-within``: nothing of it ran; the same command resumes it."""
+    result = ChainResult(chain.label, chain.name, chain.seed, chain.model_label, str(chain.folder))
+    result.failed = NOT_STARTED
+    result.error = f"--start-within {start_within:g} s had passed; the same command runs it"
+    return result
+
+
+def check_start_within(start_within: float | None) -> None:
+    if start_within is not None and not start_within > 0:
+        raise PaperlibError(f"--start-within must be a positive number of seconds, not {start_within!r}")
 
 
 def run_chain(
@@ -387,13 +403,21 @@ def plan(
     return Plan(preset_obj.name, runs_path, data_dir, nb_dir, seeds_run, folders, models, chains, env)
 
 
-def run_serial(plan: Plan, bars: bool = False) -> tuple[list[ChainResult], dict[str, str | None]]:
+def run_serial(
+    plan: Plan, bars: bool = False, start_within: float | None = None
+) -> tuple[list[ChainResult], dict[str, str | None]]:
     """Every chain of ``plan`` in this process, one after the other, then each model's 06.
 
-    Returns the chain results and {model label: None or the error of its 06} (a model with no
+    ``start_within``: seconds after the first chain's start after which no chain starts (they are reported as
+    not started).  Returns the chain results and {model label: None or the error of its 06} (a model with no
     complete dataset has no 06 and no entry)."""
     results = []
+    start = time.perf_counter()
     for chain in plan.chains:
+        if start_within is not None and time.perf_counter() - start > start_within:
+            results.append(not_started(chain, start_within))
+            print_line(results[-1].line())
+            continue
         try:
             result = run_chain(chain, print_line, bars)
         except Exception as exc:  # an unexpected error ends this chain only
@@ -424,7 +448,8 @@ def finish(plan: Plan, results: list[ChainResult], summaries: dict[str, str | No
         except Exception as exc:  # the notebooks are the results; a report that fails must not hide them
             retry = f"`paperlib report --runs {display_path(model.runs)}` retries"
             print_line(f"report: FAILED ({error_line(exc)}); {retry}")
-    failed = [r for r in results if not r.ok]
+    waiting = [r for r in results if r.failed == NOT_STARTED]
+    failed = [r for r in results if not r.ok and r.failed != NOT_STARTED]
     for r in failed:
         print_line(f"  FAILED {r.label}: {r.failed} ({r.error})")
     bad_summaries = [label or "summary" for label, error in summaries.items() if error is not None]
@@ -434,8 +459,11 @@ def finish(plan: Plan, results: list[ChainResult], summaries: dict[str, str | No
         tail += f"; notebook 06 FAILED ({', '.join(bad_summaries)})"
     if missing:
         tail += f"; notebook 06 not run ({', '.join(missing)}: no dataset complete in every seed)"
-    print_line(f"reproduce: {len(results) - len(failed)}/{len(results)} chain(s) complete, {len(failed)} failed{tail}")
-    return not failed and not bad_summaries and not missing
+    if waiting:
+        tail += f"; {len(waiting)} not started (--start-within): the same command runs them"
+    complete = len(results) - len(failed) - len(waiting)
+    print_line(f"reproduce: {complete}/{len(results)} chain(s) complete, {len(failed)} failed{tail}")
+    return not failed and not waiting and not bad_summaries and not missing
 
 
 def usable_cpus() -> int:

@@ -126,6 +126,12 @@ def _worker_resources(dask_scheduler=None) -> dict:
     return {address: dict(ws.resources) for address, ws in dask_scheduler.workers.items()}
 
 
+def _chain_slots(dask_scheduler=None, gpu: bool = False) -> int:
+    """How many chains the cluster runs at once now (run on the scheduler): its GPU resources, else its threads."""
+    workers = dask_scheduler.workers.values()
+    return int(sum(ws.resources.get(GPU, 0) for ws in workers) if gpu else sum(ws.nthreads for ws in workers))
+
+
 @contextlib.contextmanager
 def connect(scheduler: str | None, jobs: int | None, workers_per_gpu: int | None, n_chains: int):
     """Yield ``(client, description, gpu)``: a client of the cluster at ``scheduler``, or of a new local cluster
@@ -179,6 +185,20 @@ def _chain_task(chain: rp.Chain, stop: str) -> rp.ChainResult:
     return result
 
 
+def _transfer_task(chain: rp.Chain, stop: str) -> str:
+    """The transfer fusion of one complete chain (``fusion.transfer_fusion``), while its M_0 is on this machine."""
+    from distributed import Event
+
+    from .fusion import transfer_fusion
+
+    if Event(stop).is_set():
+        return f"[{chain.label}] transfer fusion: cancelled"
+    start = time.perf_counter()
+    with environment(dict(chain.env)):
+        done = transfer_fusion(chain.runs, [chain.name], chain.data_dir, seeds=[chain.seed], progress=False)
+    return f"[{chain.label}] transfer fusion: {done['status'].iloc[0]} in {time.perf_counter() - start:.0f}s"
+
+
 def _summary_task(summary: rp.Summary, stop: str) -> tuple[str | None, str]:
     from distributed import Event
 
@@ -199,10 +219,19 @@ def _failed(chain: rp.Chain, exc: BaseException) -> rp.ChainResult:
     return result
 
 
-def run_on_dask(plan: rp.Plan, client, gpu: bool = False) -> tuple[list[rp.ChainResult], dict[str, str | None]]:
+def run_on_dask(
+    plan: rp.Plan, client, gpu: bool = False, start_within: float | None = None
+) -> tuple[list[rp.ChainResult], dict[str, str | None]]:
     """Every chain of ``plan`` as a task of ``client``'s cluster, then each model's 06 once its chains are done.
 
-    Prints one line per finished task above an overall bar; returns what ``reproduce.run_serial`` returns."""
+    Chains are submitted in the plan's order (seed by seed), only as many at a time as the cluster has chain
+    slots, so that the first seeds finish first and a grid cut short leaves whole seeds (Dask's own order among
+    tasks submitted at once is not the plan's).  ``start_within``: seconds after the grid's start after which
+    no chain is submitted; the rest are reported as not started.  Once every chain of a seed has ended, each
+    complete one's transfer fusion (LR and RF fitted on the seed's other datasets) runs as a task of its own, in
+    parallel, while the M_0 are on this machine (notebook 06 then finds them saved: a grid run seed by seed over
+    several machines can still be summarised).  Prints one line per finished task above an overall bar; returns
+    what ``reproduce.run_serial`` returns."""
     from distributed import Event, as_completed
     from tqdm.auto import tqdm
 
@@ -212,20 +241,66 @@ def run_on_dask(plan: rp.Plan, client, gpu: bool = False) -> tuple[list[rp.Chain
     stop = Event(f"paperlib-stop-{token}", client=client)
     resources = {GPU: 1} if gpu else None
 
-    def submit(task, item):
-        key = f"paperlib-{item.label}-{token}"
+    def submit(task, item, kind: str = "chain"):
+        key = f"paperlib-{kind}-{item.label}-{token}"
         return client.submit(task, item, stop.name, key=key, resources=resources, pure=False, retries=0)
 
     start = time.perf_counter()
-    chains = {submit(_chain_task, chain): chain for chain in plan.chains}
     at = lambda: f" [{time.perf_counter() - start:.0f}s into the grid]"  # where the wall time goes, in a log
     models = {m.label: m for m in plan.models}
-    left = {label: sum(c.model_label == label for c in plan.chains) for label in models}
-    summaries, summary_futures, results = {}, {}, []
+    left = {label: sum(c.model_label == label for c in plan.chains) for label in models}  # tasks before its 06
+    seed_left = {}
+    for c in plan.chains:
+        seed_left[(c.model_label, c.seed)] = seed_left.get((c.model_label, c.seed), 0) + 1
+    by_label = {c.label: c for c in plan.chains}
+    summaries, summary_futures, results, chains, transfers = {}, {}, [], {}, {}
+    queue = list(plan.chains)
     bar = tqdm(
-        total=len(chains) + len(models), desc="reproduce", unit="task", disable=not progress_enabled(), file=sys.stderr
+        total=len(queue) + len(models), desc="reproduce", unit="task", disable=not progress_enabled(), file=sys.stderr
     )
-    pending = as_completed(list(chains))
+    pending = as_completed()
+
+    def chain_ended(result: rp.ChainResult) -> None:
+        results.append(result)
+        tqdm.write(result.line() + at(), file=sys.stdout)
+        bar.update(1)
+        seed_key = (result.model_label, result.seed)
+        seed_left[seed_key] -= 1
+        ended = [r for r in results if (r.model_label, r.seed) == seed_key]
+        complete = [r for r in ended if r.ok]
+        # the transfer protocol needs two datasets, and every chain of the seed run (one not started would
+        # change the rows the others learn from)
+        if seed_left[seed_key] == 0 and len(complete) >= 2 and all(r.failed != rp.NOT_STARTED for r in ended):
+            for r in complete:
+                transfers[f := submit(_transfer_task, by_label[r.label], "transfer")] = by_label[r.label]
+                pending.add(f)
+            left[result.model_label] += len(complete)
+            bar.total += len(complete)
+        task_ended(result.model_label)
+
+    def task_ended(model_label: str) -> None:
+        left[model_label] -= 1
+        if left[model_label] == 0:
+            summary = plan.summary(models[model_label], results)
+            if summary is None:
+                bar.total -= 1
+            else:
+                summary_futures[f := submit(_summary_task, summary)] = summary
+                pending.add(f)
+
+    def top_up() -> None:  # fill the free chain slots with the next chains of the plan
+        if start_within is not None and queue and time.perf_counter() - start > start_within:
+            while queue:
+                chain_ended(rp.not_started(queue.pop(0), start_within))
+            return
+        running = sum(not f.done() for f in chains)
+        free = client.run_on_scheduler(_chain_slots, gpu=gpu) - running
+        for _ in range(min(max(free, 0 if running else 1), len(queue))):  # one at least: the grid never stalls
+            chain = queue.pop(0)
+            chains[f := submit(_chain_task, chain)] = chain
+            pending.add(f)
+
+    top_up()
     try:
         for future in pending:
             if future in chains:
@@ -233,16 +308,16 @@ def run_on_dask(plan: rp.Plan, client, gpu: bool = False) -> tuple[list[rp.Chain
                     result = future.result()
                 except Exception as exc:
                     result = _failed(chains[future], exc)
-                results.append(result)
-                tqdm.write(result.line() + at(), file=sys.stdout)
-                left[result.model_label] -= 1
-                if left[result.model_label] == 0:
-                    summary = plan.summary(models[result.model_label], results)
-                    if summary is None:
-                        bar.total -= 1
-                    else:
-                        summary_futures[f := submit(_summary_task, summary)] = summary
-                        pending.add(f)
+                chain_ended(result)
+                top_up()
+            elif future in transfers:
+                try:
+                    line = future.result()
+                except Exception as exc:  # 06 tries it again (and says what is missing)
+                    line = f"[{transfers[future].label}] transfer fusion: FAILED ({error_line(exc)})"
+                tqdm.write(line + at(), file=sys.stdout)
+                bar.update(1)
+                task_ended(transfers[future].model_label)
             else:
                 summary = summary_futures[future]
                 try:
@@ -252,12 +327,12 @@ def run_on_dask(plan: rp.Plan, client, gpu: bool = False) -> tuple[list[rp.Chain
                     line = f"[{summary.label}] {rp.SUMMARY_NOTEBOOK}: FAILED ({error})"
                 summaries[summary.model_label] = error
                 tqdm.write(line + at(), file=sys.stdout)
-            bar.update(1)
+                bar.update(1)
     except KeyboardInterrupt:
         stop.set()
-        client.cancel([*chains, *summary_futures])
+        client.cancel([*chains, *transfers, *summary_futures])
         tqdm.write(
-            f"reproduce: cancelled with {len(results)} of {len(chains)} chain(s) finished (their files stay)",
+            f"reproduce: cancelled with {len(results)} of {len(plan.chains)} chain(s) finished (their files stay)",
             file=sys.stdout,
         )
         raise
@@ -295,15 +370,19 @@ def reproduce(
     scheduler: str | None = None,
     notebooks_dir=None,
     depths: str | None = None,
+    start_within: float | None = None,
 ) -> bool:
     """``paperlib reproduce``: every chain of the grid (``reproduce.plan``), then each model's 06 and report;
     True when every notebook ran (or was already done).
 
     ``scheduler`` (default ``$PAPERLIB_DASK_SCHEDULER``): an existing Dask cluster; else a local cluster sized to
-    the machine (``jobs`` workers, or ``workers_per_gpu`` per GPU); ``jobs=1``: in this process, no Dask needed."""
+    the machine (``jobs`` workers, or ``workers_per_gpu`` per GPU); ``jobs=1``: in this process, no Dask needed.
+    ``start_within``: no chain starts later than this many seconds into the grid (a machine lent for a fixed
+    time: the chains that can finish run, the rest wait for the same command again)."""
     from .train import progress_enabled
 
     scheduler = check_cluster_options(jobs, workers_per_gpu, scheduler)
+    rp.check_start_within(start_within)
     serial = jobs == 1 and scheduler is None
     if not serial and not have_dask():
         if scheduler is not None or jobs is not None or workers_per_gpu is not None:
@@ -314,9 +393,9 @@ def reproduce(
     if serial:
         how = "in this process" + ("" if have_dask() else " (Dask is not installed)")
         rp.print_line(f"reproduce: {grid.describe()}; {how}")
-        results, summaries = rp.run_serial(grid, bars)
+        results, summaries = rp.run_serial(grid, bars, start_within)
     else:
         with connect(scheduler, jobs, workers_per_gpu, len(grid.chains)) as (client, where, gpu):
             rp.print_line(f"reproduce: {grid.describe()}; {where}")
-            results, summaries = run_on_dask(grid, client, gpu)
+            results, summaries = run_on_dask(grid, client, gpu, start_within)
     return rp.finish(grid, results, summaries)

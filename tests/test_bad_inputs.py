@@ -539,6 +539,11 @@ CASES: dict[str, Case] = {
     "reproduce --jobs 0": Case(
         lambda c: ["reproduce", "--jobs", "0", "--runs", c.tmp / "r"], ("--jobs must be",), work=("notebooks",)
     ),
+    "reproduce --start-within 0": Case(
+        lambda c: ["reproduce", "--start-within", "0", "--runs", c.tmp / "r"],
+        ("--start-within must be a positive number",),
+        work=("notebooks",),
+    ),
     "reproduce --depths unknown": Case(
         lambda c: ["reproduce", "--depths", "most", "--runs", c.tmp / "r"], ("--depths must be",), work=("notebooks",)
     ),

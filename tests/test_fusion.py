@@ -23,7 +23,7 @@ from paperlib.fusion import (
     single_signal_folders,
     strategy_name,
 )
-from paperlib.io import write_json
+from paperlib.io import read_json, write_json
 from paperlib.models import kept_layers
 from paperlib.strategies import SIGNALS
 
@@ -326,3 +326,48 @@ def test_fusion_curves_are_redone_when_their_rows_change(run_copy):
     assert load_fit_summary(run_copy.folder)["key"] == redone.key
     after = pd.read_parquet(run_copy.folder / "curves.parquet")
     assert (after["strategy"] == "Random-Forest").sum() == len(kept_layers(run_copy.model)) - 1  # no duplicates
+
+
+def test_transfer_fusion_keeps_saved_curves_without_m0_and_redoes_stale_ones(tmp_path, monkeypatch):
+    """06's transfer protocol over two real tiny runs: both fitted on their M_0; with the models deleted (a seed
+    run on a machine that kept none) a rerun keeps both, reading files only; when b's single-signal curve changes,
+    a's transfer rows (b's) are stale, and only a needs its M_0 again, which load_run says is missing."""
+    from paperlib.config import get_preset
+    from paperlib.experiment import prepare
+    from paperlib.fusion import transfer_fusion, transfer_is_saved
+    from paperlib.pruning import run_pruning
+
+    from support import write_synthetic
+
+    monkeypatch.setenv("PAPERLIB_PRECISION", "fp32")
+    monkeypatch.setenv("PAPERLIB_CACHE_DIR", str(tmp_path / "cache"))
+    runs = tmp_path / "runs"
+    for i, name in enumerate(("syna", "synb")):
+        data = write_synthetic(tmp_path / name, n_per_class=30, seed=i)
+        run = prepare(str(data), "random:tiny", get_preset("tiny"), runs, device="cpu", progress=False, seed=0)
+        run_pruning(run, list(SIGNALS), progress=False)
+    root = runs / "seed-0"
+    assert not transfer_is_saved(root / "syna", root)
+    first = transfer_fusion(runs, ["syna", "synb"], tmp_path)
+    assert first.to_dict("records") == [
+        {"seed": 0, "dataset": "syna", "status": "fitted"},
+        {"seed": 0, "dataset": "synb", "status": "fitted"},
+    ]
+    curves = {n: pd.read_parquet(root / n / "curves.parquet") for n in ("syna", "synb")}
+    for name in ("syna", "synb"):
+        # the saved key is the one of the rows the other dataset holds (an independent recomputation)
+        other = "synb" if name == "syna" else "syna"
+        expected = rows_key(dataset_rows(root / other, read_json(root / other / "metrics.json")["val_acc"]))
+        assert load_fit_summary(root / name, "transfer")["key"] == expected
+        assert set(curves[name]["strategy"]) >= {"Linear-Regression (transfer)", "Random-Forest (transfer)"}
+        shutil.rmtree(root / name / "model")
+    again = transfer_fusion(runs, ["syna", "synb"], tmp_path)
+    assert set(again["status"]) == {"saved"}
+    for name in ("syna", "synb"):
+        pd.testing.assert_frame_equal(pd.read_parquet(root / name / "curves.parquet"), curves[name])
+    changed = curves["synb"].copy()
+    changed.loc[changed["strategy"] == "Gradient-Norm", "val_acc"] -= 0.25
+    changed.to_parquet(root / "synb" / "curves.parquet")
+    assert not transfer_is_saved(root / "syna", root) and transfer_is_saved(root / "synb", root)
+    with pytest.raises(PaperlibError, match="syna' holds no fine-tuned M_0"):
+        transfer_fusion(runs, ["syna", "synb"], tmp_path)

@@ -82,7 +82,9 @@ def _reference_order(run, column, direction):
 def all_curves(tiny_run, tmp_path_factory):
     run = in_folder(tiny_run, tmp_path_factory.mktemp("all"))
     snapshot = params_snapshot(tiny_run.model)
-    curves = run_pruning(run, "all", signal_fn=fake_signals)
+    with pytest.MonkeyPatch.context() as mp:  # set up before conftest's per-test fp32: say it here too
+        mp.setenv("PAPERLIB_PRECISION", "fp32")
+        curves = run_pruning(run, "all", signal_fn=fake_signals)
     assert_unchanged(tiny_run.model, snapshot)  # the engine never mutates M_0
     return run, curves
 
@@ -454,3 +456,96 @@ def test_real_signals_drive_a_curve(tiny_run, tmp_path):
     run_pruning(in_folder(tiny_run, tmp_path / "again"), ["Weight-Entropy", "Gradient-Fisher", "Block-Influence"])
     for name in ("curves.parquet", "signals.parquet"):
         assert (tmp_path / name).read_bytes() == (tmp_path / "again" / name).read_bytes()
+
+
+def test_prune_work_counts_a_hand_made_run(tmp_path):
+    """tools/prune_work.py on a 3-layer run worked out by hand: Oracle removes 2 then 0; Gradient-Norm removes 0
+    then 2 and read the signals of {0,1,2} and {1,2}."""
+    import subprocess
+    import sys
+
+    from support import REPO
+
+    folder = tmp_path / "seed-0" / "toy"
+    folder.mkdir(parents=True)
+    rows = [
+        ("Oracle", 1, 2, "0,1"),
+        ("Oracle", 2, 0, "1"),
+        ("Gradient-Norm", 1, 0, "1,2"),
+        ("Gradient-Norm", 2, 2, "1"),
+    ]
+    pd.DataFrame(
+        [(s, 0, k, r, kept, 0.5, 0.5, 1, 4) for s, k, r, kept in rows],
+        columns=["strategy", "seed", "step", "removed", "kept", "val_acc", "test_acc", "n_params", "bytes"],
+    ).to_parquet(folder / "curves.parquet")
+    pd.DataFrame({"strategy": ["Gradient-Norm"] * 5, "step": [1, 1, 1, 2, 2], "layer": [0, 1, 2, 1, 2]}).to_parquet(
+        folder / "signals.parquet"
+    )
+    (folder / "config.json").write_text('{"sizes": {"val": 10, "test": 20}, "preset": {"n_calib": 4}}')
+    (folder / "metrics.json").write_text('{"n_layers": 3}')
+    out = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "prune_work.py"), str(tmp_path / "seed-0")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\n")
+    values = dict(zip(out[0].split(), out[1].split()))
+    # evaluated: {0,1,2}, {0,1}, {1}, {1,2} = 3 + 2 + 1 + 2 = 8 layers; Oracle's candidates besides them: {0,2}
+    # at step 1, {0} at step 2 = 3 layers, validation only; signal passes {0,1,2}, {1,2} = 5 layers x 4 texts x 3
+    val, test, signal = (8 + 3) * 10, 8 * 20, 5 * 4 * 3
+    assert values["evaluated"] == "4" and values["oracle_val_only"] == "2" and values["signal_passes"] == "2"
+    total = val + test + signal
+    assert float(values["share_eval_val"]) == round(val / total, 2)
+    assert float(values["share_eval_test"]) == round(test / total, 2)
+    assert float(values["share_signal"]) == round(signal / total, 2)
+    # prefixes of (0,1,2), (0,1), (1,), (1,2): (0,), (0,1), (0,1,2), (1,), (1,2) = 5 layer runs instead of 8
+    assert float(values["prefix_share"]) == round(5 / 8, 2)
+
+
+@pytest.mark.parametrize("arch", ["tiny", "roberta-tiny", "distilbert-tiny", "electra-tiny", "mpnet-tiny"])
+@pytest.mark.parametrize("budget", [pruning.SHARED_PREFIX_BUDGET, 1])
+def test_shared_prefix_logits_equal_each_sub_model_alone(tiny_run, arch, budget):
+    """Pruner.logits_many against a really pruned copy's own forward, bit for bit, for every sub-model of a
+    4-layer model of each architecture (1 byte: no layer output kept, every sub-model from its embeddings)."""
+    from paperlib.models import load_model
+
+    model, _ = load_model(f"random:{arch}", num_labels=tiny_run.model.config.num_labels, seed=3)
+    with torch.no_grad():  # strong random layers, so that every layer changes the logits
+        g = torch.Generator().manual_seed(1)
+        for layer in get_layers(model):
+            for mod in layer.modules():
+                if isinstance(mod, torch.nn.Linear):
+                    mod.weight.copy_(torch.randn(mod.weight.shape, generator=g) * 2 / mod.weight.shape[1] ** 0.5)
+    run = dataclasses.replace(tiny_run, model=model.eval())
+    pruner = Pruner(run, fake_signals)
+    subsets = [s for r in (4, 3, 2, 1) for s in itertools.combinations(ALL, r)]
+    got = pruner.logits_many(subsets, "test", budget_bytes=budget)
+    distinct = set()
+    for kept in subsets:
+        pruned = remove_layers(copy.deepcopy(model), [i for i in ALL if i not in kept])
+        want = predict_logits(pruned, run.encoded["test"], batch_size=run.preset.eval_batch_size, device="cpu")
+        assert torch.equal(got[kept], want), (arch, kept)
+        distinct.add(tuple(want.flatten()[:8].tolist()))
+    assert len(distinct) > 10  # the sub-models really differ
+    plain = sum(map(len, subsets)) * len(list(pruning.length_batches(run.encoded["test"], run.preset.eval_batch_size)))
+    if budget > 1:  # 15 sub-models, 32 layer runs alone; 15 distinct prefixes ... plus the final runs' own
+        assert pruner.calls["layers_run"] < plain
+
+
+def test_a_stage_with_shared_test_prefixes_writes_the_same_files(tiny_run, tmp_path):
+    """run_pruning choosing every curve first and evaluating test at the end, sharing layers, against the plain
+    engine: byte-identical curves, signals and predictions; fewer layer runs."""
+    names = ["Weight-Magnitude", "Gradient-Norm", "Random", "Oracle", "Top-Drop"]
+    runs = {}
+    for sub, share in (("plain", False), ("shared", True)):
+        run = in_folder(tiny_run, tmp_path / sub)
+        pruner = Pruner(run, fake_signals)
+        pruner.share_test_prefixes = share
+        pruner.layer_inputs = None  # as on CUDA: each sub-model alone unless shared here
+        run_pruning(run, names, pruner=pruner)
+        runs[sub] = pruner
+    for name in ("curves.parquet", "signals.parquet", "predictions.parquet"):
+        assert (tmp_path / "plain" / name).read_bytes() == (tmp_path / "shared" / name).read_bytes(), name
+    curves = pd.read_parquet(tmp_path / "shared" / "curves.parquet")
+    assert curves["test_acc"].notna().all() and len(curves) == (len(names) - 1 + tiny_run.preset.random_seeds) * 3
+    assert runs["shared"].calls["layers_run"] < runs["plain"].calls["layers_run"]

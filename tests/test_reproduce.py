@@ -397,3 +397,13 @@ def test_a_kernel_that_never_came_up_counts_as_died():
     assert nr.kernel_died(RuntimeError("Kernel died before replying to kernel_info"))
     assert not nr.kernel_died(RuntimeError("CUDA error: out of memory"))
     assert not nr.kernel_died(NameError("name 'display_path' is not defined"))
+
+
+def test_start_within_in_this_process(tmp_path, capfd):
+    nbs = toy_notebooks(tmp_path / "nbs")
+    runs = tmp_path / "runs"
+    assert sweep.reproduce("tiny", "a,b", runs, notebooks_dir=nbs, jobs=1, start_within=0.5) is False
+    out = capfd.readouterr().out
+    assert log(runs, "a") == list(rp.DATASET_NOTEBOOKS) and log(runs, "b") == []
+    assert "[seed-0/b] not started (--start-within 0.5 s had passed" in out
+    assert out.strip().splitlines()[-1].startswith("reproduce: 1/2 chain(s) complete, 0 failed")

@@ -78,7 +78,9 @@ def rewritten_file(run, folder, names) -> bytes:
 def reference(tiny_run, tmp_path_factory):
     """(the rewritten-file bytes, the same as a frame) for NAMES on the tiny run."""
     folder = tmp_path_factory.mktemp("rewritten")
-    data = rewritten_file(in_folder(tiny_run, folder), folder, NAMES)
+    with pytest.MonkeyPatch.context() as mp:  # set up before conftest's per-test fp32: say it here too
+        mp.setenv("PAPERLIB_PRECISION", "fp32")
+        data = rewritten_file(in_folder(tiny_run, folder), folder, NAMES)
     return data, pd.read_parquet(folder / "predictions.parquet")
 
 

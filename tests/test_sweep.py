@@ -240,6 +240,9 @@ def test_the_grid_equals_a_direct_serial_computation(grid):
     # the seeds differ (each seeds its own fine-tuning), so equality above is not one seed's run copied
     a, b = (pd.read_parquet(grid["runs"] / f"seed-{s}" / "synB" / "predictions.parquet") for s in SEEDS)
     assert not _tidy(a).equals(_tidy(b))
+    for seed in SEEDS:  # each seed's transfer fusions ran as tasks of their own once its chains had ended
+        for name in DATASETS:
+            assert f"[seed-{seed}/{name}] transfer fusion: fitted in" in grid["out"], grid["out"]
     summary = grid["runs"] / "summary" / f"{rp.SUMMARY_NOTEBOOK}.ipynb"
     params = json.loads(summary.read_text())["metadata"]["papermill"]["parameters"]
     assert params["DATASETS"] == list(DATASETS) and params["SEEDS"] == list(SEEDS)  # 06 once, over the complete ones
@@ -424,3 +427,51 @@ def test_ctrl_c_cancels_the_grid_and_keeps_every_finished_chain(tmp_path):
     while time.monotonic() < deadline and not all(_gone(p.pid) for p in family):
         time.sleep(0.5)
     assert all(_gone(p.pid) for p in family), [p.pid for p in family if not _gone(p.pid)]
+
+
+def _chain_spans(runs: Path, seeds, names) -> dict[tuple[int, str], tuple[float, float]]:
+    """{(seed, dataset): (start of its 01, end of its 05)} from the toy notebooks' records."""
+    spans = {}
+    for seed in seeds:
+        for d in names:
+            first, last = (runs / f"seed-{seed}" / d / f"{nb}.seen.json" for nb in rp.DATASET_NOTEBOOKS[::4])
+            if first.is_file() and last.is_file():
+                spans[(seed, d)] = (json.loads(first.read_text())["start"], json.loads(last.read_text())["end"])
+    return spans
+
+
+def test_chains_start_seed_by_seed_and_start_within_leaves_the_rest_for_the_same_command(tmp_path, capfd):
+    """One worker: the chains run one at a time in the plan's order (seed 0's datasets, then seed 1's), never
+    several submitted at once; --start-within stops new chains once passed, reports each one left as not started
+    (exit status False) without touching it, and the same command then runs exactly those."""
+    nbs = toy_notebooks(tmp_path / "nbs")
+    runs = tmp_path / "runs"
+    specs = sweep.worker_specs([], cpus=2, jobs=1)
+    cluster = sweep.local_cluster(specs, dashboard=None)
+    try:
+        args = dict(seed=0, seeds=2, notebooks_dir=nbs, scheduler=cluster.scheduler_address)
+        assert sweep.reproduce("tiny", "a,b", runs, start_within=0.5, **args) is False
+        out = capfd.readouterr().out
+        assert log(runs, "a", 0) == list(rp.DATASET_NOTEBOOKS)  # the first chain of the plan ran whole ...
+        assert all(log(runs, d, s) == [] for s, d in ((0, "b"), (1, "a"), (1, "b")))  # ... nothing of the others
+        assert not (runs / "seed-1").exists() and not (runs / "seed-0" / "b").exists()
+        for label in ("seed-0/b", "seed-1/a", "seed-1/b"):
+            assert f"[{label}] not started (--start-within 0.5 s had passed; the same command runs it)" in out
+        assert "3 not started (--start-within): the same command runs them" in out.strip().splitlines()[-1]
+        assert "reproduce: 1/4 chain(s) complete, 0 failed" in out
+        first = _chain_spans(runs, (0,), "a")[(0, "a")]
+
+        assert sweep.reproduce("tiny", "a,b", runs, **args) is True
+        out = capfd.readouterr().out
+    finally:
+        cluster.close()
+    assert "[seed-0/a] done in" in out and "(0 run, 5 done already)" in out
+    assert log(runs, "a", 0) == list(rp.DATASET_NOTEBOOKS)  # not run again
+    spans = _chain_spans(runs, (0, 1), "ab")
+    assert spans[(0, "a")] == first
+    order = [(0, "b"), (1, "a"), (1, "b")]
+    starts = [spans[c][0] for c in order]
+    assert starts == sorted(starts), spans  # seed by seed, in the plan's order
+    for earlier, later in zip(order, order[1:]):
+        assert spans[later][0] >= spans[earlier][1], spans  # one chain at a time on the one slot
+    assert summary_seen(runs) == {"DATASETS": ["a", "b"], "SEEDS": [0, 1]}

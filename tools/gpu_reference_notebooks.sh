@@ -12,7 +12,14 @@
 # (WORKERS_PER_GPU=3: three workers share each GPU, so small datasets overlap); chains = 9 datasets x SEEDS.
 # Settings (environment, for start): RUN (runs folder name, default mpnet-paper), MODEL (default MPNet-base;
 # /tmp/models/all-MiniLM-L6-v2 for the 6-layer run), DEPTHS (every_other; all for MiniLM), SEED (0), SEEDS (3),
-# WORKERS_PER_GPU (1), DATASETS (all).  The wall time of the run is the log's last line ("wall N s").
+# WORKERS_PER_GPU (1), DATASETS (all), START_WITHIN (seconds after which no chain starts: the session's device
+# time is fixed, and a chain cut off loses its M_0).  The wall time of the run is the log's last line ("wall N s").
+# A run over several sessions goes seed by seed: each seed's chains and its transfer fusions (which prune every
+# dataset's own M_0, and the M_0 stay on the GPU machine) must end in one session.  The seeds done before travel
+# back as their run folders with their executed notebooks (what marks a chain complete):
+#   tar -C results -cJf .carry/c5/RUN.resume.tar.xz --exclude=RUN/logs --exclude=RUN/README.md --exclude=RUN/summary RUN
+# `part c5` keeps it in /tmp/parts and `start` unpacks it into the runs folder; then SEED=0 SEEDS=<done + 1> reruns
+# nothing of the seeds done (06 keeps their saved transfer fusions without their M_0) and runs the next seed.
 # Local side, before the calls (each call carries the checkout, ~16 MiB, plus at most ~48 MiB):
 #   tools/mpnet_to_device.sh prepare; python tools/pack_data.py ../shared/datasets .carry/data.tar.xz
 #   cat .carry/mp?/part0? > /tmp/mpnet.fp16 && split -n 6 -d /tmp/mpnet.fp16 /tmp/mpnet.part   # six 36.5 MB parts
@@ -34,7 +41,8 @@
 set -uo pipefail
 mode=$1; arg=${2:-540}
 R=/tmp/runs; mkdir -p "$R" /tmp/parts
-RUN=${RUN:-mpnet-paper}
+# `wait` and `pack` follow the run `start` launched unless RUN is given
+RUN=${RUN:-$(cat "$R/CURRENT" 2>/dev/null || echo mpnet-paper)}
 export PAPERLIB_QUIET=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false PAPERLIB_CACHE_DIR=/tmp/ref/cache
 export PYTHONPATH=/tmp/code:/tmp/site
 
@@ -84,10 +92,15 @@ case "$mode" in
       rm -rf /tmp/models/all-MiniLM-L6-v2 && cp -r .carry/minilm16 /tmp/models/all-MiniLM-L6-v2
     fi
     tar -C /tmp/ref -xJf /tmp/parts/data.tar.xz || exit 2
-    rm -f "$R/$RUN.rc"
+    if [ -f "/tmp/parts/$RUN.resume.tar.xz" ]; then   # the complete chains of earlier sessions: skipped
+      tar -C "$R" -xJf "/tmp/parts/$RUN.resume.tar.xz" || exit 2
+      echo "resuming $RUN: $(ls -d "$R/$RUN"/seed-*/* 2>/dev/null | wc -l) chain folder(s) carried"
+    fi
+    rm -f "$R/$RUN.rc"; echo "$RUN" > "$R/CURRENT"
     args="--preset paper --datasets ${DATASETS:-all} --data-dir /tmp/ref/data --runs $R/$RUN"
     args="$args --model ${MODEL:-/tmp/models/all-mpnet-base-v2} --depths ${DEPTHS:-every_other}"
     args="$args --seed ${SEED:-0} --seeds ${SEEDS:-3} --workers-per-gpu ${WORKERS_PER_GPU:-1}"
+    args="$args${START_WITHIN:+ --start-within $START_WITHIN}"
     echo "paperlib reproduce $args"
     (cd /tmp/code && setsid nohup bash -c "t0=\$(date +%s); python3 -m paperlib reproduce $args; rc=\$?; \
         echo \"wall \$(( \$(date +%s) - t0 )) s\"; echo \$rc > $R/$RUN.rc" > "$R/$RUN.log" 2>&1 < /dev/null &)
