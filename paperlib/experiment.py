@@ -341,12 +341,14 @@ def preset_of(folder: str | Path) -> Preset:
     return Preset(**{**saved, "datasets": tuple(saved["datasets"])})
 
 
+def holds_m0(folder: str | Path) -> bool:
+    """Whether ``folder`` holds a fine-tuned M_0: config.json, metrics.json and model/ (what notebook 01 writes)."""
+    folder = Path(folder)
+    return (folder / "config.json").is_file() and (folder / "metrics.json").is_file() and (folder / "model").is_dir()
+
+
 def _finished_config(folder: Path) -> dict:
-    if (
-        not (folder / "config.json").is_file()
-        or not (folder / "metrics.json").is_file()
-        or not (folder / "model").is_dir()
-    ):
+    if not holds_m0(folder):
         raise PaperlibError(
             f"{str(folder)!r} holds no fine-tuned M_0 (config.json, metrics.json, model/): "
             f"run `paperlib finetune` or notebook 01 for this dataset first"

@@ -15,6 +15,9 @@ from .paths import ROOT_ENV, display_path, portable_parameters, repo_root
 # the kernel's own log (transport warnings, shutdown noise) would drown the progress lines; cell
 # errors still reach the executed notebook and the failure report
 KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
+# seconds a kernel may take to start: papermill's 60 s is too short on a loaded machine (two grid workers on two
+# cores each starting a kernel that imports torch)
+KERNEL_START_TIMEOUT = 600
 
 
 def _papermill():
@@ -217,6 +220,7 @@ def execute(
                 progress_bar=False,
                 log_output=False,
                 extra_arguments=KERNEL_ARGUMENTS,
+                start_timeout=KERNEL_START_TIMEOUT,
             )
         clean_notebook_file(tmp, [*clean_roots, output.parent], output_path=display_path(output))
         os.replace(tmp, output)

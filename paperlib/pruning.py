@@ -320,16 +320,15 @@ class Pruner:
                 raise _Stop
 
             handles.append(last.register_forward_hook(grab))
+        self.calls["layers_run"] += len(layers)
         try:
             with self._without(frozenset(layers)) as m, autocast(self.device):
-                logits = m(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+                return m(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
         except _Stop:
             return got["hidden"]
         finally:
             for h in handles:
                 h.remove()
-        self.calls["layers_run"] += len(layers)
-        return logits
 
     @torch.inference_mode()
     def logits_many(self, keys, split: str, budget_bytes: int = SHARED_PREFIX_BUDGET) -> dict[tuple, torch.Tensor]:
@@ -361,7 +360,6 @@ class Pruner:
                     hidden = kept[m[:start]] if start else None
                     for p in range(start + 1, share + 1):
                         hidden = self._run_layers(m[p - 1 : p], hidden, batch, capture=True)
-                        self.calls["layers_run"] += 1
                         if (
                             sum(h.numel() * h.element_size() for h in kept.values())
                             + hidden.numel() * hidden.element_size()
@@ -375,18 +373,18 @@ class Pruner:
         self.calls[split] += len(models)
         return out
 
-    def prefetch(self, keys, split: str = "test") -> int:
-        """Evaluate the sub-models among ``keys`` not known yet on ``split`` together (``logits_many``), keeping
-        accuracy and predictions as ``_accuracy`` does; returns how many were evaluated."""
-        cache = self._test if split == "test" else self._val
-        todo = sorted({self._key(k) for k in keys} - set(cache), key=sorted)
+    def prefetch_test(self, keys) -> int:
+        """Evaluate the sub-models among ``keys`` not known yet on the test split together (``logits_many``),
+        keeping accuracy and predictions as ``_accuracy`` does; returns how many were evaluated.  (Validation
+        is read while curves are chosen, one sub-model at a time, so only test evaluations can wait.)"""
+        todo = sorted({self._key(k) for k in keys} - set(self._test), key=sorted)
         if not todo:
             return 0
-        labels = self.run.encoded[split].labels.to(self.device)
-        for kept, logits in self.logits_many(todo, split).items():
+        labels = self.run.encoded["test"].labels.to(self.device)
+        for kept, logits in self.logits_many(todo, "test").items():
             key, pred = frozenset(kept), logits.argmax(-1)
-            cache[key] = float((pred == labels).float().mean())  # exactly as train.evaluate
-            self._pred[split][key] = pred.to(torch.int16).cpu().numpy()
+            self._test[key] = float((pred == labels).float().mean())  # exactly as train.evaluate
+            self._pred["test"][key] = pred.to(torch.int16).cpu().numpy()
         return len(todo)
 
     def val_accuracy(self, kept) -> float:
@@ -628,7 +626,7 @@ def run_pruning(
                 prune_curve(pruner, strategy, seed)
         finally:
             deferred, pruner._deferred = pruner._deferred, None
-        pruner.prefetch(deferred, "test")
+        pruner.prefetch_test(deferred)
     bar = tqdm(jobs, desc="prune" if not share else "prune: files", disable=not progress_enabled(progress))
     for strategy, seed in bar:
         bar.set_postfix_str(strategy.name + (f" seed {seed}" if strategy.kind == "random" else ""))

@@ -189,10 +189,13 @@ def _transfer_task(chain: rp.Chain, stop: str) -> str:
     """The transfer fusion of one complete chain (``fusion.transfer_fusion``), while its M_0 is on this machine."""
     from distributed import Event
 
+    from .experiment import holds_m0
     from .fusion import transfer_fusion
 
     if Event(stop).is_set():
         return f"[{chain.label}] transfer fusion: cancelled"
+    if not holds_m0(chain.folder):  # notebooks of one's own (--notebooks) that make no M_0: nothing to transfer
+        return f"[{chain.label}] transfer fusion: skipped (no fine-tuned M_0 in the chain's folder)"
     start = time.perf_counter()
     with environment(dict(chain.env)):
         done = transfer_fusion(chain.runs, [chain.name], chain.data_dir, seeds=[chain.seed], progress=False)

@@ -51,7 +51,13 @@ STAGES = {  # what each stage notebook runs: the calls of the real notebooks, wi
     "01_finetune_baseline": _SETUP,
     "02_pruning_signals": "print('signals are computed by 03 here')",
     "03_single_signal_pruning": _SETUP
-    + "from paperlib.pruning import run_pruning\nrun_pruning(run, 'all', progress=False)",
+    + "from paperlib.pruning import run_pruning\nrun_pruning(run, 'Weight-Magnitude', progress=False)\n"
+    # the chain whose worker is killed pauses once here, with some curves saved and 03 not complete, so the
+    # kill (test_a_worker_killed_mid_chain...) never misses a fast 03; the retry finds the marker and goes on
+    + "import pathlib, time\nmarker = pathlib.Path(run.folder) / 'paused'\n"
+    + f"if (SEED, pathlib.Path(DATASET).name) == {KILLED!r} and not marker.exists():\n"
+    + "    marker.touch()\n    time.sleep(60)\n"
+    + "run_pruning(run, 'all', progress=False)",
     "04_strategic_fusion": _SETUP + "from paperlib.fusion import run_fusion\nrun_fusion(run, 'within', progress=False)",
     "05_knowledge_distillation": _SETUP
     + "from paperlib.distill import distill_run\ndistill_run(run, depths=DEPTHS, progress=False, verbose=False)",
@@ -382,6 +388,9 @@ def test_scheduler_reaches_separately_started_workers(tmp_path):
             proc.wait(timeout=60)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert f"scheduler {address}, 2 worker(s)" in done.stdout
+    # the toy notebooks make no M_0: each complete chain's transfer fusion says so instead of failing
+    assert "transfer fusion: FAILED" not in done.stdout, done.stdout
+    assert done.stdout.count("transfer fusion: skipped (no fine-tuned M_0") == 6, done.stdout
     for seed in (0, 1):
         for d in ("one", "two", "three"):
             assert log(runs, d, seed) == list(rp.DATASET_NOTEBOOKS), (seed, d)
